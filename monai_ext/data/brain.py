@@ -1,0 +1,443 @@
+"""BraTS-like multi-contrast brain MRI phantoms with one glioma-like lesion, built on real anatomy.
+
+Each subject starts from the MNI152 2009 (ICBM 2009a symmetric) grey- and white-matter probability maps and brain
+mask shipped inside nilearn (no download), deformed by a random affine + elastic transform. One tumour is placed
+entirely inside the brain: an irregular core (an enhancing rim around a necrotic centre) inside an edema shell.
+Four contrasts imitate a BraTS acquisition (T1, T1ce, T2, FLAIR): each voxel mixes the class intensities of its
+tissue fractions (partial volume), then a smooth multiplicative bias field and Rician noise are applied, the
+background is zeroed as after skull stripping and each contrast is min-max scaled to [0, 1].
+
+Grids (brain-centred crops of the MNI152 grid, origin at the first voxel):
+
+- ``resolution=2``: 96 x 96 x 96 voxels of 2 mm (the 2 mm MNI grid is 99 x 117 x 95; the brain spans 73 x 90 x 78
+  voxels, so the cube holds all of it with room for the deformation, and 96 divides by 32 for U-Nets);
+- ``resolution=1``: 200 x 200 x 155 voxels of 1 mm, a BraTS-like field of view (BraTS volumes are 240 x 240 x 155).
+
+Typical use::
+
+    from monai_ext.data.brain import make_brains
+
+    datalist = make_brains("data/brains", n=20, seed=0)  # 3D, 2 mm
+    slices = make_brains("data/brain_slices", n=20, mode="2d", slices_per_subject=4)
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from monai.transforms import Rand3DElastic, RandBiasField, RandRicianNoise, Resize
+from monai.utils import convert_to_numpy, optional_import
+from scipy import ndimage
+from tqdm import tqdm
+
+import monai_ext
+from monai_ext.data.datalist import prepare_output_dir, save_nifti, split_counts, write_datalist
+
+nilearn_datasets, _ = optional_import("nilearn.datasets")
+
+__all__ = ["CONTRASTS", "GRIDS", "REGIONS", "TISSUE_LABELS", "make_brains", "synthesize_brain"]
+
+CONTRASTS = ("t1", "t1ce", "t2", "flair")
+"""Image channels, in the order of the 4-channel image."""
+
+REGIONS = ("background", "csf", "gm", "wm", "edema", "enhancing", "necrosis")
+"""Partial-volume classes whose fractions make up every voxel (``synthesize_brain(...)["fractions"]``)."""
+
+TISSUE_LABELS = {"background": 0, "csf": 1, "gm": 2, "wm": 3, "tumour": 4}
+"""Values of the tissue map; ``tumour`` (core + edema) overrides the healthy tissue."""
+
+GRIDS = {2: (96, 96, 96), 1: (200, 200, 155)}
+"""Output grid (voxels) for each resolution (mm)."""
+
+MODES = ("3d", "2d")
+
+# Per contrast, the range from which each region's intensity is drawn for every subject. The ranges of the regions
+# whose order matters do not overlap, so every draw keeps the usual contrast: T1 WM > GM > CSF with a dark core;
+# T1ce as T1 with a bright enhancing rim; T2 CSF > GM > WM with bright edema; FLAIR dark CSF, bright edema and tumour,
+# GM > WM. Background is 0 in every contrast.
+INTENSITY_RANGES: dict[str, dict[str, tuple[float, float]]] = {
+    "t1": {
+        "csf": (0.15, 0.25),
+        "gm": (0.45, 0.55),
+        "wm": (0.70, 0.80),
+        "edema": (0.36, 0.42),
+        "enhancing": (0.30, 0.36),
+        "necrosis": (0.15, 0.25),
+    },
+    "t1ce": {
+        "csf": (0.15, 0.25),
+        "gm": (0.45, 0.55),
+        "wm": (0.70, 0.80),
+        "edema": (0.36, 0.42),
+        "enhancing": (1.00, 1.20),
+        "necrosis": (0.15, 0.25),
+    },
+    "t2": {
+        "csf": (0.90, 1.00),
+        "gm": (0.50, 0.60),
+        "wm": (0.30, 0.40),
+        "edema": (0.75, 0.85),
+        "enhancing": (0.55, 0.65),
+        "necrosis": (0.85, 0.95),
+    },
+    "flair": {
+        "csf": (0.08, 0.16),
+        "gm": (0.48, 0.56),
+        "wm": (0.34, 0.42),
+        "edema": (0.85, 0.95),
+        "enhancing": (0.70, 0.80),
+        "necrosis": (0.62, 0.70),
+    },
+}
+
+TUMOUR_DIAMETER_MM = (10.0, 50.0)
+# The tumour outline is r(direction) = R * (1 - IRREGULARITY + IRREGULARITY * h(direction)), h in [0, 1]: it fits the
+# ball of radius R = diameter / 2 and contains the ball of radius (1 - IRREGULARITY) * R.
+IRREGULARITY = 0.3
+CORE_FRACTION = (0.45, 0.65)  # core radius / whole-tumour radius; below 1 - IRREGULARITY, so the core stays inside
+NECROSIS_FRACTION = (0.2, 0.5)  # necrosis radius / core radius; the rest of the core is the enhancing rim
+EDGE_SCALE_VOXELS = 0.3  # logistic scale of the soft tumour edges: a partial-volume ramp about one voxel wide
+MARGIN_VOXELS = 2  # distance kept between the whole tumour and the brain surface
+MAX_SLICES_PER_SUBJECT = 12
+
+ELASTIC_SIGMA_MM = (8.0, 12.0)  # smoothness of the elastic displacement
+ELASTIC_DISPLACEMENT_MM = (1.0, 3.0)  # standard deviation of the elastic displacement
+ROTATE_RADIANS = 0.15
+SCALE_FRACTION = 0.08
+TRANSLATE_MM = 4.0
+BIAS_COEFF_RANGE = (-0.05, 0.05)  # Legendre coefficients of log(bias): about 15-25 % variation over the brain
+NOISE_STD = 0.04  # largest Rician noise level (relative to the brightest class); drawn per contrast in [0, NOISE_STD]
+
+
+@functools.lru_cache(maxsize=2)
+def _mni152_tissues(resolution: int) -> np.ndarray:
+    """CSF, GM and WM fractions of the MNI152 2009 anatomy on the brain-centred output grid, shape (3, *grid).
+
+    GM and WM are restricted to nilearn's brain mask (the T1 template thresholded); CSF is the rest of the mask.
+    """
+    gm = nilearn_datasets.load_mni152_gm_template(resolution=resolution).get_fdata()
+    wm = nilearn_datasets.load_mni152_wm_template(resolution=resolution).get_fdata()
+    mask = nilearn_datasets.load_mni152_brain_mask(resolution=resolution).get_fdata() > 0.5
+    gm, wm = np.clip(gm, 0, 1) * mask, np.clip(wm, 0, 1) * mask
+    csf = np.clip(mask - gm - wm, 0, 1)
+    voxels = np.argwhere(mask)
+    centre = (voxels.min(0) + voxels.max(0) + 1) // 2
+    tissues = np.stack([_crop_or_pad(t, centre, GRIDS[resolution]) for t in (csf, gm, wm)]).astype(np.float32)
+    tissues.setflags(write=False)
+    return tissues
+
+
+def _crop_or_pad(volume: np.ndarray, centre: np.ndarray, size: tuple[int, ...]) -> np.ndarray:
+    """Cut the box of ``size`` voxels centred on ``centre`` out of ``volume``, zero-padding where it sticks out."""
+    start = np.asarray(centre) - np.asarray(size) // 2
+    stop = start + np.asarray(size)
+    pad = [(max(-a, 0), max(b - s, 0)) for a, b, s in zip(start, stop, volume.shape, strict=True)]
+    padded = np.pad(volume, pad)
+    return padded[tuple(slice(a + p[0], b + p[0]) for a, b, p in zip(start, stop, pad, strict=True))]
+
+
+def _elastic_magnitude_range(sigma_voxels: float, spacing: float) -> tuple[float, float]:
+    """Rand3DElastic ``magnitude_range`` giving an elastic displacement of ``ELASTIC_DISPLACEMENT_MM`` (std).
+
+    Rand3DElastic smooths uniform noise on [-1, 1] (std 1/sqrt(3)) with a Gaussian of std ``sigma_voxels``, which
+    divides its standard deviation by about (2 sqrt(pi) sigma)^(3/2) in 3D, then multiplies it by the magnitude.
+    """
+    smoothed_std = (1 / np.sqrt(3)) / (2 * np.sqrt(np.pi) * sigma_voxels) ** 1.5
+    low, high = ELASTIC_DISPLACEMENT_MM
+    return low / spacing / smoothed_std, high / spacing / smoothed_std
+
+
+def _deform(tissues: np.ndarray, spacing: float, state: np.random.RandomState) -> np.ndarray:
+    """Random affine + elastic deformation of the tissue fractions (bilinear, zeros outside), shape kept."""
+    sigma = tuple(s / spacing for s in ELASTIC_SIGMA_MM)
+    deform = Rand3DElastic(
+        sigma_range=sigma,
+        magnitude_range=_elastic_magnitude_range(float(np.mean(sigma)), spacing),
+        prob=1.0,
+        rotate_range=(ROTATE_RADIANS,) * 3,
+        scale_range=(SCALE_FRACTION,) * 3,
+        translate_range=(TRANSLATE_MM / spacing,) * 3,
+        mode="bilinear",
+        padding_mode="zeros",
+    )
+    deform.set_random_state(state=state)
+    return np.clip(convert_to_numpy(deform(tissues), dtype=np.float32), 0, 1)
+
+
+def _pick_tumour_centre(
+    brain: np.ndarray, wm: np.ndarray, radius: float, spacing: float, rng: np.random.Generator
+) -> tuple[np.ndarray, float]:
+    """A voxel at least ``radius`` + margin from the brain surface, preferably in white matter (where gliomas grow).
+
+    The edge of the grid counts as brain surface, so the tumour also stays inside the field of view.
+
+    Returns:
+        the centre voxel and the radius, shrunk only if the brain has no voxel that deep.
+    """
+    depth = ndimage.distance_transform_edt(np.pad(brain, 1), sampling=spacing)[(slice(1, -1),) * brain.ndim]
+    margin = MARGIN_VOXELS * spacing
+    radius = min(radius, float(depth.max()) - margin)
+    candidates = depth >= radius + margin
+    in_wm = candidates & (wm >= 0.5)
+    voxels = np.argwhere(in_wm if in_wm.any() else candidates)
+    return voxels[rng.integers(len(voxels))], radius
+
+
+def _random_lobes(directions: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A smooth random function of direction in [0, 1]: a few von Mises-Fisher bumps, scaled to reach 1.
+
+    Args:
+        directions: unit vectors, shape (3, ...).
+    """
+    n_lobes = int(rng.integers(3, 7))
+    axes = rng.normal(size=(n_lobes, 3))
+    axes /= np.linalg.norm(axes, axis=1, keepdims=True)
+    weights = rng.dirichlet(np.ones(n_lobes))
+    concentration = rng.uniform(2.0, 6.0)
+    cosines = np.tensordot(axes, directions, axes=1)
+    lobes = np.tensordot(weights, np.exp(concentration * (cosines - 1)), axes=1)
+    return lobes / lobes.max()
+
+
+def _tumour_fractions(
+    brain: np.ndarray, wm: np.ndarray, spacing: float, min_diameter_mm: float, rng: np.random.Generator
+) -> np.ndarray:
+    """Soft edema, enhancing-rim and necrosis fractions of one irregular tumour inside ``brain``, shape (3, *grid).
+
+    The three nested outlines (whole tumour, core, necrosis) are star-shaped around the centre; each fraction is a
+    logistic ramp across its outline, so the tumour boundary has partial volume like the healthy tissue.
+    """
+    radius = rng.uniform(min_diameter_mm, TUMOUR_DIAMETER_MM[1]) / 2
+    centre, radius = _pick_tumour_centre(brain, wm, radius, spacing, rng)
+    half = int(np.ceil(radius / spacing)) + MARGIN_VOXELS
+    start, stop = np.maximum(centre - half, 0), np.minimum(centre + half + 1, brain.shape)
+    box = tuple(slice(a, b) for a, b in zip(start, stop, strict=True))
+    axes = [(np.arange(a, b) - c) * spacing for a, b, c in zip(start, stop, centre, strict=True)]
+    offsets = np.stack(np.meshgrid(*axes, indexing="ij"))
+    distance = np.linalg.norm(offsets, axis=0)
+    directions = offsets / np.maximum(distance, 1e-6)
+    whole = radius * (1 - IRREGULARITY + IRREGULARITY * _random_lobes(directions, rng))
+    core = rng.uniform(*CORE_FRACTION) * radius * (1 - IRREGULARITY + IRREGULARITY * _random_lobes(directions, rng))
+    necrosis = rng.uniform(*NECROSIS_FRACTION) * core
+    scale = EDGE_SCALE_VOXELS * spacing
+    inside = [1 / (1 + np.exp((distance - outline) / scale)) for outline in (whole, core, necrosis)]
+    fractions = np.zeros((3, *brain.shape), np.float32)
+    fractions[(slice(None), *box)] = [inside[0] - inside[1], inside[1] - inside[2], inside[2]]
+    return fractions
+
+
+def _draw_intensities(rng: np.random.Generator) -> np.ndarray:
+    """Class intensities of one subject, shape (len(CONTRASTS), len(REGIONS)); background stays 0."""
+    intensities = np.zeros((len(CONTRASTS), len(REGIONS)), np.float32)
+    for c, contrast in enumerate(CONTRASTS):
+        for r, region in enumerate(REGIONS[1:], start=1):
+            intensities[c, r] = rng.uniform(*INTENSITY_RANGES[contrast][region])
+    return intensities
+
+
+def _render_contrasts(
+    fractions: np.ndarray, intensities: np.ndarray, foreground: np.ndarray, state: np.random.RandomState
+) -> np.ndarray:
+    """The four MR contrasts, shape (4, *grid), float32 in [0, 1].
+
+    Partial-volume mixing, one smooth multiplicative bias field and one Rician noise level per contrast, background
+    set to 0 outside ``foreground`` (skull stripping), then min-max scaling of each contrast.
+    """
+    mixed = np.tensordot(intensities, fractions, axes=1)
+    bias = RandBiasField(degree=3, coeff_range=BIAS_COEFF_RANGE, prob=1.0).set_random_state(state=state)
+    noise = RandRicianNoise(prob=1.0, std=NOISE_STD, sample_std=True).set_random_state(state=state)
+    images = np.stack([convert_to_numpy(noise(bias(channel[None])))[0] for channel in mixed]) * foreground
+    low = images.min(axis=(1, 2, 3), keepdims=True)
+    high = images.max(axis=(1, 2, 3), keepdims=True)
+    return ((images - low) / (high - low)).astype(np.float32)
+
+
+def synthesize_brain(
+    rng: np.random.Generator, resolution: int = 2, min_diameter_mm: float = TUMOUR_DIAMETER_MM[0]
+) -> dict[str, np.ndarray]:
+    """Simulate one BraTS-like subject in memory: deformed MNI152 anatomy, one tumour, four MR contrasts.
+
+    Args:
+        rng: source of every random draw (the MONAI transforms get a RandomState seeded from it).
+        resolution: voxel size in mm, 2 (96^3 grid) or 1 (200 x 200 x 155 grid).
+        min_diameter_mm: smallest diameter of the ball that bounds the whole tumour (drawn up to 50 mm).
+
+    Returns:
+        ``image`` (4, X, Y, Z) float32 in [0, 1], channels ``CONTRASTS``; ``label`` whole tumour (X, Y, Z) uint8 0/1;
+        ``tissue`` (X, Y, Z) uint8 with ``TISSUE_LABELS``; ``fractions`` (7, X, Y, Z) float32, the partial-volume
+        fraction of each of ``REGIONS`` (they sum to 1).
+    """
+    if resolution not in GRIDS:
+        raise ValueError(f"resolution must be one of {tuple(GRIDS)} (mm), got {resolution}.")
+    state = np.random.RandomState(int(rng.integers(2**31)))
+    spacing = float(resolution)
+    healthy = _deform(_mni152_tissues(resolution), spacing, state)
+    background = np.clip(1 - healthy.sum(0), 0, 1)
+    tissue = np.argmax(np.concatenate([background[None], healthy]), axis=0).astype(np.uint8)
+    tumour = _tumour_fractions(tissue > 0, healthy[2], spacing, min_diameter_mm, rng)
+    whole_tumour = tumour.sum(0)
+    label = (whole_tumour >= 0.5).astype(np.uint8)
+    tissue[label == 1] = TISSUE_LABELS["tumour"]
+    fractions = np.concatenate([background[None], healthy * (1 - whole_tumour), tumour])
+    image = _render_contrasts(fractions, _draw_intensities(rng), tissue > 0, state)
+    return {"image": image, "label": label, "tissue": tissue, "fractions": fractions}
+
+
+def _tumour_slices(label: np.ndarray, count: int) -> list[int]:
+    """``count`` distinct axial slices evenly spread over the tumour, leaving out its two end slices."""
+    through = np.flatnonzero(label.any(axis=(0, 1)))
+    picks = np.round(np.linspace(0, len(through) - 1, count + 2)[1:-1]).astype(int)
+    return [int(z) for z in through[np.unique(picks)]]
+
+
+def _write_subject_3d(out: Path, name: str, phantom: dict[str, np.ndarray], spacing: float) -> dict[str, Any]:
+    """Write one subject as NIfTI files in ``out/name`` and return its datalist record (paths relative to ``out``)."""
+    (out / name).mkdir(exist_ok=True)
+    volumes = {
+        **dict(zip(CONTRASTS, phantom["image"], strict=True)),
+        "label": phantom["label"],
+        "tissue": phantom["tissue"],
+    }
+    paths = {key: f"{name}/{key}.nii.gz" for key in volumes}
+    for key, volume in volumes.items():
+        save_nifti(volume, out / paths[key], (spacing,) * 3)
+    return {
+        "image": [paths[c] for c in CONTRASTS],
+        "flair": paths["flair"],
+        "label": paths["label"],
+        "tissue": paths["tissue"],
+    }
+
+
+def _write_subject_2d(
+    out: Path, name: str, phantom: dict[str, np.ndarray], spacing: float, slices: int, size: int
+) -> list[dict[str, Any]]:
+    """Write axial slices through the tumour, resampled to ``size`` x ``size``; return their datalist records.
+
+    Images are (H, W, 4) channel-last NIfTI (each channel min-max scaled to [0, 1]); labels are (H, W) uint8.
+    """
+    (out / name).mkdir(exist_ok=True)
+    resize_image = Resize((size, size), mode="bilinear", anti_aliasing=True)
+    resize_label = Resize((size, size), mode="nearest-exact")
+    grid = phantom["label"].shape
+    pixel = (spacing * grid[0] / size, spacing * grid[1] / size, 1.0)
+    records = []
+    for z in _tumour_slices(phantom["label"], slices):
+        image = convert_to_numpy(resize_image(phantom["image"][..., z]))
+        low, high = image.min(axis=(1, 2), keepdims=True), image.max(axis=(1, 2), keepdims=True)
+        image = ((image - low) / (high - low)).astype(np.float32)
+        record = {key: f"{name}/z{z:03d}_{key}.nii.gz" for key in ("image", "label", "tissue")}
+        save_nifti(np.moveaxis(image, 0, -1), out / record["image"], pixel)
+        for key in ("label", "tissue"):
+            resized = convert_to_numpy(resize_label(phantom[key][None, ..., z]))[0]
+            save_nifti(np.rint(resized).astype(np.uint8), out / record[key], pixel)
+        records.append(record)
+    return records
+
+
+def _check_options(n: int, seed: int, mode: str, resolution: int, slices_per_subject: int, slice_size: int) -> None:
+    """Raise ValueError naming the first option outside its allowed range."""
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}.")
+    if seed < 0:
+        raise ValueError(f"seed must be >= 0, got {seed}.")
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}.")
+    if resolution not in GRIDS:
+        raise ValueError(f"resolution must be one of {tuple(GRIDS)} (mm), got {resolution}.")
+    if not 1 <= slices_per_subject <= MAX_SLICES_PER_SUBJECT:
+        raise ValueError(f"slices_per_subject must be in [1, {MAX_SLICES_PER_SUBJECT}], got {slices_per_subject}.")
+    if not 16 <= slice_size <= 1024:
+        raise ValueError(f"slice_size must be in [16, 1024], got {slice_size}.")
+
+
+def make_brains(
+    out: str | Path,
+    n: int = 20,
+    seed: int = 0,
+    mode: str = "3d",
+    resolution: int = 2,
+    slices_per_subject: int = 4,
+    slice_size: int = 128,
+    overwrite: bool = False,
+) -> Path:
+    """Generate a dataset of BraTS-like multi-contrast brain MRI phantoms with one tumour each.
+
+    Every subject is the MNI152 2009 anatomy under a random affine + elastic deformation with one irregular tumour
+    (core + edema, 10-50 mm) inside the brain, imaged as T1, T1ce, T2 and FLAIR (see the module docstring).
+    Subjects are split 4:1:1 into training / validation / test before slicing, so 2D slices of one subject never
+    land in two splits. The same ``seed`` and options give the same bytes.
+
+    Files, in one folder per subject ``brain_000`` ...:
+
+    - ``mode="3d"``: ``t1``, ``t1ce``, ``t2``, ``flair`` (float32 in [0, 1]), ``label`` (whole tumour, uint8 0/1) and
+      ``tissue`` (uint8, ``TISSUE_LABELS``) ``.nii.gz`` on the ``GRIDS[resolution]`` grid. Datalist records are
+      ``{"image": [t1, t1ce, t2, flair], "flair": ..., "label": ..., "tissue": ...}``;
+      ``LoadImaged(keys="image", image_only=True)`` + ``EnsureChannelFirstd(keys="image")`` stack the four paths into a
+      (4, X, Y, Z) image.
+    - ``mode="2d"``: per axial slice ``z``, ``z{z:03d}_image`` (``slice_size`` x ``slice_size`` x 4 channel-last
+      float32, channels ``CONTRASTS``), ``z{z:03d}_label`` and ``z{z:03d}_tissue`` (``slice_size`` x ``slice_size``
+      uint8). ``LoadImaged(keys=["image", "label"], image_only=True)`` then
+      ``EnsureChannelFirstd(keys="image", channel_dim=-1)`` and ``EnsureChannelFirstd(keys="label")`` give a
+      (4, H, W) image and a (1, H, W) label.
+
+    Args:
+        out: dataset folder; created if missing, refused when not empty unless ``overwrite``.
+        n: number of subjects (>= 1).
+        seed: seed of the one random generator every draw comes from (>= 0).
+        mode: ``"3d"`` volumes or ``"2d"`` axial slices through the tumour.
+        resolution: voxel size in mm: 2 (96^3 grid) or 1 (200 x 200 x 155 BraTS-like grid).
+        slices_per_subject: in 2D mode, number of distinct slices taken through each tumour (1 to 12); the smallest
+            tumour grows with it so that every slice cuts the tumour.
+        slice_size: in 2D mode, height and width of the resampled slices (16 to 1024).
+        overwrite: write into a non-empty ``out``.
+
+    Returns:
+        path of ``datalist.json`` (training / validation / test lists, readable by
+        ``monai.data.load_decathlon_datalist``); ``dataset.json`` next to it records generator, version, options
+        and seed.
+
+    Raises:
+        ValueError: an option is outside its allowed range.
+        FileExistsError: ``out`` is not empty and ``overwrite`` is False.
+    """
+    _check_options(n, seed, mode, resolution, slices_per_subject, slice_size)
+    out = prepare_output_dir(out, overwrite)
+    rng = np.random.default_rng(seed)
+    spacing = float(resolution)
+    min_diameter = TUMOUR_DIAMETER_MM[0]
+    if mode == "2d":  # the tumour must span slices_per_subject + 2 slices even along its narrowest direction
+        min_diameter = max(min_diameter, (slices_per_subject + 2) * spacing / (1 - IRREGULARITY))
+    records: list[dict[str, Any]] = []
+    for index in tqdm(range(n), desc="brain phantoms", unit="subject"):
+        phantom = synthesize_brain(rng, resolution, min_diameter)
+        name = f"brain_{index:03d}"
+        if mode == "3d":
+            records.append(_write_subject_3d(out, name, phantom, spacing))
+        else:
+            records.extend(_write_subject_2d(out, name, phantom, spacing, slices_per_subject, slice_size))
+    per_subject = 1 if mode == "3d" else slices_per_subject
+    counts = [count * per_subject for count in split_counts(n)]
+    meta = {
+        "name": "brain",
+        "description": "BraTS-like multi-contrast brain MRI phantoms (MNI152 2009 anatomy, one tumour each)",
+        "generator": "monai_ext.data.brain.make_brains",
+        "version": monai_ext.__version__,
+        "seed": seed,
+        "options": {
+            "n": n,
+            "mode": mode,
+            "resolution": resolution,
+            "slices_per_subject": slices_per_subject,
+            "slice_size": slice_size,
+        },
+        "modality": dict(enumerate(CONTRASTS)),
+        "labels": {"0": "background", "1": "whole tumour"},
+        "tissue_labels": {str(v): k for k, v in TISSUE_LABELS.items()},
+        "spacing_mm": spacing if mode == "3d" else spacing * GRIDS[resolution][0] / slice_size,
+        "shape": list(GRIDS[resolution]) if mode == "3d" else [slice_size, slice_size, len(CONTRASTS)],
+    }
+    return write_datalist(out, records, counts, meta)

@@ -1,0 +1,137 @@
+"""Output folders, NIfTI writing and MONAI datalists shared by every data generator."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+SPLITS = ("training", "validation", "test")
+IMAGE_SUFFIXES = (".nii", ".nii.gz", ".mha", ".mhd", ".nrrd", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".dcm")
+
+
+def prepare_output_dir(out: str | Path, overwrite: bool = False) -> Path:
+    """Create ``out`` or accept it when empty; refuse a non-empty folder unless ``overwrite`` is set.
+
+    Raises:
+        FileExistsError: ``out`` exists, holds files and ``overwrite`` is False.
+        NotADirectoryError: ``out`` exists and is a file.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"output '{out}' exists and is not a folder.")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise FileExistsError(f"output folder '{out}' is not empty; pass --overwrite to write into it.")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def split_counts(n: int, fractions: Sequence[float] = (4, 1, 1)) -> tuple[int, int, int]:
+    """Split ``n`` items into training / validation / test counts in the given proportions.
+
+    The default 4:1:1 gives 80 / 20 / 20 for 120 volumes. Validation and test each get at least one item
+    as soon as ``n >= 3``; training keeps the remainder.
+    """
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}.")
+    if len(fractions) != 3 or any(f < 0 for f in fractions) or sum(fractions) <= 0:
+        raise ValueError(f"fractions must be three non-negative numbers with a positive sum, got {fractions}.")
+    total = float(sum(fractions))
+    n_val = round(n * fractions[1] / total)
+    n_test = round(n * fractions[2] / total)
+    if n >= 3:
+        n_val, n_test = max(n_val, int(fractions[1] > 0)), max(n_test, int(fractions[2] > 0))
+    n_val, n_test = min(n_val, n - 1), min(n_test, max(n - 1 - n_val, 0))
+    return n - n_val - n_test, n_val, n_test
+
+
+def save_nifti(array: np.ndarray, path: Path, spacing: Sequence[float] = (1.0, 1.0, 1.0)) -> None:
+    """Write ``array`` (spatial axes first, optional channel axis last) as NIfTI with a diagonal affine.
+
+    ``.nii.gz`` files are written with a fixed gzip timestamp, so the same array gives the same bytes.
+    """
+    affine = np.diag([*[float(s) for s in spacing], 1.0])
+    image = nib.Nifti1Image(np.asarray(array), affine)
+    image.header.set_xyzt_units("mm")
+    nib.save(image, str(path))
+
+
+def write_datalist(
+    out: Path, records: Sequence[Mapping[str, object]], counts: Sequence[int], meta: Mapping[str, object]
+) -> Path:
+    """Write ``datalist.json`` (readable by ``monai.data.load_decathlon_datalist``) and ``dataset.json``.
+
+    Args:
+        out: dataset folder; record paths are stored relative to it.
+        records: one mapping per volume, in split order (training first, then validation, then test).
+        counts: number of records in each of ``SPLITS``.
+        meta: generator name, version, options and seed, stored in ``dataset.json``.
+    """
+    if sum(counts) != len(records):
+        raise ValueError(f"split counts {tuple(counts)} do not add up to {len(records)} records.")
+    datalist: dict[str, list[Mapping[str, object]]] = {}
+    start = 0
+    for split, count in zip(SPLITS, counts, strict=True):
+        datalist[split] = list(records[start : start + count])
+        start += count
+    path = out / "datalist.json"
+    path.write_text(json.dumps(datalist, indent=2) + "\n")
+    summary = {**meta, "splits": {s: len(v) for s, v in datalist.items()}}
+    (out / "dataset.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    return path
+
+
+def _resolve(value: object, base: Path) -> object:
+    if isinstance(value, str) and value.lower().endswith(IMAGE_SUFFIXES):
+        return str(base / value) if not Path(value).is_absolute() else value
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return [_resolve(v, base) for v in value]
+    return value
+
+
+def load_datalist(datalist: str | Path, split: str = "training") -> list[dict]:
+    """Read one split of a ``datalist.json`` and resolve every relative image path against the file's folder.
+
+    ``monai.data.load_decathlon_datalist`` resolves only the ``image`` and ``label`` keys; this also resolves
+    ``label_l1``, ``flair``, ``tissue`` and any other value (or list of values) that names an image file.
+
+    Raises:
+        FileNotFoundError: the datalist file does not exist.
+        ValueError: the file is not valid JSON, or ``split`` is missing or is not a list of mappings.
+    """
+    path = Path(datalist)
+    if not path.is_file():
+        raise FileNotFoundError(f"datalist '{path}' does not exist.")
+    try:
+        content = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"datalist '{path}' is not valid JSON: {error}.") from error
+    if not isinstance(content, dict) or split not in content:
+        available = sorted(content) if isinstance(content, dict) else []
+        raise ValueError(f"datalist '{path}' has no split '{split}'; it has {available}.")
+    items = content[split]
+    if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+        raise ValueError(f"split '{split}' of datalist '{path}' must be a list of mappings.")
+    return [{key: _resolve(value, path.parent) for key, value in item.items()} for item in items]
+
+
+def read_volume(path: str | Path, key: str = "image") -> np.ndarray:
+    """Load one image file as a float32 array (NIfTI through nibabel) with errors that name the file and key.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: the file cannot be read as an image, or holds NaN / infinite values.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"'{key}' file '{path}' does not exist.")
+    try:
+        array = np.asarray(nib.load(str(path)).dataobj, dtype=np.float32)
+    except Exception as error:  # nibabel raises several types for unreadable files
+        raise ValueError(f"'{key}' file '{path}' could not be read as an image: {error}") from error
+    if not np.isfinite(array).all():
+        raise ValueError(f"'{key}' file '{path}' contains NaN or infinite values.")
+    return array

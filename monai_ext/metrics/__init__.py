@@ -1,0 +1,29 @@
+"""Metrics MONAI core does not have, in MONAI's cumulative metric API.
+
+- :func:`matched_dice` / :class:`MatchedDiceMetric`: Hungarian-matched Dice for unsupervised segmentation
+  (Hsu et al., NeurIPS 2021; Tursynbek & Niethammer, MICCAI 2023, Table 1).
+- :func:`ergas` / :class:`ERGASMetric`: ERGAS (Wald, 2000), for the reconstructions of CUTS.
+
+HD95 and Jaccard (IoU) come from MONAI (``HausdorffDistanceMetric(percentile=95)``, ``MeanIoU``); to score
+unsupervised parts with them, first map the parts to their matched classes with :func:`relabel`, then one-hot
+encode (``K`` ground-truth classes, background included)::
+
+    from monai.metrics import HausdorffDistanceMetric, MeanIoU
+    from monai.networks import one_hot
+
+    res = matched_dice(pred, gt)  # (H, W[, D]) label maps
+    lab = relabel(pred, res, unmatched=K)  # unmatched parts -> channel K, dropped below
+    y_pred = one_hot(torch.as_tensor(lab)[None, None], K + 1)[:, :K]
+    y = one_hot(torch.as_tensor(gt)[None, None], K)
+    hd95 = HausdorffDistanceMetric(include_background=True, percentile=95)(y_pred, y)
+    iou = MeanIoU(include_background=True)(y_pred, y)
+
+``DiceMetric(include_background=True)`` on the same tensors reproduces ``res.per_class``.
+"""
+
+from __future__ import annotations
+
+from .ergas import ERGASMetric, ergas
+from .matched_dice import MatchedDiceMetric, MatchedDiceResult, matched_dice, relabel
+
+__all__ = ["ERGASMetric", "MatchedDiceMetric", "MatchedDiceResult", "ergas", "matched_dice", "relabel"]

@@ -1,0 +1,15 @@
+"""Shared fixtures: tiny generated datasets, made once per test session."""
+
+from __future__ import annotations
+
+import pytest
+
+from monai_ext.data.phantoms import make_phantoms
+
+
+@pytest.fixture(scope="session")
+def tiny_phantoms(tmp_path_factory: pytest.TempPathFactory):
+    """Six regular 24^3 phantoms (4 / 1 / 1 split); returns the dataset folder."""
+    folder = tmp_path_factory.mktemp("phantoms") / "regular"
+    make_phantoms(str(folder), variant="regular", n=6, seed=0, size=24, workers=1)
+    return folder

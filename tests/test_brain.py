@@ -1,0 +1,200 @@
+"""Tests of the BraTS-like brain tumour phantoms (monai_ext.data.brain)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+from monai.data import load_decathlon_datalist
+from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged
+from scipy import ndimage
+
+import monai_ext
+from monai_ext.data.brain import CONTRASTS, GRIDS, REGIONS, TISSUE_LABELS, make_brains, synthesize_brain
+
+T1, T1CE, T2, FLAIR = (CONTRASTS.index(c) for c in ("t1", "t1ce", "t2", "flair"))
+CSF, GM, WM, TUMOUR = (TISSUE_LABELS[t] for t in ("csf", "gm", "wm", "tumour"))
+
+
+@pytest.fixture(scope="module")
+def dataset_3d(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_brains(tmp_path_factory.mktemp("brains_3d"), n=3, seed=0)
+
+
+@pytest.fixture(scope="module")
+def dataset_2d(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_brains(tmp_path_factory.mktemp("brains_2d"), n=3, seed=0, mode="2d", slices_per_subject=3)
+
+
+@pytest.fixture(scope="module")
+def phantoms() -> list[dict[str, np.ndarray]]:
+    rng = np.random.default_rng(7)
+    return [synthesize_brain(rng)]
+
+
+def _records(datalist: Path) -> list[dict]:
+    return [r for split in ("training", "validation", "test") for r in load_decathlon_datalist(datalist, True, split)]
+
+
+def _load(path: str) -> np.ndarray:
+    return np.asanyarray(nib.load(path).dataobj)
+
+
+def _region_means(image: np.ndarray, regions: np.ndarray, values: tuple[int, ...]) -> list[float]:
+    return [float(image[regions == v].mean()) for v in values]
+
+
+def test_3d_files_shapes_and_labels(dataset_3d: Path) -> None:
+    splits = json.loads((dataset_3d.parent / "dataset.json").read_text())["splits"]
+    assert splits == {"training": 1, "validation": 1, "test": 1}
+    for record in _records(dataset_3d):
+        assert [Path(p).name for p in record["image"]] == [f"{c}.nii.gz" for c in CONTRASTS]
+        assert record["flair"] == record["image"][FLAIR]
+        images = np.stack([_load(p) for p in record["image"]])
+        label, tissue = _load(record["label"]), _load(record["tissue"])
+        assert images.shape == (4, *GRIDS[2]) and images.dtype == np.float32
+        assert np.allclose(images.min(axis=(1, 2, 3)), 0) and np.allclose(images.max(axis=(1, 2, 3)), 1)
+        assert label.dtype == np.uint8 and tissue.dtype == np.uint8 and label.shape == tissue.shape == GRIDS[2]
+        assert set(np.unique(label)) == {0, 1}
+        assert set(np.unique(tissue)) == set(TISSUE_LABELS.values())
+        assert np.array_equal(tissue == TUMOUR, label == 1)
+        assert np.all(images[:, tissue == 0] == 0), "background must be 0 (skull-stripped)"
+        assert nib.load(record["label"]).header.get_zooms() == (2.0, 2.0, 2.0)
+
+
+def test_tumour_inside_brain_and_sized(dataset_3d: Path) -> None:
+    for record in _records(dataset_3d):
+        label, tissue = _load(record["label"]).astype(bool), _load(record["tissue"])
+        assert label.any()
+        assert np.all(tissue[ndimage.binary_dilation(label, iterations=2)] > 0), "tumour touches the background"
+        assert ndimage.label(label)[1] == 1, "one connected tumour"
+        extent_mm = (np.ptp(np.argwhere(label), axis=0) + 1) * 2.0
+        assert extent_mm.max() <= 50 + 2 and extent_mm.min() >= 0.7 * 10 - 2
+
+
+def test_tumour_parts_nested_inside_brain(phantoms: list[dict[str, np.ndarray]]) -> None:
+    for phantom in phantoms:
+        fractions = phantom["fractions"]
+        assert fractions.shape == (len(REGIONS), *GRIDS[2])
+        assert np.allclose(fractions.sum(0), 1, atol=1e-4)
+        tumour = phantom["label"] == 1
+        assert fractions[REGIONS.index("background")][tumour].max() < 0.5
+        for part in ("edema", "enhancing", "necrosis"):
+            assert (fractions[REGIONS.index(part)] >= 0.5).sum() > 0, part
+
+
+def test_contrast_ordering_per_tissue(dataset_3d: Path) -> None:
+    for record in _records(dataset_3d):
+        images = np.stack([_load(p) for p in record["image"]])
+        tissue = _load(record["tissue"])
+        t1_csf, t1_gm, t1_wm = _region_means(images[T1], tissue, (CSF, GM, WM))
+        assert t1_wm > t1_gm > t1_csf
+        t2_csf, t2_gm, t2_wm = _region_means(images[T2], tissue, (CSF, GM, WM))
+        assert t2_csf > t2_gm > t2_wm
+        flair_csf, flair_gm, flair_wm, flair_tumour = _region_means(images[FLAIR], tissue, (CSF, GM, WM, TUMOUR))
+        assert flair_tumour > flair_gm > flair_wm > flair_csf
+
+
+def test_contrast_ordering_per_tumour_part(phantoms: list[dict[str, np.ndarray]]) -> None:
+    for phantom in phantoms:
+        image, fractions = phantom["image"], phantom["fractions"]
+        regions = np.where(fractions.max(0) >= 0.5, fractions.argmax(0), -1)
+        csf, gm, wm, edema, rim, necrosis = (REGIONS.index(r) for r in REGIONS[1:])
+        t1_gm, t1_wm, t1_rim, t1_necrosis = _region_means(image[T1], regions, (gm, wm, rim, necrosis))
+        assert t1_rim < t1_gm and t1_necrosis < t1_gm, "T1 core is dark"
+        t1ce_wm, t1ce_rim = _region_means(image[T1CE], regions, (wm, rim))
+        assert t1ce_rim > t1ce_wm, "T1ce enhancing rim is the brightest"
+        assert t1ce_rim / t1ce_wm > 1.5 * t1_rim / t1_wm, "the rim enhances from T1 to T1ce"
+        t2_gm, t2_edema = _region_means(image[T2], regions, (gm, edema))
+        assert t2_edema > t2_gm
+        flair = _region_means(image[FLAIR], regions, (csf, gm, wm, edema, rim, necrosis))
+        assert min(flair[3:]) > flair[1] > flair[2] > flair[0], "FLAIR: tumour > GM > WM > CSF"
+        assert flair[3] == max(flair), "FLAIR: edema brightest"
+
+
+def test_3d_loads_as_four_channels_with_monai(dataset_3d: Path) -> None:
+    record = load_decathlon_datalist(dataset_3d, True, "training")[0]
+    assert Path(record["tissue"]).is_absolute() and Path(record["flair"]).is_file()
+    keys = ["image", "label", "tissue"]
+    loaded = Compose([LoadImaged(keys=keys, image_only=True), EnsureChannelFirstd(keys=keys)])(record)
+    assert loaded["image"].shape == (4, *GRIDS[2])
+    assert loaded["label"].shape == loaded["tissue"].shape == (1, *GRIDS[2])
+    assert np.allclose(loaded["image"][FLAIR].numpy(), _load(record["flair"]))
+
+
+def test_2d_slices(dataset_2d: Path) -> None:
+    meta = json.loads((dataset_2d.parent / "dataset.json").read_text())
+    assert meta["splits"] == {"training": 3, "validation": 3, "test": 3}
+    subjects_per_split = []
+    for split in ("training", "validation", "test"):
+        records = load_decathlon_datalist(dataset_2d, True, split)
+        subjects_per_split.append({Path(r["image"]).parent.name for r in records})
+        assert len({r["image"] for r in records}) == 3, "distinct slices"
+        for record in records:
+            image, label, tissue = _load(record["image"]), _load(record["label"]), _load(record["tissue"])
+            assert image.shape == (128, 128, 4) and image.dtype == np.float32
+            assert np.allclose(image.min(axis=(0, 1)), 0) and np.allclose(image.max(axis=(0, 1)), 1)
+            assert label.shape == tissue.shape == (128, 128) and label.dtype == tissue.dtype == np.uint8
+            assert label.sum() > 0, "every slice cuts the tumour"
+            assert set(np.unique(tissue)) <= set(TISSUE_LABELS.values())
+            assert np.array_equal(tissue == TUMOUR, label == 1)
+    assert all(len(s) == 1 for s in subjects_per_split) and len(set.union(*subjects_per_split)) == 3
+
+
+def test_2d_loads_channel_first_with_monai(dataset_2d: Path) -> None:
+    record = load_decathlon_datalist(dataset_2d, True, "test")[0]
+    transform = Compose(
+        [
+            LoadImaged(keys=["image", "label"], image_only=True),
+            EnsureChannelFirstd(keys="image", channel_dim=-1),
+            EnsureChannelFirstd(keys="label"),
+        ]
+    )
+    loaded = transform(record)
+    assert loaded["image"].shape == (4, 128, 128)
+    assert loaded["label"].shape == (1, 128, 128)
+    assert np.allclose(loaded["image"][T2].numpy(), _load(record["image"])[..., T2])
+
+
+def test_same_seed_same_bytes_and_overwrite(tmp_path: Path) -> None:
+    def files(folder: Path) -> dict[str, bytes]:
+        return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+    make_brains(tmp_path / "a", n=1, seed=5, mode="2d", slices_per_subject=1, slice_size=32)
+    first = files(tmp_path / "a")
+    make_brains(tmp_path / "a", n=1, seed=5, mode="2d", slices_per_subject=1, slice_size=32, overwrite=True)
+    assert files(tmp_path / "a") == first
+    make_brains(tmp_path / "b", n=1, seed=6, mode="2d", slices_per_subject=1, slice_size=32)
+    other = files(tmp_path / "b")
+    assert other.keys() != first.keys() or other != first
+    meta = json.loads(first["dataset.json"])
+    assert meta["version"] == monai_ext.__version__ and meta["seed"] == 5
+    assert meta["options"]["mode"] == "2d" and meta["generator"] == "monai_ext.data.brain.make_brains"
+
+
+def test_refuses_non_empty_folder(tmp_path: Path) -> None:
+    (tmp_path / "keep.txt").write_text("user data")
+    with pytest.raises(FileExistsError):
+        make_brains(tmp_path, n=1)
+    assert [p.name for p in tmp_path.iterdir()] == ["keep.txt"]
+
+
+@pytest.mark.parametrize(
+    "option, value",
+    [
+        ("n", 0),
+        ("seed", -1),
+        ("mode", "4d"),
+        ("resolution", 3),
+        ("slices_per_subject", 0),
+        ("slices_per_subject", 13),
+        ("slice_size", 8),
+    ],
+)
+def test_bad_options_raise(tmp_path: Path, option: str, value: object) -> None:
+    with pytest.raises(ValueError, match=option):
+        make_brains(tmp_path / "out", **{option: value})
+    assert not (tmp_path / "out").exists()
