@@ -135,3 +135,21 @@ def read_volume(path: str | Path, key: str = "image") -> np.ndarray:
     if not np.isfinite(array).all():
         raise ValueError(f"'{key}' file '{path}' contains NaN or infinite values.")
     return array
+
+
+def inference_items(dataset_dir: str | Path, split: str = "test") -> list[dict]:
+    """Images to run a bundle on: the ``split`` of ``dataset_dir/datalist.json`` when the folder has one,
+    else every NIfTI file (``*.nii``, ``*.nii.gz``) in it, sorted by name.
+
+    Raises:
+        FileNotFoundError: the folder does not exist or holds neither a datalist nor NIfTI files.
+    """
+    folder = Path(dataset_dir)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"dataset_dir '{folder}' is not a folder.")
+    if (folder / "datalist.json").is_file():
+        return [{"image": item["image"]} for item in load_datalist(folder / "datalist.json", split)]
+    files = sorted(p for p in folder.iterdir() if p.name.endswith((".nii", ".nii.gz")))
+    if not files:
+        raise FileNotFoundError(f"dataset_dir '{folder}' has no datalist.json and no .nii / .nii.gz files.")
+    return [{"image": str(p)} for p in files]

@@ -3,6 +3,8 @@
 - :func:`matched_dice` / :class:`MatchedDiceMetric`: Hungarian-matched Dice for unsupervised segmentation
   (Hsu et al., NeurIPS 2021; Tursynbek & Niethammer, MICCAI 2023, Table 1).
 - :func:`ergas` / :class:`ERGASMetric`: ERGAS (Wald, 2000), for the reconstructions of CUTS.
+- :class:`MatchedHausdorffDistanceMetric`: HD95 of matched parts (binary targets: the BraTS-style HD95).
+- :class:`MeanMaxProbabilityMetric`: the label-free model-selection score of structure discovery.
 
 HD95 and Jaccard (IoU) come from MONAI (``HausdorffDistanceMetric(percentile=95)``, ``MeanIoU``); to score
 unsupervised parts with them, first map the parts to their matched classes with :func:`relabel`, then one-hot
@@ -23,7 +25,18 @@ encode (``K`` ground-truth classes, background included)::
 
 from __future__ import annotations
 
+from .confidence import MeanMaxProbabilityMetric
 from .ergas import ERGASMetric, ergas
 from .matched_dice import MatchedDiceMetric, MatchedDiceResult, matched_dice, relabel
+from .matched_hausdorff import MatchedHausdorffDistanceMetric
 
-__all__ = ["ERGASMetric", "MatchedDiceMetric", "MatchedDiceResult", "ergas", "matched_dice", "relabel"]
+__all__ = [
+    "ERGASMetric",
+    "MatchedDiceMetric",
+    "MatchedDiceResult",
+    "MatchedHausdorffDistanceMetric",
+    "MeanMaxProbabilityMetric",
+    "ergas",
+    "matched_dice",
+    "relabel",
+]

@@ -11,7 +11,7 @@ classes present in it, a class left without a part scoring 0.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -231,6 +231,10 @@ class MatchedDiceMetric(CumulativeIterationMetric):
         reduction: reduction of the buffered ``(N, 1)`` scores, one of
             :py:class:`monai.utils.enums.MetricReduction`; default ``"mean"``.
         get_not_nans: whether ``aggregate()`` also returns the count of not-NaN values.
+        report_classes: ground-truth classes whose matched Dice is averaged (all parts still compete in the
+            matching); None averages over every class present. ``[1]`` gives the tumour Dice of a
+            background / tumour target, the "Dice WT" of the paper's Table 3. A volume without any of them
+            scores NaN (left out by the mean reduction).
 
     Example:
 
@@ -250,12 +254,16 @@ class MatchedDiceMetric(CumulativeIterationMetric):
         num_classes: int | None = None,
         reduction: MetricReduction | str = MetricReduction.MEAN,
         get_not_nans: bool = False,
+        report_classes: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
         _check_count(num_parts, "num_parts")
         _check_count(num_classes, "num_classes")
+        if report_classes is not None and (not report_classes or any(c < 0 for c in report_classes)):
+            raise ValueError(f"report_classes must be None or non-negative labels, got {report_classes}.")
         self.num_parts = num_parts
         self.num_classes = num_classes
+        self.report_classes = None if report_classes is None else [int(c) for c in report_classes]
         self.reduction = look_up_option(reduction, MetricReduction)
         self.get_not_nans = get_not_nans
 
@@ -286,7 +294,13 @@ class MatchedDiceMetric(CumulativeIterationMetric):
         preds, targets = _label_maps(y_pred, "y_pred"), _label_maps(y, "y")
         results = [matched_dice(p, t, self.num_parts, self.num_classes) for p, t in zip(preds, targets, strict=True)]
         self.last_results.extend(results)
-        return torch.tensor([[r.mean] for r in results], dtype=torch.float32, device=y_pred.device)
+        return torch.tensor([[self._score(r)] for r in results], dtype=torch.float32, device=y_pred.device)
+
+    def _score(self, result: MatchedDiceResult) -> float:
+        if self.report_classes is None:
+            return result.mean
+        values = [result.per_class[c] for c in self.report_classes if c in result.per_class]
+        return float(np.mean(values)) if values else float("nan")
 
     def aggregate(
         self, reduction: MetricReduction | str | None = None

@@ -1,0 +1,42 @@
+"""Shared helpers of the benchmark scripts: run a bundle config in a subprocess, timed, and read its outputs."""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BUNDLES = ROOT / "bundles"
+
+
+def run_bundle(configs: Sequence[str], overrides: Mapping[str, object], log: Path) -> dict[str, float]:
+    """Run ``python -m monai.bundle run`` on bundle config files with ``--key value`` overrides.
+
+    The output goes to ``log``; returns the wall time in seconds and the peak resident memory (MiB) of the
+    largest child so far. Raises ``RuntimeError`` naming the log when the run fails.
+    """
+    config_arg = str([str(c) for c in configs]) if len(configs) > 1 else str(configs[0])
+    command = [sys.executable, "-m", "monai.bundle", "run", "--config_file", config_arg]
+    for key, value in overrides.items():
+        command += [f"--{key}", json.dumps(value) if not isinstance(value, str) else value]
+    log.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    with log.open("w") as stream:
+        stream.write(" ".join(command) + "\n")
+        stream.flush()
+        completed = subprocess.run(command, stdout=stream, stderr=subprocess.STDOUT, cwd=ROOT, check=False)
+    seconds = time.perf_counter() - start
+    if completed.returncode != 0:
+        raise RuntimeError(f"bundle run failed (exit {completed.returncode}); see {log}")
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0
+    return {"seconds": round(seconds, 1), "peak_memory_mb_max_child": round(peak, 1)}
+
+
+def bundle_config(bundle: str, *names: str) -> list[str]:
+    """Paths of config files of a bundle of this repository."""
+    return [str(BUNDLES / bundle / "configs" / name) for name in names]

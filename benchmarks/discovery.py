@@ -1,0 +1,157 @@
+"""Structure discovery on the cell phantoms: the paper's Table 1 (both variants), Table 2 (stages) and timings.
+
+For each variant it generates the 120 phantoms (seed 0), pretrains the diffusion model with the CPU recipe of
+bundles/diffusion_pretraining (or reuses a checkpoint), trains structure discovery (K = 2 / 4 / 8 with stage
+1 / 2 / 3 features) and evaluates on the 20 test volumes beside k-means and BM4D + k-means measured in the same
+run. With --stages it also trains with a single feature stage for all levels (Table 2 rows). Everything goes
+through the bundles' own configs (`python -m monai.bundle run`), so the numbers are those of the bundles.
+
+    python benchmarks/discovery.py --variants regular irregular --stages --workdir benchmarks/.work
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from pathlib import Path
+
+from _runner import ROOT, bundle_config, run_bundle
+
+from monai_ext.baselines.evaluate import PAPER_TABLE1
+from monai_ext.data.phantoms import make_phantoms
+from monai_ext.provenance import environment, write_json
+
+COLUMNS = ("ours", "kmeans", "bm4d_kmeans")
+PAPER_TABLE2 = {1: (0.986, 0.366, 0.273), 2: (0.923, 0.577, 0.327), 3: (0.878, 0.489, 0.397)}
+
+
+def pretrain(data: Path, work: Path, reuse: Path | None) -> tuple[Path, dict]:
+    """The diffusion checkpoint of a dataset: ``reuse`` if given, else trained with the CPU recipe."""
+    target = work / "model.pt"
+    if reuse is not None:
+        return reuse, {"reused": str(reuse)}
+    if target.is_file():
+        return target, {"reused": str(target)}
+    timing = run_bundle(
+        bundle_config("diffusion_pretraining", "train.json"),
+        {"dataset_dir": str(data), "output_dir": str(work)},
+        work / "train.log",
+    )
+    return target, timing
+
+
+def discover(data: Path, diffusion_ckpt: Path, work: Path, overrides: dict) -> tuple[Path, dict]:
+    """Train structure discovery (reusing a finished run in ``work``) and return the selected weights."""
+    target = work / "model.pt"
+    if (work / "done").is_file():
+        return target, json.loads((work / "done").read_text())
+    timing = run_bundle(
+        bundle_config("structure_discovery", "train.json"),
+        {"dataset_dir": str(data), "diffusion_ckpt": str(diffusion_ckpt), "output_dir": str(work), **overrides},
+        work / "train.log",
+    )
+    (work / "done").write_text(json.dumps(timing))
+    return target, timing
+
+
+def evaluate(data: Path, diffusion_ckpt: Path, ckpt: Path, out: Path, overrides: dict, baselines: bool) -> dict:
+    """Evaluate on the test split (with the baselines in the same run) and return the bundle's report."""
+    if out.exists():
+        shutil.rmtree(out)
+    run_bundle(
+        bundle_config("structure_discovery", "train.json", "evaluate.json"),
+        {
+            "dataset_dir": str(data),
+            "diffusion_ckpt": str(diffusion_ckpt),
+            "ckpt_path": str(ckpt),
+            "eval_output_dir": str(out),
+            "compare_baselines": baselines,
+            **overrides,
+        },
+        out.parent / f"{out.name}.log",
+    )
+    return json.loads((out / "report.json").read_text())
+
+
+def means(report: dict, column: str) -> list[float]:
+    return [level.get("mean", float("nan")) for level in report["matched_dice"][column]]
+
+
+def table1(results: dict) -> str:
+    lines = ["Table 1 (matched Dice, 20 test volumes; ours = this run, paper = Tursynbek & Niethammer 2023)"]
+    for variant, result in results.items():
+        lines.append(f"{variant}:  level 1 / level 2 / level 3")
+        for column in COLUMNS:
+            measured = " / ".join(f"{v:.3f}" for v in means(result["report"], column))
+            paper = " / ".join(f"{v:.3f}" for v in PAPER_TABLE1[variant][column])
+            lines.append(f"  {column:<12} {measured}   (paper {paper})")
+    return "\n".join(lines)
+
+
+def table2(rows: dict) -> str:
+    lines = ["Table 2 (regular, matched Dice; one feature stage for all levels)"]
+    lines.append("  stage  level 1 / level 2 / level 3")
+    for stage, report in rows.items():
+        measured = " / ".join(f"{v:.3f}" for v in means(report, "ours"))
+        paper = " / ".join(f"{v:.3f}" for v in PAPER_TABLE2[int(stage)])
+        lines.append(f"  {stage:<6} {measured}   (paper {paper})")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--variants", nargs="+", default=["regular", "irregular"], choices=["regular", "irregular"])
+    parser.add_argument("--stages", action="store_true", help="also run the stage table (Table 2) on regular")
+    parser.add_argument("--workdir", default=str(ROOT / "benchmarks" / ".work"))
+    parser.add_argument(
+        "--diffusion-ckpt",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("VARIANT", "PATH"),
+        help="reuse a diffusion checkpoint for a variant instead of pretraining",
+    )
+    parser.add_argument("--max-epochs", type=int, default=None, help="override the discovery epochs")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "discovery.json"))
+    args = parser.parse_args()
+    work = Path(args.workdir)
+    reuse = {variant: Path(path) for variant, path in args.diffusion_ckpt}
+    extra = {"max_epochs": args.max_epochs} if args.max_epochs else {}
+    start = time.perf_counter()
+    results, stage_rows = {}, {}
+    for variant in args.variants:
+        data = work / f"phantoms_{variant}"
+        if not (data / "datalist.json").is_file():
+            make_phantoms(str(data), variant=variant, n=120, seed=0)
+        diffusion_ckpt, pretrain_timing = pretrain(data, work / f"diffusion_{variant}", reuse.get(variant))
+        ckpt, train_timing = discover(data, diffusion_ckpt, work / f"discovery_{variant}", extra)
+        report = evaluate(data, diffusion_ckpt, ckpt, work / f"eval_{variant}", {}, baselines=True)
+        results[variant] = {"pretraining": pretrain_timing, "discovery": train_timing, "report": report}
+        if args.stages and variant == "regular":
+            for stage in (1, 2, 3):
+                overrides = {"feature_stages": [stage] * 3, **extra}
+                run = work / f"discovery_regular_stage{stage}"
+                stage_ckpt, timing = discover(data, diffusion_ckpt, run, overrides)
+                stage_report = evaluate(data, diffusion_ckpt, stage_ckpt, work / f"eval_stage{stage}", overrides, False)
+                stage_rows[str(stage)] = {**stage_report, "timing": timing}
+    summary = {
+        **environment(),
+        "table1": {v: {c: means(r["report"], c) for c in COLUMNS} for v, r in results.items()},
+        "paper_table1": {v: PAPER_TABLE1[v] for v in results},
+        "table2": {s: means(r, "ours") for s, r in stage_rows.items()},
+        "paper_table2": PAPER_TABLE2 if stage_rows else None,
+        "runs": results,
+        "stage_runs": stage_rows,
+        "wall_time_s": round(time.perf_counter() - start, 1),
+    }
+    write_json(args.out, summary, overwrite=True)
+    print(table1(results))
+    if stage_rows:
+        print(table2(stage_rows))
+    print(f"results written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,185 @@
+"""Training engine for label-free structure discovery (Tursynbek & Niethammer, MICCAI 2023, sec. 3, Fig. 2)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from ignite.engine import Engine
+from monai.engines import SupervisedTrainer
+from monai.engines.utils import IterationEvents
+from monai.handlers import IgniteMetricHandler
+from monai.transforms import RandAdjustContrast
+from monai.utils import CommonKeys
+from torch.utils.data import DataLoader
+
+from monai_ext.engines.handlers import MeanMaxProbability
+from monai_ext.losses import DiscoveryLoss
+from monai_ext.metrics import MatchedDiceMetric, MatchedHausdorffDistanceMetric
+from monai_ext.networks import DiffusionFeatureExtractor, FeatureCache, HierarchicalSegmenter
+from monai_ext.transforms.hierarchy import level_output_transform
+
+
+def volume_keys(images: torch.Tensor) -> list[str]:
+    """One stable identifier per volume of a batch: its source file name (MetaTensor meta), else its index."""
+    names = getattr(images, "meta", {}).get("filename_or_obj") if hasattr(images, "meta") else None
+    if names is None:
+        return [str(i) for i in range(images.shape[0])]
+    return [str(n) for n in (names if isinstance(names, (list, tuple)) else [names])]
+
+
+class DiscoveryTrainer(SupervisedTrainer):
+    """A ``SupervisedTrainer`` whose iteration minimises the label-free loss of eq. 4 at every hierarchy level.
+
+    Each iteration: features phi(x0) of the frozen diffusion model (from a ``FeatureCache`` or recomputed),
+    masks M = f(x0) and M' = f(T(x0)) with T(x0) = x0^gamma, gamma ~ U[gamma_range] drawn once per batch
+    (MONAI ``RandAdjustContrast``), then L = lambda_v C(x0) + lambda_f C(phi) + lambda_inv Dice(M, M') summed
+    over levels (``DiscoveryLoss``). Level l reads the concatenated features of ``feature_stages[l]``.
+
+    Args:
+        device: training device.
+        max_epochs: epochs to train.
+        train_data_loader: batches with an ``image`` in [0, 1] (B, 1, *spatial).
+        network: the ``HierarchicalSegmenter``.
+        optimizer: its optimizer.
+        loss_function: a ``DiscoveryLoss``.
+        feature_stages: per level, the decoder stages whose features it uses (ints or lists of ints).
+        feature_extractor: the frozen ``DiffusionFeatureExtractor`` (used when no cache is given).
+        feature_cache: a ``FeatureCache`` over the same extractor; None recomputes features every step.
+        gamma_range: range of the gamma of the photometric transform.
+        seed: seed of the gamma draws.
+        kwargs: passed to ``SupervisedTrainer`` (amp, train_handlers, postprocessing, ...).
+    """
+
+    def __init__(
+        self,
+        device: str | torch.device,
+        max_epochs: int,
+        train_data_loader: DataLoader,
+        network: HierarchicalSegmenter,
+        optimizer: torch.optim.Optimizer,
+        loss_function: DiscoveryLoss,
+        feature_stages: Sequence[int | Sequence[int]],
+        feature_extractor: DiffusionFeatureExtractor | None = None,
+        feature_cache: FeatureCache | None = None,
+        gamma_range: tuple[float, float] = (0.9, 1.1),
+        seed: int = 0,
+        **kwargs,
+    ) -> None:
+        stages = [[s] if isinstance(s, int) else [int(x) for x in s] for s in feature_stages]
+        if len(stages) != len(network.num_parts):
+            raise ValueError(
+                f"feature_stages needs one entry per level ({len(network.num_parts)} levels: num_parts "
+                f"{network.num_parts}), got {feature_stages}."
+            )
+        extractor = feature_cache.extractor if feature_cache is not None else feature_extractor
+        if loss_function.lambda_f:
+            if extractor is None:
+                raise ValueError("lambda_f > 0 needs a feature_extractor or a feature_cache.")
+            if missing := {s for level in stages for s in level} - set(extractor.stages):
+                raise ValueError(
+                    f"feature_stages {sorted(missing)} are not read by the extractor (its stages: {extractor.stages})."
+                )
+        if not 0 < gamma_range[0] <= gamma_range[1]:
+            raise ValueError(f"gamma_range must satisfy 0 < low <= high, got {gamma_range}.")
+        super().__init__(
+            device=device,
+            max_epochs=max_epochs,
+            train_data_loader=train_data_loader,
+            network=network,
+            optimizer=optimizer,
+            loss_function=loss_function,
+            **kwargs,
+        )
+        self.feature_stages = stages
+        self.feature_extractor = extractor
+        self.feature_cache = feature_cache
+        self.photometric = RandAdjustContrast(prob=1.0, gamma=gamma_range)
+        self.photometric.set_random_state(seed)
+
+    def level_features(self, images: torch.Tensor) -> list[torch.Tensor | None]:
+        """phi(x0) of every level, on the image grid; None for all levels when lambda_f is 0."""
+        if not self.loss_function.lambda_f:
+            return [None] * len(self.feature_stages)
+        if self.feature_cache is not None:
+            native = self.feature_cache.native(images, volume_keys(images))
+        else:
+            native = self.feature_extractor.native_mean(images)
+        size = images.shape[2:]
+        return [DiffusionFeatureExtractor.upsample([native[s] for s in level], size) for level in self.feature_stages]
+
+    def _iteration(self, engine: Engine, batchdata: dict[str, torch.Tensor]) -> dict:  # type: ignore[override]
+        """One optimisation step; fires MONAI's iteration events (so decollation and handlers work as usual)."""
+        if batchdata is None:
+            raise ValueError("must provide batch data for current iteration.")
+        images = batchdata[CommonKeys.IMAGE].to(engine.state.device, non_blocking=engine.non_blocking)
+        features = self.level_features(images)
+        engine.state.output = {CommonKeys.IMAGE: images}
+        engine.network.train()
+        engine.optimizer.zero_grad(set_to_none=engine.optim_set_to_none)
+        with self._autocast():
+            masks = engine.network(images)
+            transformed = None
+            if engine.loss_function.lambda_inv:
+                transformed = engine.network.split(engine.network(self.photometric(images)))
+            engine.state.output[CommonKeys.PRED] = masks
+            engine.fire_event(IterationEvents.FORWARD_COMPLETED)
+            loss, terms = engine.loss_function(engine.network.split(masks), transformed, images, features)
+            engine.state.output.update({CommonKeys.LOSS: loss, **terms})
+            engine.fire_event(IterationEvents.LOSS_COMPLETED)
+        if engine.amp and engine.scaler is not None:
+            engine.scaler.scale(loss).backward()
+            engine.fire_event(IterationEvents.BACKWARD_COMPLETED)
+            engine.scaler.step(engine.optimizer)
+            engine.scaler.update()
+        else:
+            loss.backward()
+            engine.fire_event(IterationEvents.BACKWARD_COMPLETED)
+            engine.optimizer.step()
+        engine.state.output[CommonKeys.PRED] = masks.detach()
+        engine.state.output[CommonKeys.LOSS] = loss.detach()
+        engine.fire_event(IterationEvents.MODEL_COMPLETED)
+        return engine.state.output
+
+    def _autocast(self) -> Callable:
+        device_type = torch.device(self.state.device).type
+        return torch.autocast(device_type=device_type, enabled=bool(self.amp) and device_type == "cuda")
+
+
+def discovery_metrics(
+    num_parts: Sequence[int],
+    with_labels: bool,
+    hd95_levels: Sequence[int] = (),
+    report_classes: Sequence[int] | None = None,
+    hd95_spacing: float | Sequence[float] | None = None,
+) -> dict[str, IgniteMetricHandler]:
+    """Evaluator metrics for a hierarchical output (per-level probabilities concatenated under ``pred``).
+
+    ``mean_max_prob_l{l}`` for every level (label-free model selection); when the data have labels (one channel
+    per level under ``label``) also ``matched_dice_l{l}`` and, for the 0-based levels in ``hd95_levels``,
+    ``matched_hd95_l{l}``. ``report_classes`` restricts the Dice mean to some ground-truth classes (e.g. ``[1]``
+    for a tumour), see ``MatchedDiceMetric``. ``hd95_spacing`` is the voxel spacing the HD95 is measured with
+    (``MatchedHausdorffDistanceMetric``'s ``spacing``, e.g. 2.0 for a 2 mm grid gives mm); None measures in voxels.
+    """
+    if bad := [level for level in hd95_levels if not 0 <= level < len(num_parts)]:
+        raise ValueError(f"hd95_levels {bad} are not 0-based levels of num_parts {list(num_parts)}.")
+    metrics: dict[str, IgniteMetricHandler] = {}
+    for level in range(len(num_parts)):
+        name = f"l{level + 1}"
+        metrics[f"mean_max_prob_{name}"] = MeanMaxProbability(
+            output_transform=level_output_transform(num_parts, level, label=False)
+        )
+        if not with_labels:
+            continue
+        metrics[f"matched_dice_{name}"] = IgniteMetricHandler(
+            metric_fn=MatchedDiceMetric(report_classes=report_classes),
+            output_transform=level_output_transform(num_parts, level),
+            save_details=True,
+        )
+        if level in hd95_levels:
+            metrics[f"matched_hd95_{name}"] = IgniteMetricHandler(
+                metric_fn=MatchedHausdorffDistanceMetric(classes=report_classes, spacing=hd95_spacing),
+                output_transform=level_output_transform(num_parts, level),
+                save_details=True,
+            )
+    return metrics

@@ -1,0 +1,92 @@
+"""The per-level results table of a structure-discovery evaluation, beside the non-DL baselines."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from ignite.engine import Engine
+
+from monai_ext.baselines.evaluate import PAPER_TABLE1, run_baselines
+from monai_ext.provenance import environment, peak_memory_mb, write_json
+
+
+def _stats(values: np.ndarray) -> dict[str, float]:
+    values = values[np.isfinite(values)]
+    return {"mean": float(values.mean()), "sd": float(values.std()), "n": int(values.size)} if values.size else {}
+
+
+def evaluator_scores(evaluator: Engine, prefix: str, num_levels: int) -> list[dict[str, float]]:
+    """Mean, sd and count of the per-volume values of ``{prefix}_l{l}`` for each level (from metric_details)."""
+    details = getattr(evaluator.state, "metric_details", {}) or {}
+    scores = []
+    for level in range(num_levels):
+        name = f"{prefix}_l{level + 1}"
+        values = details.get(name)
+        scores.append(_stats(np.asarray(values, dtype=np.float64).ravel()) if values is not None else {})
+    return scores
+
+
+def _cell(stats: dict[str, float]) -> str:
+    return f"{stats['mean']:.3f} ± {stats['sd']:.3f}" if stats else "-"
+
+
+def discovery_report(
+    evaluator: Engine,
+    num_parts: Sequence[int],
+    out: str,
+    dataset_dir: str | None = None,
+    split: str = "test",
+    compare_baselines: bool = False,
+    overwrite: bool = False,
+) -> dict:
+    """Print and save matched Dice (and HD95 where computed) per level, with k-means and BM4D + k-means
+    measured on the same volumes when ``compare_baselines`` (and the paper's Table 1 for phantom data).
+
+    Args:
+        evaluator: the finished evaluator (its ``matched_dice_l*`` metrics need ``save_details=True``).
+        num_parts: K of each level.
+        out: JSON file of the report.
+        dataset_dir: dataset folder (``datalist.json`` + ``dataset.json``) for the baselines.
+        split: the split that was evaluated.
+        compare_baselines: also run the baselines on ``dataset_dir`` / ``split``.
+        overwrite: replace an existing ``out``.
+    """
+    ours = evaluator_scores(evaluator, "matched_dice", len(num_parts))
+    hd95 = evaluator_scores(evaluator, "matched_hd95", len(num_parts))
+    columns: dict[str, list[dict[str, float]]] = {"ours": ours}
+    variant = None
+    if compare_baselines:
+        if dataset_dir is None:
+            raise ValueError("compare_baselines needs dataset_dir.")
+        baselines = run_baselines(dataset_dir, split=split)
+        for method, per_level in baselines["matched_dice"].items():
+            columns[method] = [{k: v for k, v in stats.items() if k != "per_volume"} for stats in per_level.values()]
+        meta_path = Path(dataset_dir) / "dataset.json"
+        variant = json.loads(meta_path.read_text()).get("options", {}).get("variant") if meta_path.is_file() else None
+    paper = PAPER_TABLE1.get(variant or "", {})
+    header = f"{'level':<7}{'K':>3}  " + "".join(f"{name:<18}" for name in columns)
+    lines = [f"matched Dice on the {split} split, mean ± sd over volumes", header]
+    for level, k in enumerate(num_parts):
+        row = f"{'l' + str(level + 1):<7}{k:>3}  "
+        row += "".join(f"{_cell(col[level]) if level < len(col) else '-':<18}" for col in columns.values())
+        if paper and level < 3:
+            row += "paper: " + " / ".join(f"{m} {v[level]:.3f}" for m, v in paper.items())
+        lines.append(row)
+    if any(hd95):
+        lines.append("HD95 (voxels): " + ", ".join(f"l{i + 1} {_cell(s)}" for i, s in enumerate(hd95) if s))
+    table = "\n".join(lines)
+    print(table)
+    report = {
+        **environment(),
+        "split": split,
+        "num_parts": list(num_parts),
+        "matched_dice": columns,
+        "matched_hd95": hd95,
+        "paper_table1": paper or None,
+        "peak_memory_mb": round(peak_memory_mb(), 1),
+    }
+    write_json(out, report, overwrite=overwrite)
+    return report

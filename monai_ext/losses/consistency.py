@@ -1,0 +1,115 @@
+"""Label-free losses of unsupervised structure discovery (Tursynbek & Niethammer, MICCAI 2023, sec. 3)."""
+
+from __future__ import annotations
+
+import torch
+from monai.losses import DiceLoss
+from torch import nn
+from torch.nn.modules.loss import _Loss
+
+
+class ConsistencyLoss(_Loss):
+    """Volume-normalised K-means loss of a representation under soft part masks (eq. 5).
+
+    C(h) = 1/N sum_k sum_u M_ku ||z_k - h_u||^2 with z_k = sum_u M_ku h_u / (sum_u M_ku + eps), N the number
+    of voxels; averaged over the batch. On the image it is the visual consistency L_v (eq. 7), on diffusion
+    features the feature consistency L_f (eq. 6). For one-hot masks it is the K-means objective of the
+    partition divided by N.
+
+    Args:
+        eps: added to each part's mass before dividing (the authors' code uses 1e-5), > 0.
+    """
+
+    def __init__(self, eps: float = 1e-5) -> None:
+        super().__init__()
+        if not eps > 0:
+            raise ValueError(f"eps must be > 0, got {eps}.")
+        self.eps = eps
+
+    def forward(self, masks: torch.Tensor, representation: torch.Tensor) -> torch.Tensor:
+        """
+        Args:
+            masks: soft part masks M (B, K, *spatial), non-negative, summing to 1 over K.
+            representation: h(x0) (B, C, *spatial) on the same grid.
+        """
+        if masks.ndim < 3 or masks.shape[0] != representation.shape[0] or masks.shape[2:] != representation.shape[2:]:
+            raise ValueError(
+                f"masks (B, K, *spatial) and representation (B, C, *spatial) must share batch and spatial shape, "
+                f"got {tuple(masks.shape)} and {tuple(representation.shape)}."
+            )
+        m = masks.flatten(2).float()  # B, K, N
+        h = representation.flatten(2).float()  # B, C, N
+        mass = m.sum(-1)  # B, K
+        centres = torch.einsum("bkn,bcn->bkc", m, h) / (mass[..., None] + self.eps)
+        total = h.new_zeros(h.shape[0])
+        for k in range(m.shape[1]):
+            squared = (h - centres[:, k, :, None]).pow(2).sum(1)  # B, N
+            total = total + (m[:, k] * squared).sum(-1)
+        return (total / h.shape[-1]).mean()
+
+
+class PhotometricInvarianceLoss(_Loss):
+    """Dice loss between the masks of an image and of its photometric transform (eq. 8, L_inv).
+
+    L_inv = 1 - 1/K sum_k 2 sum_u f(x)_ku f(T(x))_ku / (sum_u f(x)_ku^2 + sum_u f(T(x))_ku^2), computed with
+    MONAI's ``DiceLoss`` on probabilities (no activation, background included, squared denominator) and
+    averaged over the batch.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dice = DiceLoss(include_background=True, squared_pred=True, reduction="mean")
+
+    def forward(self, masks: torch.Tensor, masks_transformed: torch.Tensor) -> torch.Tensor:
+        if masks.shape != masks_transformed.shape:
+            raise ValueError(f"mask shapes differ: {tuple(masks.shape)} and {tuple(masks_transformed.shape)}.")
+        return self.dice(masks, masks_transformed)
+
+
+class DiscoveryLoss(nn.Module):
+    """L = lambda_v L_v + lambda_f L_f + lambda_inv L_inv (eq. 4), summed over hierarchy levels.
+
+    Args:
+        lambda_v: weight of the visual consistency C(x0) (eq. 7), >= 0.
+        lambda_f: weight of the feature consistency C(phi(x0)) (eq. 6), >= 0.
+        lambda_inv: weight of the photometric invariance (eq. 8), >= 0.
+        eps: see ``ConsistencyLoss``.
+    """
+
+    def __init__(self, lambda_v: float = 1.0, lambda_f: float = 1.0, lambda_inv: float = 1.0, eps: float = 1e-5):
+        super().__init__()
+        weights = {"lambda_v": lambda_v, "lambda_f": lambda_f, "lambda_inv": lambda_inv}
+        if any(not w >= 0 for w in weights.values()) or not any(weights.values()):
+            raise ValueError(f"loss weights must be >= 0 with at least one positive, got {weights}.")
+        self.lambda_v, self.lambda_f, self.lambda_inv = lambda_v, lambda_f, lambda_inv
+        self.consistency = ConsistencyLoss(eps)
+        self.invariance = PhotometricInvarianceLoss()
+
+    def forward(
+        self,
+        masks: list[torch.Tensor],
+        masks_transformed: list[torch.Tensor] | None,
+        image: torch.Tensor,
+        features: list[torch.Tensor | None],
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """
+        Args:
+            masks: per level, the soft masks (B, K_l, *spatial) of the image.
+            masks_transformed: per level, the masks of the photometrically transformed image (needed when
+                ``lambda_inv > 0``).
+            image: x0 (B, 1, *spatial).
+            features: per level, phi(x0) (B, C_l, *spatial) (needed when ``lambda_f > 0``).
+
+        Returns:
+            the total loss and its terms (summed over levels) as floats, for logging.
+        """
+        terms = {"loss_v": image.new_zeros(()), "loss_f": image.new_zeros(()), "loss_inv": image.new_zeros(())}
+        for level, m in enumerate(masks):
+            if self.lambda_v:
+                terms["loss_v"] = terms["loss_v"] + self.consistency(m, image)
+            if self.lambda_f:
+                terms["loss_f"] = terms["loss_f"] + self.consistency(m, features[level])
+            if self.lambda_inv:
+                terms["loss_inv"] = terms["loss_inv"] + self.invariance(m, masks_transformed[level])
+        total = self.lambda_v * terms["loss_v"] + self.lambda_f * terms["loss_f"] + self.lambda_inv * terms["loss_inv"]
+        return total, {name: float(value.detach()) for name, value in terms.items()}

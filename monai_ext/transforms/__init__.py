@@ -1,0 +1,30 @@
+"""Transforms MONAI core lacks: input validation, hierarchy helpers, diffusion condensation."""
+
+from monai_ext.transforms.validation import ValidateImaged, check_same_spatial_shape
+
+__all__ = ["ValidateImaged", "check_same_spatial_shape"]
+from monai_ext.transforms.hierarchy import (
+    HierarchyAccumulator,
+    HierarchyWriter,
+    SplitLevelsd,
+    contingency_tables,
+    hierarchy_tree,
+    level_label_maps,
+    level_output_transform,
+    level_slices,
+    split_levels,
+    tree_from_tables,
+)
+
+__all__ += [
+    "HierarchyAccumulator",
+    "HierarchyWriter",
+    "SplitLevelsd",
+    "contingency_tables",
+    "hierarchy_tree",
+    "level_label_maps",
+    "level_output_transform",
+    "level_slices",
+    "split_levels",
+    "tree_from_tables",
+]

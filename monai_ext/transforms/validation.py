@@ -1,0 +1,68 @@
+"""Input checks that fail early with the file, the key and the expected form."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping, Sequence
+
+import torch
+from monai.config import KeysCollection
+from monai.transforms import MapTransform
+
+
+def _source(data: Mapping[Hashable, object], key: Hashable) -> str:
+    meta = getattr(data[key], "meta", {}) or {}
+    return str(meta.get("filename_or_obj", "<in memory>"))
+
+
+class ValidateImaged(MapTransform):
+    """Check channel-first images: number of spatial dimensions and channels, finite values, not constant.
+
+    Place it right after ``EnsureChannelFirstd``; a failure raises ``ValueError`` naming the file and key.
+
+    Args:
+        keys: keys of the images to check.
+        spatial_dims: required number of spatial dimensions (2 or 3).
+        channels: required channel count, or None for any.
+        allow_missing_keys: skip keys absent from the data.
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        spatial_dims: int = 3,
+        channels: int | None = 1,
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        if spatial_dims not in (2, 3):
+            raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}.")
+        if channels is not None and channels < 1:
+            raise ValueError(f"channels must be >= 1 or None, got {channels}.")
+        self.spatial_dims = spatial_dims
+        self.channels = channels
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            image = torch.as_tensor(d[key])
+            where = f"'{key}' of '{_source(d, key)}'"
+            expected = "(C, H, W, D)" if self.spatial_dims == 3 else "(C, H, W)"
+            if image.ndim != self.spatial_dims + 1:
+                raise ValueError(
+                    f"{where} has shape {tuple(image.shape)}; expected {self.spatial_dims} spatial dimensions "
+                    f"after the channel: {expected}."
+                )
+            if self.channels is not None and image.shape[0] != self.channels:
+                raise ValueError(f"{where} has {image.shape[0]} channels; this network expects {self.channels}.")
+            if not torch.isfinite(image).all():
+                raise ValueError(f"{where} contains NaN or infinite values.")
+            if torch.amax(image) == torch.amin(image):
+                raise ValueError(f"{where} is constant: min-max normalisation and clustering need contrast.")
+        return d
+
+
+def check_same_spatial_shape(data: Mapping[Hashable, torch.Tensor], keys: Sequence[Hashable]) -> None:
+    """Raise ``ValueError`` naming the file when the images under ``keys`` differ in spatial shape."""
+    shapes = {key: tuple(torch.as_tensor(data[key]).shape[1:]) for key in keys if key in data}
+    if len(set(shapes.values())) > 1:
+        raise ValueError(f"image and label shapes differ for '{_source(data, keys[0])}': {shapes}.")

@@ -1,0 +1,265 @@
+"""Figures of discovered hierarchical parts (Tursynbek & Niethammer, MICCAI 2023, Fig. 3 style).
+
+One PNG, one row per volume: the image slice, the predicted part map of each level and, when given, the
+ground truth of each level. Written with matplotlib's Agg canvas (no display, no pyplot state).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from ignite.engine import Engine, Events
+from matplotlib import colormaps
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import ListedColormap
+from matplotlib.figure import Figure
+from monai.utils import convert_to_numpy
+
+from monai_ext.metrics import matched_dice, relabel
+from monai_ext.transforms.hierarchy import _check_num_parts, _check_output_file, _items, level_label_maps
+
+__all__ = ["DiscoveryFigureWriter", "discovery_figure"]
+
+ArrayLike = np.ndarray | torch.Tensor
+
+
+def _resize(volume: np.ndarray, shape: tuple[int, ...], labels: bool) -> np.ndarray:
+    """Resize a channel-first ``(C, *spatial)`` volume to ``shape``: nearest for labels, (bi/tri)linear else."""
+    if volume.shape[1:] == shape:
+        return volume
+    mode = "nearest-exact" if labels else ("bilinear" if len(shape) == 2 else "trilinear")
+    t = torch.as_tensor(volume, dtype=torch.float32)[None]
+    out = torch.nn.functional.interpolate(t, size=shape, mode=mode)[0].numpy()
+    return np.rint(out).astype(np.int64) if labels else out
+
+
+def _level_stack(maps: Sequence[ArrayLike] | ArrayLike, spatial_dims: int, name: str) -> np.ndarray:
+    """Per-level maps, each ``(*spatial)`` or ``(1, *spatial)``, or one ``(L, *spatial)`` array -> ``(L, *spatial)``."""
+    arrays = [convert_to_numpy(m) for m in maps]
+    arrays = [a[0] if a.ndim == spatial_dims + 1 and a.shape[0] == 1 else a for a in arrays]
+    if not arrays or len({a.shape for a in arrays}) > 1 or arrays[0].ndim != spatial_dims:
+        raise ValueError(
+            f"{name} must hold one {spatial_dims}D map per level, all of one shape, got shapes "
+            f"{[a.shape for a in arrays]}."
+        )
+    return np.stack(arrays)
+
+
+def _centre_slice(volume: np.ndarray) -> np.ndarray:
+    """The 2D ``(H, W)`` slice of a ``(C, H, W[, D])`` volume's channels: the axial centre ``D // 2`` in 3D."""
+    return volume[..., volume.shape[-1] // 2] if volume.ndim == 4 else volume
+
+
+def _recolour(pred: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, float]:
+    """Parts -> matched ground-truth labels; unmatched part ``p`` -> ``max(label) + 1 + p``. Returns map, Dice."""
+    result = matched_dice(pred, label)
+    matched = relabel(pred, result, unmatched=-1)
+    return np.where(matched < 0, int(label.max()) + 1 + pred, matched), result.mean
+
+
+def _row(
+    i: int, image: ArrayLike, level_maps: Sequence[ArrayLike] | ArrayLike, label: ArrayLike | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, list[float] | None]:
+    """Slices of one volume: image ``(H, W)``, (recoloured) maps ``(L, H, W)``, labels or None, Dice or None."""
+    image = convert_to_numpy(image).astype(np.float32)
+    if image.ndim not in (3, 4):
+        raise ValueError(f"image {i} must be channel-first (C, H, W[, D]), got shape {image.shape}.")
+    maps = _level_stack(level_maps, image.ndim - 1, f"level_maps[{i}]").astype(np.int64)
+    shape = maps.shape[1:]
+    image = _centre_slice(_resize(image[:1], shape, labels=False))[0]
+    if label is None:
+        return image, _centre_slice(maps), None, None
+    label = convert_to_numpy(label).astype(np.int64)
+    if label.ndim != maps.ndim or label.shape[0] != maps.shape[0]:
+        raise ValueError(
+            f"labels[{i}] must be (L, *spatial) with one channel per level (L = {maps.shape[0]}), "
+            f"got shape {label.shape}."
+        )
+    label = _resize(label, shape, labels=True)
+    recoloured = [_recolour(p, g) for p, g in zip(maps, label, strict=True)]
+    maps = np.stack([m for m, _ in recoloured])
+    return image, _centre_slice(maps), _centre_slice(label), [d for _, d in recoloured]
+
+
+def discovery_figure(
+    path: str | Path,
+    images: Sequence[ArrayLike],
+    level_maps: Sequence[Sequence[ArrayLike] | ArrayLike],
+    labels: Sequence[ArrayLike | None] | None = None,
+    titles: Sequence[str] | None = None,
+) -> Path:
+    """Write one PNG of discovered part maps: one row per volume, one column per image / level.
+
+    Columns: the image, the predicted part map of each level, then (when ``labels`` are given) the ground truth
+    of each level. 3D volumes show their axial slice through the centre, index ``D // 2`` of the last spatial
+    axis (MONAI's RAS ``(H, W, D)`` layout), the same index for the image, prediction and ground truth;
+    slices are drawn transposed with the origin at the lower left.
+
+    Colours are categorical (``tab20``, cycled beyond 20 labels), one colour per label value across the figure.
+    Without ground truth a part's colour is its index. With ground truth, each level's parts are first matched
+    to the ground-truth classes over the whole volume (:func:`monai_ext.metrics.matched_dice`) and recoloured
+    to them (:func:`monai_ext.metrics.relabel`), so that a part shares the colour of its class; parts matched to
+    no class get colours after the classes'. The matched Dice is printed under each predicted map.
+
+    A volume whose image or ground truth is on another grid than its predicted maps is resized to the maps'
+    grid (linear for the image, nearest for labels); this assumes the same field of view. Pass the image on the
+    prediction's grid (e.g. the original image when the prediction was inverted) when they differ.
+
+    Args:
+        path: PNG file to write (its folder is created); an existing file is replaced.
+        images: one channel-first image ``(C, H, W[, D])`` per volume; channel 0 is shown.
+        level_maps: per volume, the predicted part map of each level (a sequence of ``(H, W[, D])`` or
+            ``(1, H, W[, D])`` integer maps, or one ``(L, H, W[, D])`` array), the same number of levels for
+            every volume.
+        labels: per volume, the ground truth ``(L, H, W[, D])`` with one channel per level, or None for a
+            volume without ground truth; None: no ground truth at all.
+        titles: one row title per volume (e.g. file names); default ``volume 1``, ``volume 2``, ...
+
+    Returns:
+        the path written.
+
+    Raises:
+        ValueError: no volume, sequences of different lengths, an image that is not ``(C, H, W[, D])``, maps of
+            different shapes or level counts, or ground truth without one channel per level.
+    """
+    n = len(images)
+    if n == 0 or len(level_maps) != n or (labels is not None and len(labels) != n) or (titles and len(titles) != n):
+        raise ValueError(
+            f"images, level_maps, labels and titles need one entry per volume (at least one), got "
+            f"{n}, {len(level_maps)}, {None if labels is None else len(labels)}, "
+            f"{None if titles is None else len(titles)}."
+        )
+    labels = list(labels) if labels is not None else [None] * n
+    titles = list(titles) if titles else [f"volume {i + 1}" for i in range(n)]
+    rows = [_row(i, images[i], level_maps[i], labels[i]) for i in range(n)]
+    num_levels = {r[1].shape[0] for r in rows}
+    if len(num_levels) > 1:
+        raise ValueError(f"every volume needs the same number of levels, got {sorted(num_levels)}.")
+    (num_levels,) = num_levels
+    with_labels = any(r[2] is not None for r in rows)
+
+    top = max(int(r[1].max()) for r in rows)
+    top = max([top] + [int(r[2].max()) for r in rows if r[2] is not None])
+    tab20 = colormaps["tab20"]
+    cmap = ListedColormap([tab20(i % 20) for i in range(top + 1)])
+    columns = ["image"] + [f"parts, level {k + 1}" for k in range(num_levels)]
+    columns += [f"ground truth, level {k + 1}" for k in range(num_levels)] if with_labels else []
+
+    fig = Figure(figsize=(2.2 * len(columns), 2.2 * n), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(n, len(columns), squeeze=False)
+    for r, (image, maps, label, dice) in enumerate(rows):
+        panels = [image, *maps, *(label if label is not None else [None] * (len(columns) - 1 - num_levels))]
+        for c, (ax, panel) in enumerate(zip(axes[r], panels, strict=True)):
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(columns[c], fontsize=8)
+            if panel is None:
+                ax.set_frame_on(False)
+                continue
+            if c == 0:
+                ax.imshow(panel.T, cmap="gray", origin="lower")
+                ax.set_ylabel(titles[r], fontsize=8)
+            else:
+                ax.imshow(panel.T, cmap=cmap, vmin=-0.5, vmax=top + 0.5, origin="lower", interpolation="nearest")
+            if dice is not None and 1 <= c <= num_levels:
+                ax.set_xlabel(f"matched Dice {dice[c - 1]:.2f}", fontsize=7)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    return path
+
+
+class DiscoveryFigureWriter:
+    """Ignite handler that draws the first volumes of an evaluation run with :func:`discovery_figure`.
+
+    Attach it to an evaluator. It keeps the first ``num_volumes`` items of each run (STARTED restarts the
+    collection): the image (key ``image_key``), the per-level argmax of the concatenated probabilities (key
+    ``pred_key``, see :func:`monai_ext.transforms.level_label_maps`) and, when the item has it, the ground truth
+    (key ``label_key``, one channel per level). On COMPLETED it writes ``output_dir/filename``. Rows are named
+    by ``pred.meta["filename_or_obj"]`` (file name only) when present.
+
+    After ``Invertd`` the prediction is on the original grid while ``"image"`` may still be the preprocessed
+    one; :func:`discovery_figure` then resizes the image to the prediction's grid, which assumes the same field
+    of view. Name a key holding the image on the prediction's grid in ``image_key`` when they differ.
+
+    Args:
+        output_dir: folder of the PNG, created if needed.
+        num_parts: number of parts ``K_l`` of each level, coarse to fine; each >= 2.
+        num_volumes: number of volumes drawn (rows), >= 1.
+        image_key: key of the image ``(C, *spatial)``.
+        pred_key: key of the concatenated probabilities ``(sum(num_parts), *spatial)``.
+        label_key: key of the ground truth ``(L, *spatial)``; None: never draw ground truth.
+        output_transform: maps ``engine.state.output`` to the decollated items (a list of dicts); identity by
+            default. A batched dict is decollated.
+        filename: name of the PNG file.
+        overwrite: replace an existing non-empty file; when False, ``attach`` raises FileExistsError.
+    """
+
+    def __init__(
+        self,
+        output_dir: str | Path,
+        num_parts: Sequence[int] = (2, 4, 8),
+        num_volumes: int = 4,
+        image_key: str = "image",
+        pred_key: str = "pred",
+        label_key: str | None = "label",
+        output_transform: Callable[[Any], Any] = lambda x: x,
+        filename: str = "discovery.png",
+        overwrite: bool = False,
+    ) -> None:
+        if isinstance(num_volumes, bool) or not isinstance(num_volumes, int) or num_volumes < 1:
+            raise ValueError(f"num_volumes must be an integer >= 1, got {num_volumes!r}.")
+        if not filename.endswith(".png") or Path(filename).name != filename:
+            raise ValueError(f"filename must be a plain file name ending in '.png', got {filename!r}.")
+        self.path = Path(output_dir) / filename
+        self.num_parts = _check_num_parts(num_parts)
+        self.num_volumes = num_volumes
+        self.image_key = image_key
+        self.pred_key = pred_key
+        self.label_key = label_key
+        self.output_transform = output_transform
+        self.overwrite = overwrite
+        self.logger = logging.getLogger(__name__)
+        self.reset()
+
+    def attach(self, engine: Engine) -> None:
+        """Register on STARTED, ITERATION_COMPLETED and COMPLETED; refuse to overwrite an existing file."""
+        _check_output_file(self.path, self.overwrite)
+        engine.add_event_handler(Events.STARTED, self.reset)
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self)
+        engine.add_event_handler(Events.COMPLETED, self.write)
+
+    def reset(self) -> None:
+        """Forget the volumes collected so far."""
+        self.images: list[np.ndarray] = []
+        self.level_maps: list[np.ndarray] = []
+        self.labels: list[np.ndarray | None] = []
+        self.titles: list[str] = []
+
+    def __call__(self, engine: Engine) -> None:
+        """Keep the items of the current iteration until ``num_volumes`` are collected."""
+        for item in _items(self.output_transform(engine.state.output)):
+            if len(self.images) >= self.num_volumes:
+                return
+            pred = item[self.pred_key]
+            name = getattr(pred, "meta", {}).get("filename_or_obj")
+            label = item.get(self.label_key) if self.label_key is not None else None
+            self.images.append(convert_to_numpy(item[self.image_key]))
+            self.level_maps.append(np.stack([convert_to_numpy(m[0]) for m in level_label_maps(pred, self.num_parts)]))
+            self.labels.append(None if label is None else convert_to_numpy(label))
+            self.titles.append(Path(str(name)).name if name else f"volume {len(self.images)}")
+
+    def write(self) -> None:
+        """Draw the collected volumes (nothing when the run had no item)."""
+        if not self.images:
+            self.logger.warning(f"no item collected: '{self.path}' not written.")
+            return
+        discovery_figure(self.path, self.images, self.level_maps, self.labels, self.titles)
+        self.logger.info(f"{len(self.images)} volume(s) drawn to '{self.path}'.")

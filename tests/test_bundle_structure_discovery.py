@@ -1,0 +1,203 @@
+"""The structure_discovery bundle's configs run end to end on a tiny setting (24^3 phantoms, tiny networks)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nibabel as nib
+import pytest
+import torch
+from monai.bundle import ConfigWorkflow
+
+from monai_ext.bundle import bundle_component
+
+ROOT = Path(__file__).resolve().parents[1]
+BUNDLE = ROOT / "bundles" / "structure_discovery"
+CONFIGS = BUNDLE / "configs"
+TINY_DIFFUSION = {
+    "network_def#channels": [8, 8, 16],
+    "network_def#num_res_blocks": 1,
+    "network_def#norm_num_groups": 8,
+    "image_size": [16, 16, 16],
+}
+TINY = {
+    "spatial_size": [24, 24, 24],
+    "network_def#channels": [4, 8, 8],
+    "network_def#strides": [1, 2],
+    "batch_size": 2,
+    "feature_cache_draws": 1,
+}
+
+
+@pytest.fixture(scope="module")
+def diffusion(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A tiny diffusion configuration layered on the real bundle's train.json, and random weights for it."""
+    folder = tmp_path_factory.mktemp("diffusion")
+    override = folder / "tiny.json"
+    override.write_text(json.dumps(TINY_DIFFUSION))
+    configs = ["configs/train.json", str(override)]
+    torch.manual_seed(0)
+    net = bundle_component(str(ROOT / "bundles" / "diffusion_pretraining"), "network_def", configs)
+    ckpt = folder / "model.pt"
+    torch.save(net.state_dict(), ckpt)
+    return {"diffusion_configs": configs, "diffusion_ckpt": str(ckpt)}
+
+
+def _messages(error: BaseException) -> str:
+    """The messages of an exception and of every exception it was raised from (MONAI wraps config errors)."""
+    parts = []
+    while error is not None:
+        parts.append(f"{type(error).__name__}: {error}")
+        error = error.__cause__
+    return " | ".join(parts)
+
+
+def _workflow(config_files, workflow_type: str, **overrides) -> ConfigWorkflow:
+    files = [str(CONFIGS / f) for f in config_files]
+    workflow = ConfigWorkflow(
+        config_file=files if len(files) > 1 else files[0],
+        workflow_type=workflow_type,
+        meta_file=str(CONFIGS / "metadata.json"),
+        logging_file=str(CONFIGS / "logging.conf"),
+        bundle_root=str(BUNDLE),
+        **overrides,
+    )
+    return workflow
+
+
+def _train(tiny_phantoms, diffusion, output_dir, max_epochs: int) -> ConfigWorkflow:
+    workflow = _workflow(
+        ["train.json"],
+        "train",
+        dataset_dir=str(tiny_phantoms),
+        output_dir=str(output_dir),
+        max_epochs=max_epochs,
+        **diffusion,
+        **TINY,
+    )
+    workflow.initialize()
+    assert workflow.check_properties() in (None, [])
+    workflow.run()
+    workflow.finalize()
+    return workflow
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_phantoms, diffusion, tmp_path_factory):
+    output_dir = tmp_path_factory.mktemp("train")
+    workflow = _train(tiny_phantoms, diffusion, output_dir, max_epochs=1)
+    return output_dir, workflow
+
+
+def test_train_writes_selected_model_and_checkpoint(trained):
+    output_dir, workflow = trained
+    assert (output_dir / "model.pt").is_file() and (output_dir / "checkpoint_epoch=1.pt").is_file()
+    selection = json.loads((output_dir / "model_selection.json").read_text())
+    assert selection["epochs"] == [1, 1, 1] and all(0.0 < b <= 1.0 for b in selection["best"])
+    state = torch.load(output_dir / "model.pt", weights_only=True)
+    assert any(k.startswith("levels.2.") for k in state)
+    cache = workflow.parser.get_parsed_content("feature_cache")
+    assert cache.misses == 4, "one feature computation per training volume and draw"
+
+
+def test_training_resumes_from_the_last_checkpoint(tiny_phantoms, diffusion, trained, tmp_path):
+    output_dir, first = trained
+    iterations = first.parser.get_parsed_content("train#trainer").state.iteration
+    resumed = _train(tiny_phantoms, diffusion, output_dir, max_epochs=2)
+    state = resumed.parser.get_parsed_content("train#trainer").state
+    assert state.epoch == 2 and state.iteration == 2 * iterations
+    assert (output_dir / "checkpoint_epoch=2.pt").is_file()
+
+
+def test_evaluate_reports_matched_dice_hierarchy_and_figure(tiny_phantoms, diffusion, trained, tmp_path):
+    output_dir, _ = trained
+    workflow = _workflow(
+        ["train.json", "evaluate.json"],
+        "eval",
+        dataset_dir=str(tiny_phantoms),
+        ckpt_path=str(output_dir / "model.pt"),
+        eval_output_dir=str(tmp_path / "eval"),
+        **diffusion,
+        **TINY,
+    )
+    workflow.initialize()
+    workflow.run()
+    workflow.finalize()
+    report = json.loads((tmp_path / "eval" / "report.json").read_text())
+    assert [len(level) for level in report["matched_dice"]["ours"]] == [3, 3, 3]
+    assert all(0 <= level["mean"] <= 1 for level in report["matched_dice"]["ours"])
+    assert report["matched_hd95"][0]["n"] == 1
+    hierarchy = json.loads((tmp_path / "eval" / "hierarchy.json").read_text())
+    assert hierarchy["num_parts"] == [2, 4, 8] and len(hierarchy["volumes"]) == 1
+    assert (tmp_path / "eval" / "discovery.png").stat().st_size > 0
+    assert (tmp_path / "eval" / "metrics.csv").is_file()
+    labels = sorted((tmp_path / "eval" / "labels").glob("*.nii.gz"))
+    assert len(labels) == 3 and nib.load(labels[0]).shape == (24, 24, 24)
+
+
+def test_inference_writes_one_label_map_per_level(tiny_phantoms, trained, tmp_path):
+    output_dir, _ = trained
+    workflow = _workflow(
+        ["inference.json"],
+        "infer",
+        dataset_dir=str(tiny_phantoms),
+        ckpt_path=str(output_dir / "model.pt"),
+        output_dir=str(tmp_path / "out"),
+        spatial_size=TINY["spatial_size"],
+        **{k: v for k, v in TINY.items() if k.startswith("network_def")},
+    )
+    workflow.initialize()
+    assert workflow.check_properties() in (None, [])
+    workflow.run()
+    written = sorted(p.name for p in (tmp_path / "out").glob("*.nii.gz"))
+    assert written == [f"phantom_005_image_l{level}.nii.gz" for level in (1, 2, 3)]
+    level3 = nib.load(tmp_path / "out" / written[2]).get_fdata()
+    assert level3.shape == (24, 24, 24) and level3.max() <= 7
+    with pytest.raises(RuntimeError) as error:
+        _workflow(["inference.json"], "infer", output_dir=str(tmp_path / "out")).initialize()
+    assert "FileExistsError" in _messages(error.value) and "--overwrite" in _messages(error.value)
+
+
+def test_missing_diffusion_checkpoint_names_file_and_command(tiny_phantoms, tmp_path):
+    workflow = _workflow(
+        ["train.json"],
+        "train",
+        dataset_dir=str(tiny_phantoms),
+        output_dir=str(tmp_path / "run"),
+        diffusion_ckpt=str(tmp_path / "nowhere.pt"),
+    )
+    with pytest.raises(RuntimeError) as error:
+        workflow.initialize()
+        workflow.parser.get_parsed_content("diffusion_unet")
+    message = _messages(error.value)
+    assert "nowhere.pt" in message and "diffusion_pretraining/configs/train.json" in message
+
+
+def test_checkpoint_that_does_not_fit_is_rejected(tiny_phantoms, diffusion, tmp_path):
+    workflow = _workflow(
+        ["train.json"],
+        "train",
+        dataset_dir=str(tiny_phantoms),
+        output_dir=str(tmp_path / "run"),
+        diffusion_ckpt=diffusion["diffusion_ckpt"],
+    )
+    workflow.initialize()
+    with pytest.raises(RuntimeError) as error:
+        workflow.parser.get_parsed_content("diffusion_unet")
+    assert "does not fit the configured DiffusionModelUNet" in _messages(error.value)
+
+
+def test_feature_stage_that_does_not_exist_is_rejected(tiny_phantoms, diffusion, tmp_path):
+    workflow = _workflow(
+        ["train.json"],
+        "train",
+        dataset_dir=str(tiny_phantoms),
+        output_dir=str(tmp_path / "run"),
+        feature_stages=[1, 2, 5],
+        **diffusion,
+    )
+    workflow.initialize()
+    with pytest.raises(RuntimeError) as error:
+        workflow.parser.get_parsed_content("feature_extractor")
+    assert "stages must be a non-empty list of decoder stages in 1..3" in _messages(error.value)

@@ -1,0 +1,155 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from monai.networks.nets import DiffusionModelUNet
+from monai.networks.schedulers import DDPMScheduler
+
+from monai_ext.losses import ConsistencyLoss, DiscoveryLoss, PhotometricInvarianceLoss
+from monai_ext.metrics import MeanMaxProbabilityMetric
+from monai_ext.networks import DiffusionFeatureExtractor, FeatureCache, HierarchicalSegmenter
+
+
+def _kmeans_objective(labels: np.ndarray, values: np.ndarray) -> float:
+    """Hard-mask K-means objective / N, computed independently with numpy: sum of squared distances to means."""
+    total = 0.0
+    for k in np.unique(labels):
+        members = values[:, labels == k]
+        total += ((members - members.mean(axis=1, keepdims=True)) ** 2).sum()
+    return total / labels.size
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_consistency_equals_hard_kmeans_objective_for_one_hot_masks(seed):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 4, size=(6, 5, 7))
+    values = rng.normal(size=(3, 6, 5, 7))
+    masks = torch.nn.functional.one_hot(torch.as_tensor(labels), 4).permute(3, 0, 1, 2)[None].double()
+    loss = ConsistencyLoss(eps=1e-12)(masks, torch.as_tensor(values)[None])
+    assert float(loss) == pytest.approx(_kmeans_objective(labels, values), rel=1e-6)
+
+
+def test_consistency_is_zero_on_a_piecewise_constant_image_split_on_its_pieces():
+    labels = torch.zeros(8, 8, 8, dtype=torch.long)
+    labels[2:6, 2:6, 2:6] = 1
+    labels[3:5, 3:5, 3:5] = 2
+    image = torch.tensor([0.1, 0.5, 0.9])[labels][None, None]
+    masks = torch.nn.functional.one_hot(labels, 3).permute(3, 0, 1, 2)[None].float()
+    assert float(ConsistencyLoss()(masks, image)) == pytest.approx(0.0, abs=1e-6)
+    wrong = torch.roll(masks, shifts=2, dims=2)
+    assert float(ConsistencyLoss()(wrong, image)) > 0.01
+
+
+def test_consistency_gradients_are_finite_even_for_empty_parts():
+    logits = torch.randn(2, 4, 6, 6, 6, requires_grad=True)
+    masks = torch.softmax(logits, dim=1) * torch.tensor([1.0, 1.0, 1.0, 0.0]).view(1, 4, 1, 1, 1)
+    loss = ConsistencyLoss()(masks, torch.randn(2, 5, 6, 6, 6))
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(logits.grad).all()
+
+
+def test_consistency_rejects_mismatched_shapes():
+    with pytest.raises(ValueError, match="share batch and spatial shape"):
+        ConsistencyLoss()(torch.rand(1, 2, 4, 4, 4), torch.rand(1, 1, 4, 4, 5))
+
+
+def test_invariance_matches_equation_8():
+    a = torch.softmax(torch.randn(2, 3, 5, 5, 5), dim=1)
+    b = torch.softmax(torch.randn(2, 3, 5, 5, 5), dim=1)
+    dims = (2, 3, 4)
+    expected = 1 - (2 * (a * b).sum(dims) / ((a**2).sum(dims) + (b**2).sum(dims))).mean()
+    assert float(PhotometricInvarianceLoss()(a, b)) == pytest.approx(float(expected), abs=1e-5)
+    assert float(PhotometricInvarianceLoss()(a, a)) == pytest.approx(0.0, abs=1e-5)
+
+
+def test_discovery_loss_weights_and_validation():
+    masks = [torch.softmax(torch.randn(1, 2, 4, 4, 4), 1)]
+    image, features = torch.rand(1, 1, 4, 4, 4), [torch.randn(1, 3, 4, 4, 4)]
+    total, terms = DiscoveryLoss(1.0, 2.0, 0.0)(masks, None, image, features)
+    assert float(total) == pytest.approx(terms["loss_v"] + 2 * terms["loss_f"], rel=1e-5)
+    with pytest.raises(ValueError, match="at least one positive"):
+        DiscoveryLoss(0.0, 0.0, 0.0)
+
+
+@pytest.fixture(scope="module")
+def tiny_unet():
+    torch.manual_seed(0)
+    unet = DiffusionModelUNet(
+        spatial_dims=3,
+        in_channels=1,
+        out_channels=1,
+        channels=(8, 8, 16),
+        attention_levels=(False, False, False),
+        num_res_blocks=1,
+        norm_num_groups=8,
+    )
+    return unet, DDPMScheduler(num_train_timesteps=250, schedule="cosine", prediction_type="sample")
+
+
+def test_feature_extractor_stage_shapes(tiny_unet):
+    unet, scheduler = tiny_unet
+    x0 = torch.rand(2, 1, 16, 16, 16)
+    extractor = DiffusionFeatureExtractor(unet, scheduler, stages=(1, 2, 3))
+    native = extractor.native(x0)
+    assert {s: tuple(f.shape) for s, f in native.items()} == {
+        1: (2, 16, 4, 4, 4),
+        2: (2, 8, 8, 8, 8),
+        3: (2, 8, 16, 16, 16),
+    }
+    assert extractor.channels == [16, 8, 8]
+    assert extractor(x0).shape == (2, 32, 16, 16, 16)
+    resized = DiffusionFeatureExtractor(unet, scheduler, stages=(2,), input_size=(16, 16, 16))
+    assert resized(torch.rand(1, 1, 12, 12, 12)).shape == (1, 8, 12, 12, 12)
+    assert not any(p.requires_grad for p in extractor.unet.parameters())
+
+
+def test_feature_extractor_rejects_bad_stage_and_size(tiny_unet):
+    unet, scheduler = tiny_unet
+    with pytest.raises(ValueError, match=r"stages .* in 1\.\.3"):
+        DiffusionFeatureExtractor(unet, scheduler, stages=(4,))
+    with pytest.raises(ValueError, match="timestep"):
+        DiffusionFeatureExtractor(unet, scheduler, timestep=250)
+    with pytest.raises(ValueError, match="set input_size"):
+        DiffusionFeatureExtractor(unet, scheduler).native(torch.rand(1, 1, 10, 10, 10))
+
+
+@pytest.mark.parametrize("storage", ["memory", "disk"])
+def test_cached_features_agree_with_direct_extraction(tiny_unet, tmp_path, storage):
+    unet, scheduler = tiny_unet
+    extractor = DiffusionFeatureExtractor(unet, scheduler, stages=(1, 3))
+    cache = FeatureCache(extractor, num_draws=2, storage=storage, cache_dir=tmp_path)
+    x0 = torch.rand(2, 1, 16, 16, 16)
+    keys = ["a.nii.gz", "b.nii.gz"]
+    first = cache.native(x0, keys, draw=1)
+    again = cache.native(x0, keys, draw=1)
+    assert cache.misses == 2 and cache.hits == 2
+    direct = extractor.native(x0[1:], noise=cache.noise("b.nii.gz", 1, (1, 1, 16, 16, 16)))
+    for stage in (1, 3):
+        assert torch.equal(first[stage], again[stage])
+        torch.testing.assert_close(first[stage][1:], direct[stage], atol=2e-2, rtol=1e-2)
+    other_draw = cache.native(x0, keys, draw=0)
+    assert not torch.allclose(other_draw[1], first[1])
+
+
+def test_hierarchical_segmenter_outputs_softmax_per_level():
+    net = HierarchicalSegmenter(num_parts=(2, 3), channels=(4, 8, 8), strides=(1, 2))
+    out = net(torch.rand(2, 1, 8, 8, 8))
+    assert out.shape == (2, 5, 8, 8, 8)
+    for level in net.split(out):
+        torch.testing.assert_close(level.sum(1), torch.ones(2, 8, 8, 8))
+    with pytest.raises(ValueError, match="divide by 2"):
+        net(torch.rand(1, 1, 9, 8, 8))
+    with pytest.raises(ValueError, match="input must have shape"):
+        net(torch.rand(1, 2, 8, 8, 8))
+    with pytest.raises(ValueError, match="K >= 2"):
+        HierarchicalSegmenter(num_parts=(1,))
+
+
+def test_mean_max_probability():
+    metric = MeanMaxProbabilityMetric()
+    certain = torch.zeros(1, 2, 4, 4)
+    certain[:, 0] = 1
+    metric(torch.cat([certain, torch.full((1, 2, 4, 4), 0.5)]))
+    torch.testing.assert_close(metric.get_buffer().flatten(), torch.tensor([1.0, 0.5]))
+    assert float(metric.aggregate()) == pytest.approx(0.75)

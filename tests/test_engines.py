@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from monai_ext.engines import BestPerLevel, SamplePredictionPrepareBatch
+from monai_ext.networks import HierarchicalSegmenter
+
+
+def _fake_engine(epoch: int, metrics: dict) -> SimpleNamespace:
+    return SimpleNamespace(state=SimpleNamespace(epoch=epoch, metrics=metrics))
+
+
+def test_best_per_level_keeps_each_level_from_its_own_best_epoch(tmp_path):
+    net = HierarchicalSegmenter(num_parts=(2, 3), channels=(4, 4), strides=(1,))
+    handler = BestPerLevel(net, ["score_l1", "score_l2"], tmp_path / "model.pt")
+    with torch.no_grad():
+        for p in net.parameters():
+            p.fill_(1.0)
+    handler(_fake_engine(1, {"score_l1": 0.5, "score_l2": 0.7}))
+    with torch.no_grad():
+        for p in net.parameters():
+            p.fill_(2.0)
+    handler(_fake_engine(2, {"score_l1": 0.6, "score_l2": 0.6}))  # level 1 improves, level 2 does not
+    state = torch.load(tmp_path / "model.pt", weights_only=True)
+    parameters = {name for name, _ in net.named_parameters()}
+    level1 = [state[k] for k in parameters if k.startswith("levels.0.")]
+    level2 = [state[k] for k in parameters if k.startswith("levels.1.")]
+    assert level1 and all(torch.all(v == 2.0) for v in level1)
+    assert level2 and all(torch.all(v == 1.0) for v in level2)
+    assert json.loads((tmp_path / "model_selection.json").read_text())["epochs"] == [2, 1]
+    restored = HierarchicalSegmenter(num_parts=(2, 3), channels=(4, 4), strides=(1,))
+    restored.load_state_dict(state)
+
+
+def test_best_per_level_needs_its_metrics(tmp_path):
+    net = HierarchicalSegmenter(num_parts=(2,), channels=(4, 4), strides=(1,))
+    with pytest.raises(ValueError, match="one metric per level"):
+        BestPerLevel(net, ["a", "b"], tmp_path / "m.pt")
+    with pytest.raises(KeyError, match="computes no metric 'a'"):
+        BestPerLevel(net, ["a"], tmp_path / "m.pt")(_fake_engine(1, {"b": 1.0}))
+
+
+def test_sample_prediction_prepare_batch_targets_the_clean_image():
+    images = torch.rand(3, 1, 4, 4, 4)
+    inputs, target, args, kwargs = SamplePredictionPrepareBatch(num_train_timesteps=250)({"image": images})
+    assert torch.equal(target, images) and torch.equal(inputs, images) and args == ()
+    assert kwargs["noise"].shape == images.shape and kwargs["timesteps"].shape == (3,)
+    assert int(kwargs["timesteps"].max()) < 250
+    with pytest.raises(ValueError, match="num_train_timesteps"):
+        SamplePredictionPrepareBatch(num_train_timesteps=0)
