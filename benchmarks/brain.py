@@ -80,17 +80,11 @@ def make_data(folder: Path, n: int) -> tuple[Path, float]:
     return path, float(meta["spacing_mm"])
 
 
-def write_overrides(work: Path, spacing: float) -> tuple[Path, Path]:
-    """Config files layered on the bundles' own: the diffusion grid, and HD95 in mm at evaluation."""
+def write_overrides(work: Path) -> Path:
+    """The diffusion grid of the brain runs, layered on the diffusion bundle's train.json."""
     diffusion = work / "diffusion_brain.json"
     diffusion.write_text(json.dumps({"image_size": IMAGE_SIZE}, indent=4) + "\n")
-    evaluation = work / "evaluate_brain.json"
-    metrics = (
-        "$monai_ext.engines.discovery_metrics(@num_parts, with_labels=bool(@label_keys), hd95_levels=@hd95_levels "
-        "if @label_keys else [], report_classes=@report_classes, hd95_spacing=@hd95_spacing)"
-    )
-    evaluation.write_text(json.dumps({"hd95_spacing": spacing, "validate#metrics": metrics}, indent=4) + "\n")
-    return diffusion, evaluation
+    return diffusion
 
 
 def pretrain(common: dict, diffusion_override: Path, work: Path, epochs: int | None, reuse: Path | None) -> tuple:
@@ -124,16 +118,17 @@ def discover(common: dict, work: Path, overrides: dict) -> tuple[Path, dict]:
     return target, timing
 
 
-def evaluate(common: dict, eval_override: Path, ckpt: Path, out: Path) -> tuple[dict, dict]:
+def evaluate(common: dict, spacing: float, ckpt: Path, out: Path) -> tuple[dict, dict]:
     """Evaluate on the test split (reusing a report newer than ``ckpt``); return the report and the timing."""
     report_path, timing_path = out / "report.json", out / "timing.json"
     if report_path.is_file() and timing_path.is_file() and report_path.stat().st_mtime > ckpt.stat().st_mtime:
         return json.loads(report_path.read_text()), json.loads(timing_path.read_text())
     if out.exists():
         shutil.rmtree(out)
-    configs = [*bundle_config("structure_discovery", "train.json", "evaluate.json"), str(eval_override)]
+    configs = bundle_config("structure_discovery", "train.json", "evaluate.json")
     overrides = {**common, "ckpt_path": str(ckpt), "eval_output_dir": str(out), "report_classes": [TUMOUR]}
-    timing = run_bundle(configs, {**overrides, "hd95_levels": [0]}, out.parent / f"{out.name}.log")
+    overrides |= {"hd95_levels": [0], "hd95_spacing": spacing}
+    timing = run_bundle(configs, overrides, out.parent / f"{out.name}.log")
     timing_path.write_text(json.dumps(timing))
     return json.loads(report_path.read_text()), timing
 
@@ -237,7 +232,7 @@ def main() -> None:
 
     data = work / "brains"
     datalist, spacing = make_data(data, args.n)
-    diffusion_override, eval_override = write_overrides(work, spacing)
+    diffusion_override = write_overrides(work)
     common = {"datalist": str(datalist), "dataset_dir": str(data)}
     reuse = Path(args.diffusion_ckpt).resolve() if args.diffusion_ckpt else None
     diffusion_ckpt, pretrain_timing = pretrain(
@@ -260,7 +255,7 @@ def main() -> None:
     for row, ablation in runs.items():
         tag = row.replace("=", "")
         ckpt, train_timing = discover(discovery, work / f"discovery_{tag}", ablation)
-        report, eval_timing = evaluate({**discovery, **ablation}, eval_override, ckpt, work / f"eval_{tag}")
+        report, eval_timing = evaluate({**discovery, **ablation}, spacing, ckpt, work / f"eval_{tag}")
         rows[row] = {
             "dice": report["matched_dice"]["ours"][0],
             "hd95_mm": report["matched_hd95"][0],

@@ -99,8 +99,7 @@ def load_weights(network: nn.Module, path: str, device: str | torch.device = "cp
         FileNotFoundError: ``path`` does not exist (the message names it and ``how_to_make``).
         ValueError: the checkpoint's tensors do not fit the configured network.
     """
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"checkpoint '{path}' does not exist. {how_to_make}".strip())
+    require_file(path, how_to_make or "Pass the path of an existing checkpoint.")
     state = torch.load(path, map_location=device, weights_only=True)
     try:
         network.load_state_dict(state)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -157,6 +159,23 @@ def test_inference_writes_one_label_map_per_level(tiny_phantoms, trained, tmp_pa
     with pytest.raises(RuntimeError) as error:
         _workflow(["inference.json"], "infer", output_dir=str(tmp_path / "out")).initialize()
     assert "FileExistsError" in _messages(error.value) and "--overwrite" in _messages(error.value)
+
+
+def test_inference_through_the_monai_bundle_command_line(tiny_phantoms, trained, tmp_path):
+    output_dir, _ = trained
+    command = [
+        sys.executable, "-m", "monai.bundle", "run",
+        "--config_file", str(CONFIGS / "inference.json"),
+        "--dataset_dir", str(tiny_phantoms),
+        "--ckpt_path", str(output_dir / "model.pt"),
+        "--output_dir", str(tmp_path / "cli"),
+        "--spatial_size", "[24, 24, 24]",
+        "--network_def#channels", "[4, 8, 8]",
+        "--network_def#strides", "[1, 2]",
+    ]  # fmt: skip
+    completed = subprocess.run(command, cwd=BUNDLE, capture_output=True, text=True, check=False)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert len(list((tmp_path / "cli").glob("*_l3.nii.gz"))) == 1
 
 
 def test_missing_diffusion_checkpoint_names_file_and_command(tiny_phantoms, tmp_path):

@@ -144,6 +144,8 @@ def test_hierarchical_segmenter_outputs_softmax_per_level():
         net(torch.rand(1, 2, 8, 8, 8))
     with pytest.raises(ValueError, match="K >= 2"):
         HierarchicalSegmenter(num_parts=(1,))
+    with pytest.raises(ValueError, match="more parts than the input has voxels"):
+        HierarchicalSegmenter(num_parts=(2, 8), channels=(4, 4), strides=(1,))(torch.rand(1, 1, 2, 2, 1))
 
 
 def test_mean_max_probability():

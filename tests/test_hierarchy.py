@@ -262,6 +262,20 @@ def test_hierarchy_writer(tmp_path):
     assert list(content["volumes"]) == ["0", "1"] and content["dataset"]["voxels"] == 64
 
 
+def test_writers_restart_at_each_run(tmp_path):
+    """An evaluator run every few epochs rewrites the files with its latest run only."""
+    hierarchy = HierarchyWriter(tmp_path, num_parts=NUM_PARTS)
+    figure = DiscoveryFigureWriter(tmp_path, num_parts=NUM_PARTS)
+    engine = Engine(lambda engine, batch: batch)
+    hierarchy.attach(engine)
+    figure.attach(engine)
+    for _ in range(2):
+        engine.run([_items()], max_epochs=1)
+    content = json.loads((tmp_path / "hierarchy.json").read_text())
+    assert content["dataset"]["voxels"] == 64 and len(content["volumes"]) == 2
+    assert len(figure.images) == 2
+
+
 def test_hierarchy_writer_rejects_wrong_channels(tmp_path):
     with pytest.raises(ValueError, match=r"sum\(num_parts\)"):
         _run(HierarchyWriter(tmp_path, num_parts=[2, 8]), _items())

@@ -84,6 +84,7 @@ def run_baselines(
     noise_std: str = "auto",
     out: str | None = None,
     overwrite: bool = False,
+    verbose: bool = True,
 ) -> dict:
     """Run k-means and BM4D + k-means on every volume of a split and report matched Dice per level.
 
@@ -95,6 +96,7 @@ def run_baselines(
             phantom generator), ``"estimate"`` uses a wavelet estimate, ``"auto"`` the first when available.
         out: JSON file for the results (default: no file).
         overwrite: replace an existing ``out``.
+        verbose: print the table.
 
     Returns:
         the results as written to ``out``.
@@ -142,8 +144,9 @@ def run_baselines(
         "wall_time_s": round(time.perf_counter() - start, 2),
         "peak_memory_mb": round(peak_memory_mb(), 1),
     }
-    print(f"\nmatched Dice on '{folder}' ({split}, {len(items)} volumes, {result['wall_time_s']} s)")
-    print(format_table(summary, levels, variant))
+    if verbose:
+        print(f"\nmatched Dice on '{folder}' ({split}, {len(items)} volumes, {result['wall_time_s']} s)")
+        print(format_table(summary, levels, variant))
     if out is not None:
         write_json(out, result, overwrite=overwrite)
         print(f"results written to {out}")

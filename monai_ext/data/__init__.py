@@ -1,0 +1,1 @@
+"""Data without downloads: cell and brain phantom generators, datalist reading and writing."""

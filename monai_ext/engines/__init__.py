@@ -14,12 +14,12 @@ from monai_ext.engines.report import discovery_report
 __all__ = [
     "BestPerLevel",
     "DiscoveryTrainer",
-    "discovery_metrics",
-    "discovery_report",
     "MeanMaxProbability",
     "ResumeFromLatest",
     "SamplePredictionPrepareBatch",
     "SaveForResume",
+    "discovery_metrics",
+    "discovery_report",
     "latest_checkpoint",
     "volume_keys",
 ]

@@ -40,6 +40,7 @@ def discovery_report(
     dataset_dir: str | None = None,
     split: str = "test",
     compare_baselines: bool = False,
+    hd95_unit: str = "voxels",
     overwrite: bool = False,
 ) -> dict:
     """Print and save matched Dice (and HD95 where computed) per level, with k-means and BM4D + k-means
@@ -52,6 +53,7 @@ def discovery_report(
         dataset_dir: dataset folder (``datalist.json`` + ``dataset.json``) for the baselines.
         split: the split that was evaluated.
         compare_baselines: also run the baselines on ``dataset_dir`` / ``split``.
+        hd95_unit: unit of the HD95 values (``"mm"`` when the metric was given the voxel spacing).
         overwrite: replace an existing ``out``.
     """
     ours = evaluator_scores(evaluator, "matched_dice", len(num_parts))
@@ -61,7 +63,7 @@ def discovery_report(
     if compare_baselines:
         if dataset_dir is None:
             raise ValueError("compare_baselines needs dataset_dir.")
-        baselines = run_baselines(dataset_dir, split=split)
+        baselines = run_baselines(dataset_dir, split=split, verbose=False)
         for method, per_level in baselines["matched_dice"].items():
             columns[method] = [{k: v for k, v in stats.items() if k != "per_volume"} for stats in per_level.values()]
         meta_path = Path(dataset_dir) / "dataset.json"
@@ -76,7 +78,7 @@ def discovery_report(
             row += "paper: " + " / ".join(f"{m} {v[level]:.3f}" for m, v in paper.items())
         lines.append(row)
     if any(hd95):
-        lines.append("HD95 (voxels): " + ", ".join(f"l{i + 1} {_cell(s)}" for i, s in enumerate(hd95) if s))
+        lines.append(f"HD95 ({hd95_unit}): " + ", ".join(f"l{i + 1} {_cell(s)}" for i, s in enumerate(hd95) if s))
     table = "\n".join(lines)
     print(table)
     report = {
@@ -85,6 +87,7 @@ def discovery_report(
         "num_parts": list(num_parts),
         "matched_dice": columns,
         "matched_hd95": hd95,
+        "hd95_unit": hd95_unit,
         "paper_table1": paper or None,
         "peak_memory_mb": round(peak_memory_mb(), 1),
     }

@@ -77,6 +77,9 @@ class HierarchicalSegmenter(nn.Module):
                 f"input must have shape (B, {self.in_channels}, *{self.spatial_dims} spatial dims), "
                 f"got {tuple(x.shape)}."
             )
+        voxels = int(torch.tensor(x.shape[2:]).prod())
+        if max(self.num_parts) > voxels:
+            raise ValueError(f"num_parts {self.num_parts} asks for more parts than the input has voxels ({voxels}).")
         if any(s % self.divisor for s in x.shape[2:]):
             raise ValueError(
                 f"input spatial size {tuple(x.shape[2:])} must divide by {self.divisor} (the product of the strides); "

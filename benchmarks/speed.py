@@ -1,0 +1,132 @@
+"""Speed of the diffusion pretraining (CPU recipe vs paper setting) and of discovery with / without the
+feature cache, measured here with the bundles' own network definitions.
+
+    python benchmarks/speed.py --out benchmarks/results/speed.json
+
+* pretraining: seconds per training iteration (forward, L1 loss, backward, Adam step) and peak resident
+  memory, for train.json (batch 2 x 2 crops of 32^3) and train_paper.json (batch 4 of 64^3); the paper
+  setting may not fit in memory here, in which case the error is recorded;
+* discovery: seconds per training volume of the DiscoveryTrainer with the feature cache warm (features read
+  from the cache) and with features recomputed at every step, for the CPU diffusion network and the paper one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import resource
+import time
+from pathlib import Path
+
+import torch
+from _runner import BUNDLES, ROOT
+
+from monai_ext.bundle import bundle_component
+from monai_ext.losses import DiscoveryLoss
+from monai_ext.networks import DiffusionFeatureExtractor, FeatureCache, HierarchicalSegmenter
+from monai_ext.provenance import environment, write_json
+
+DIFFUSION = str(BUNDLES / "diffusion_pretraining")
+SETTINGS = {
+    "cpu_recipe": {"configs": ["configs/train.json"], "batch": (4, 32)},
+    "paper": {"configs": ["configs/train.json", "configs/train_paper.json"], "batch": (4, 64)},
+}
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def pretraining_speed(name: str, iterations: int) -> dict:
+    """Seconds per iteration (median of ``iterations`` after one warm-up) and peak memory of one setting."""
+    configs = SETTINGS[name]["configs"]
+    batch, size = SETTINGS[name]["batch"]
+    net = bundle_component(DIFFUSION, "network_def", configs)
+    scheduler = bundle_component(DIFFUSION, "scheduler", configs)
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-4)
+    x0 = torch.rand(batch, 1, size, size, size) * 2 - 1
+    parameters = sum(p.numel() for p in net.parameters()) / 1e6
+    times = []
+    try:
+        for _ in range(iterations + 1):
+            start = time.perf_counter()
+            t = torch.randint(0, scheduler.num_train_timesteps, (batch,))
+            noisy = scheduler.add_noise(x0, torch.randn_like(x0), t)
+            loss = torch.nn.functional.l1_loss(net(noisy, timesteps=t), x0)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            times.append(time.perf_counter() - start)
+    except RuntimeError as error:  # out of memory on a small machine
+        return {"error": str(error)[:300], "peak_memory_mb": round(peak_rss_mb(), 1)}
+    finally:
+        del net, optimizer
+        gc.collect()
+    steady = sorted(times[1:])
+    return {
+        "batch": f"{batch} x {size}^3",
+        "seconds_per_iteration": round(steady[len(steady) // 2], 3),
+        "parameters_m": round(parameters, 2),
+        "peak_memory_mb": round(peak_rss_mb(), 1),
+    }
+
+
+def discovery_speed(name: str, volumes: int) -> dict:
+    """Seconds per training volume of one discovery step, with a warm cache and with recomputed features."""
+    configs = SETTINGS[name]["configs"]
+    unet = bundle_component(DIFFUSION, "network_def", configs)
+    scheduler = bundle_component(DIFFUSION, "scheduler", configs)
+    size = bundle_component(DIFFUSION, "image_size", configs)
+    extractor = DiffusionFeatureExtractor(unet, scheduler, stages=(1, 2, 3), input_size=size)
+    network = HierarchicalSegmenter()
+    loss_fn = DiscoveryLoss()
+    optimizer = torch.optim.Adam(network.parameters(), lr=3e-4)
+    cache = FeatureCache(extractor, num_draws=1)
+    images = [torch.rand(1, 1, 48, 48, 48) for _ in range(volumes)]
+    keys = [f"volume_{i}" for i in range(volumes)]
+
+    def step(x: torch.Tensor, key: str, cached: bool) -> None:
+        native = cache.native(x, [key], draw=0) if cached else extractor.native(x)
+        features = [DiffusionFeatureExtractor.upsample([native[s]], x.shape[2:]) for s in (1, 2, 3)]
+        masks = network.split(network(x))
+        transformed = network.split(network(x**1.05))
+        loss, _ = loss_fn(masks, transformed, x, features)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    for x, key in zip(images, keys, strict=True):  # fill the cache (and warm up)
+        step(x, key, cached=True)
+    result = {}
+    for label, cached in (("cached", True), ("recomputed", False)):
+        start = time.perf_counter()
+        for x, key in zip(images, keys, strict=True):
+            step(x, key, cached)
+        result[f"seconds_per_volume_{label}"] = round((time.perf_counter() - start) / volumes, 3)
+    result["speedup"] = round(result["seconds_per_volume_recomputed"] / result["seconds_per_volume_cached"], 2)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--iterations", type=int, default=5, help="timed iterations (paper setting: 1)")
+    parser.add_argument("--volumes", type=int, default=8, help="timed discovery volumes (paper setting: 2)")
+    parser.add_argument("--skip-paper", action="store_true", help="skip the paper setting (about 21 GB here)")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "speed.json"))
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    names = ["cpu_recipe"] + ([] if args.skip_paper else ["paper"])
+    results = {"torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count()}
+    for name in names:
+        small = name == "cpu_recipe"
+        results[f"pretraining_{name}"] = pretraining_speed(name, args.iterations if small else 1)
+        print(name, "pretraining", results[f"pretraining_{name}"], flush=True)
+        results[f"discovery_{name}_features"] = discovery_speed(name, args.volumes if small else 2)
+        print(name, "discovery", results[f"discovery_{name}_features"], flush=True)
+    write_json(Path(args.out), {**environment(), **results}, overwrite=True)
+    print(f"results written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
