@@ -36,7 +36,7 @@ def main() -> None:
         start = time.perf_counter()
         make_phantoms(str(folder), variant=variant, n=120, seed=0)
         seconds = round(time.perf_counter() - start, 1)
-        baselines = run_baselines(str(folder), split="test", verbose=False)
+        baselines = run_baselines(str(folder), split="test", out=None, verbose=False)
         cells = {}
         for method in ("kmeans", "bm4d_kmeans"):
             for index, (key, stats) in enumerate(baselines["matched_dice"][method].items()):

@@ -14,15 +14,20 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import os
+import re
 import resource
+import shutil
+import statistics
 import time
 from pathlib import Path
 
 import torch
-from _runner import BUNDLES, ROOT
+from _runner import BUNDLES, ROOT, bundle_config, run_bundle
 
 from monai_ext.bundle import bundle_component
+from monai_ext.data.phantoms import make_phantoms
 from monai_ext.losses import DiscoveryLoss
 from monai_ext.networks import DiffusionFeatureExtractor, FeatureCache, HierarchicalSegmenter
 from monai_ext.provenance import environment, write_json
@@ -108,11 +113,65 @@ def discovery_speed(name: str, volumes: int) -> dict:
     return result
 
 
+EPOCH_LINE = re.compile(r"DiscoveryTrainer - INFO - Epoch\[(\d+)\] Complete\. Time taken: (\d+):(\d+):([\d.]+)")
+
+
+def epoch_seconds(log: Path) -> list[float]:
+    """Training time of every epoch, read from the trainer's log."""
+    return [int(h) * 3600 + int(m) * 60 + float(s) for _, h, m, s in EPOCH_LINE.findall(log.read_text())]
+
+
+def cache_comparison(data: Path, work: Path, volumes: int, epochs: int) -> dict:
+    """The structure_discovery bundle trained on ``volumes`` training phantoms with and without the feature
+    cache: time per epoch and matched Dice on the 20 test volumes."""
+    full = json.loads((data / "datalist.json").read_text())
+    resolve = lambda item: {k: str(data / v) if isinstance(v, str) else v for k, v in item.items()}  # noqa: E731
+    subset = {"training": full["training"][:volumes], "validation": full["validation"][:5], "test": full["test"]}
+    datalist = work / "cache_comparison_datalist.json"
+    datalist.write_text(json.dumps({k: [resolve(i) for i in v] for k, v in subset.items()}))
+    common = {"datalist": str(datalist), "dataset_dir": str(data), "max_epochs": epochs}
+    result = {"training_volumes": volumes, "epochs": epochs}
+    for label, cached in (("cached", True), ("recomputed", False)):
+        run = work / f"cache_comparison_{label}"
+        if run.exists():
+            shutil.rmtree(run)
+        timing = run_bundle(
+            bundle_config("structure_discovery", "train.json"),
+            {**common, "use_feature_cache": cached, "output_dir": str(run)},
+            run / "train.log",
+        )
+        run_bundle(
+            bundle_config("structure_discovery", "train.json", "evaluate.json"),
+            {**common, "ckpt_path": str(run / "model.pt"), "eval_output_dir": str(run / "eval")},
+            run / "eval.log",
+        )
+        report = json.loads((run / "eval" / "report.json").read_text())
+        seconds = epoch_seconds(run / "train.log")
+        result[label] = {
+            "epoch_seconds": seconds,
+            "median_epoch_seconds_after_first": statistics.median(seconds[1:]) if len(seconds) > 1 else None,
+            "matched_dice": [level.get("mean") for level in report["matched_dice"]["ours"]],
+            "wall_seconds": timing["seconds"],
+        }
+    cached, recomputed = result["cached"], result["recomputed"]
+    if cached["median_epoch_seconds_after_first"] and recomputed["median_epoch_seconds_after_first"]:
+        result["speedup"] = round(
+            recomputed["median_epoch_seconds_after_first"] / cached["median_epoch_seconds_after_first"], 2
+        )
+    result["dice_difference"] = [
+        round(a - b, 4) for a, b in zip(cached["matched_dice"], recomputed["matched_dice"], strict=True)
+    ]
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--iterations", type=int, default=5, help="timed iterations (paper setting: 1)")
     parser.add_argument("--volumes", type=int, default=8, help="timed discovery volumes (paper setting: 2)")
     parser.add_argument("--skip-paper", action="store_true", help="skip the paper setting (about 21 GB here)")
+    parser.add_argument("--cache-volumes", type=int, default=20, help="training volumes of the cache comparison")
+    parser.add_argument("--cache-epochs", type=int, default=6, help="epochs of the cache comparison (0: skip)")
+    parser.add_argument("--workdir", default=str(ROOT / "benchmarks" / ".work"))
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "speed.json"))
     args = parser.parse_args()
     torch.manual_seed(0)
@@ -124,6 +183,14 @@ def main() -> None:
         print(name, "pretraining", results[f"pretraining_{name}"], flush=True)
         results[f"discovery_{name}_features"] = discovery_speed(name, args.volumes if small else 2)
         print(name, "discovery", results[f"discovery_{name}_features"], flush=True)
+    if args.cache_epochs:
+        data = Path(args.workdir) / "phantoms_regular"
+        if not (data / "datalist.json").is_file():
+            make_phantoms(str(data), variant="regular", n=120, seed=0)
+        results["bundle_feature_cache"] = cache_comparison(
+            data, Path(args.workdir), args.cache_volumes, args.cache_epochs
+        )
+        print("feature cache in the bundle", results["bundle_feature_cache"], flush=True)
     write_json(Path(args.out), {**environment(), **results}, overwrite=True)
     print(f"results written to {args.out}")
 

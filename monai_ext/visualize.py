@@ -18,6 +18,7 @@ from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
+from monai.transforms import LoadImage
 from monai.utils import convert_to_numpy
 
 from monai_ext.metrics import matched_dice, relabel
@@ -193,7 +194,8 @@ class DiscoveryFigureWriter:
         output_dir: folder of the PNG, created if needed.
         num_parts: number of parts ``K_l`` of each level, coarse to fine; each >= 2.
         num_volumes: number of volumes drawn (rows), >= 1.
-        image_key: key of the image ``(C, *spatial)``.
+        image_key: key of the image ``(C, *spatial)``; None reads the original image from the file named in the
+            prediction's meta (the figure then shows the volume as stored, not as resized for the network).
         pred_key: key of the concatenated probabilities ``(sum(num_parts), *spatial)``.
         label_key: key of the ground truth ``(L, *spatial)``; None: never draw ground truth.
         output_transform: maps ``engine.state.output`` to the decollated items (a list of dicts); identity by
@@ -251,10 +253,18 @@ class DiscoveryFigureWriter:
             pred = item[self.pred_key]
             name = getattr(pred, "meta", {}).get("filename_or_obj")
             label = item.get(self.label_key) if self.label_key is not None else None
-            self.images.append(convert_to_numpy(item[self.image_key]))
+            image = item[self.image_key] if self.image_key is not None else self._load(name)
+            self.images.append(convert_to_numpy(image))
             self.level_maps.append(np.stack([convert_to_numpy(m[0]) for m in level_label_maps(pred, self.num_parts)]))
             self.labels.append(None if label is None else convert_to_numpy(label))
             self.titles.append(Path(str(name)).name if name else f"volume {len(self.images)}")
+
+    @staticmethod
+    def _load(name: object) -> np.ndarray:
+        """The image as stored on disk (channel first), for ``image_key=None``."""
+        if not name:
+            raise ValueError("image_key=None needs the prediction's meta 'filename_or_obj' to read the image from.")
+        return LoadImage(image_only=True, ensure_channel_first=True)(str(name))
 
     def write(self) -> None:
         """Draw the collected volumes (nothing when the run had no item)."""

@@ -92,3 +92,11 @@ def test_cli_reports_bad_option_without_traceback(tmp_path):
     completed = subprocess.run(command, capture_output=True, text=True, check=False)
     assert completed.returncode == 2
     assert "error: variant must be one of" in completed.stderr and "Traceback" not in completed.stderr
+
+
+def test_default_output_goes_to_benchmarks_results_without_replacing(tiny_phantoms, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for _ in range(2):
+        run_baselines(str(tiny_phantoms), split="test", methods="kmeans", verbose=False)
+    written = sorted(p.name for p in (tmp_path / "benchmarks" / "results").iterdir())
+    assert written == ["baselines_regular_test.json", "baselines_regular_test_1.json"]

@@ -49,6 +49,18 @@ def test_consistency_gradients_are_finite_even_for_empty_parts():
     assert torch.isfinite(loss) and torch.isfinite(logits.grad).all()
 
 
+def test_normalized_consistency_is_the_unexplained_share_of_variance():
+    masks = torch.softmax(torch.randn(2, 3, 6, 6, 6), dim=1)
+    features = torch.randn(2, 4, 6, 6, 6) * 3 + 1
+    raw = ConsistencyLoss(eps=1e-12)
+    normalized = ConsistencyLoss(eps=1e-12, normalize=True)
+    total_variance = features.flatten(2).var(dim=-1, unbiased=False).sum(1)
+    expected = torch.stack([raw(masks[i : i + 1], features[i : i + 1]) / total_variance[i] for i in range(2)]).mean()
+    assert float(normalized(masks, features)) == pytest.approx(float(expected), rel=1e-5)
+    assert float(normalized(masks, features * 100)) == pytest.approx(float(expected), rel=1e-4)
+    assert 0 < float(expected) <= 1
+
+
 def test_consistency_rejects_mismatched_shapes():
     with pytest.raises(ValueError, match="share batch and spatial shape"):
         ConsistencyLoss()(torch.rand(1, 2, 4, 4, 4), torch.rand(1, 1, 4, 4, 5))

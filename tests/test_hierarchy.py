@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import nibabel as nib
 import numpy as np
 import pytest
 import torch
@@ -361,3 +362,17 @@ def test_discovery_figure_unmatched_parts_get_new_colours():
 def test_discovery_figure_rejects(tmp_path, images, maps, labels, match):
     with pytest.raises(ValueError, match=match):
         discovery_figure(tmp_path / "x.png", images, maps, labels)
+
+
+def test_discovery_figure_writer_reads_the_stored_image_when_asked(tmp_path):
+    items = _items()
+    stored = tmp_path / "a.nii.gz"
+    nib.save(nib.Nifti1Image(np.random.rand(4, 4, 2).astype(np.float32), np.eye(4)), str(stored))
+    items[0]["pred"].meta["filename_or_obj"] = str(stored)
+    writer = DiscoveryFigureWriter(tmp_path / "fig", num_parts=NUM_PARTS, num_volumes=1, image_key=None)
+    _run(writer, items)
+    assert writer.images[0].shape == (1, 4, 4, 2)
+    assert (tmp_path / "fig" / "discovery.png").stat().st_size > 0
+    missing = DiscoveryFigureWriter(tmp_path / "fig2", num_parts=NUM_PARTS, image_key=None)
+    with pytest.raises(ValueError, match="filename_or_obj"):
+        _run(missing, _items(with_meta=False))

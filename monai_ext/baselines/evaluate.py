@@ -28,6 +28,15 @@ PAPER_TABLE1: dict[str, dict[str, tuple[float, float, float]]] = {
 }
 
 
+def free_path(path: Path) -> Path:
+    """``path`` if it is free, else the first free ``<stem>_1<suffix>``, ``<stem>_2<suffix>``, ..."""
+    candidate, number = path, 0
+    while candidate.exists():
+        number += 1
+        candidate = path.with_name(f"{path.stem}_{number}{path.suffix}")
+    return candidate
+
+
 def label_levels(data: Path) -> dict[str, int]:
     """Label keys and their class counts K, read from the ``classes`` entry of the folder's ``dataset.json``."""
     meta_path = data / "dataset.json"
@@ -82,7 +91,7 @@ def run_baselines(
     split: str = "test",
     methods: Sequence[str] = METHODS,
     noise_std: str = "auto",
-    out: str | None = None,
+    out: str | None = "auto",
     overwrite: bool = False,
     verbose: bool = True,
 ) -> dict:
@@ -94,7 +103,9 @@ def run_baselines(
         methods: any of ``"kmeans"``, ``"bm4d_kmeans"``.
         noise_std: noise level given to BM4D: ``"known"`` reads each entry's ``noise_std`` (recorded by the
             phantom generator), ``"estimate"`` uses a wavelet estimate, ``"auto"`` the first when available.
-        out: JSON file for the results (default: no file).
+        out: JSON file for the results; ``"auto"`` (default) writes
+            ``benchmarks/results/baselines_<folder name>_<split>.json`` under the current directory, adding a number
+            to the name rather than replacing an earlier file; None writes no file.
         overwrite: replace an existing ``out``.
         verbose: print the table.
 
@@ -111,6 +122,8 @@ def run_baselines(
     items = load_datalist(folder / "datalist.json", split)
     if not items:
         raise ValueError(f"split '{split}' of '{folder / 'datalist.json'}' is empty.")
+    if out == "auto":
+        out = str(free_path(Path("benchmarks") / "results" / f"baselines_{folder.name}_{split}.json"))
     if out is not None and Path(out).exists() and not overwrite:
         raise FileExistsError(f"'{out}' exists; pass --overwrite to replace it.")
     start = time.perf_counter()

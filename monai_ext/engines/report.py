@@ -63,7 +63,7 @@ def discovery_report(
     if compare_baselines:
         if dataset_dir is None:
             raise ValueError("compare_baselines needs dataset_dir.")
-        baselines = run_baselines(dataset_dir, split=split, verbose=False)
+        baselines = run_baselines(dataset_dir, split=split, out=None, verbose=False)
         for method, per_level in baselines["matched_dice"].items():
             columns[method] = [{k: v for k, v in stats.items() if k != "per_volume"} for stats in per_level.values()]
         meta_path = Path(dataset_dir) / "dataset.json"

@@ -16,15 +16,22 @@ class ConsistencyLoss(_Loss):
     features the feature consistency L_f (eq. 6). For one-hot masks it is the K-means objective of the
     partition divided by N.
 
+    With ``normalize=True`` the loss is divided by the total variance of the representation, sum_c Var_u(h_c)
+    (per volume): the share of the variance the partition leaves unexplained, in [0, 1] for any scale of h.
+    This is not in the paper; it makes the lambdas of eq. 4 weigh image and features alike whatever the feature
+    magnitude (with raw features L_f can exceed L_v a thousandfold, so lambda_v = 1 has almost no effect).
+
     Args:
         eps: added to each part's mass before dividing (the authors' code uses 1e-5), > 0.
+        normalize: divide by the representation's total variance (not in the paper; default False).
     """
 
-    def __init__(self, eps: float = 1e-5) -> None:
+    def __init__(self, eps: float = 1e-5, normalize: bool = False) -> None:
         super().__init__()
         if not eps > 0:
             raise ValueError(f"eps must be > 0, got {eps}.")
         self.eps = eps
+        self.normalize = normalize
 
     def forward(self, masks: torch.Tensor, representation: torch.Tensor) -> torch.Tensor:
         """
@@ -45,7 +52,10 @@ class ConsistencyLoss(_Loss):
         for k in range(m.shape[1]):
             squared = (h - centres[:, k, :, None]).pow(2).sum(1)  # B, N
             total = total + (m[:, k] * squared).sum(-1)
-        return (total / h.shape[-1]).mean()
+        loss = total / h.shape[-1]
+        if self.normalize:
+            loss = loss / (h.var(dim=-1, unbiased=False).sum(1) + self.eps)
+        return loss.mean()
 
 
 class PhotometricInvarianceLoss(_Loss):
@@ -74,15 +84,23 @@ class DiscoveryLoss(nn.Module):
         lambda_f: weight of the feature consistency C(phi(x0)) (eq. 6), >= 0.
         lambda_inv: weight of the photometric invariance (eq. 8), >= 0.
         eps: see ``ConsistencyLoss``.
+        normalize: see ``ConsistencyLoss`` (not in the paper).
     """
 
-    def __init__(self, lambda_v: float = 1.0, lambda_f: float = 1.0, lambda_inv: float = 1.0, eps: float = 1e-5):
+    def __init__(
+        self,
+        lambda_v: float = 1.0,
+        lambda_f: float = 1.0,
+        lambda_inv: float = 1.0,
+        eps: float = 1e-5,
+        normalize: bool = False,
+    ):
         super().__init__()
         weights = {"lambda_v": lambda_v, "lambda_f": lambda_f, "lambda_inv": lambda_inv}
         if any(not w >= 0 for w in weights.values()) or not any(weights.values()):
             raise ValueError(f"loss weights must be >= 0 with at least one positive, got {weights}.")
         self.lambda_v, self.lambda_f, self.lambda_inv = lambda_v, lambda_f, lambda_inv
-        self.consistency = ConsistencyLoss(eps)
+        self.consistency = ConsistencyLoss(eps, normalize)
         self.invariance = PhotometricInvarianceLoss()
 
     def forward(
