@@ -7,7 +7,9 @@ PY := $(VENV)/bin/python
 TORCH := torch==2.13.0
 CACHE := .cache/demo
 
-.PHONY: demo test lint clean-demo
+VENV15 := .venv-monai15
+
+.PHONY: demo test test-monai15 lint clean-demo
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,6 +21,16 @@ $(VENV)/.installed: pyproject.toml
 test: $(VENV)/.installed
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q tests
+
+# The same suite under MONAI 1.5.2 (the version MONAI Label 0.8.5 runs with), in its own venv.
+$(VENV15)/.installed: pyproject.toml
+	test -x $(VENV15)/bin/python || $(PYTHON) -m venv $(VENV15)
+	$(VENV15)/bin/python -m pip install -q $(TORCH)
+	$(VENV15)/bin/python -m pip install -q -e ".[data,bench,dev]" "monai[nibabel,itk,ignite,fire,tqdm,tensorboard,einops]==1.5.2" $(TORCH)
+	touch $@
+
+test-monai15: $(VENV15)/.installed
+	$(VENV15)/bin/python -m pytest -q -p no:cacheprovider tests
 
 lint: $(VENV)/.installed
 	$(PY) -m ruff check .

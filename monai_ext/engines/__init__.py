@@ -1,5 +1,10 @@
 """Engine pieces: prepare-batch callables, trainers for label-free losses, model-selection handlers."""
 
+try:  # pytorch-ignite >= 0.5
+    from ignite.handlers import ProgressBar
+except ImportError:  # pytorch-ignite 0.4.x, pinned by monai[ignite] 1.5.x
+    from ignite.contrib.handlers import ProgressBar
+
 from monai_ext.engines.discovery import DiscoveryTrainer, discovery_metrics, volume_keys
 from monai_ext.engines.handlers import (
     BestPerLevel,
@@ -15,6 +20,7 @@ __all__ = [
     "BestPerLevel",
     "DiscoveryTrainer",
     "MeanMaxProbability",
+    "ProgressBar",
     "ResumeFromLatest",
     "SamplePredictionPrepareBatch",
     "SaveForResume",
