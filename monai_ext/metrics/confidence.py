@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import torch
-from monai.metrics import CumulativeIterationMetric
-from monai.metrics.utils import do_metric_reduction
 from monai.utils import MetricReduction
 
+from monai_ext.metrics.per_volume import PerVolumeMetric
 
-class MeanMaxProbabilityMetric(CumulativeIterationMetric):
+
+class MeanMaxProbabilityMetric(PerVolumeMetric):
     """Per volume, the mean over voxels of max_k M_ku, the probability of the most likely part.
 
     Tursynbek & Niethammer (MICCAI 2023, sec. 4.2) keep the epoch with the best average probability of the
@@ -20,8 +20,7 @@ class MeanMaxProbabilityMetric(CumulativeIterationMetric):
     """
 
     def __init__(self, reduction: MetricReduction | str = MetricReduction.MEAN) -> None:
-        super().__init__()
-        self.reduction = reduction
+        super().__init__(reduction)
 
     def _compute_tensor(self, y_pred: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:  # type: ignore[override]
         if y_pred.ndim < 3:
@@ -31,10 +30,3 @@ class MeanMaxProbabilityMetric(CumulativeIterationMetric):
         if not torch.isfinite(y_pred).all():
             raise ValueError("y_pred contains NaN or infinite values.")
         return y_pred.amax(dim=1).flatten(1).mean(dim=1, keepdim=True)
-
-    def aggregate(self, reduction: MetricReduction | str | None = None) -> torch.Tensor:
-        data = self.get_buffer()
-        if not isinstance(data, torch.Tensor):
-            raise ValueError("the buffer is empty: call the metric on some outputs first.")
-        value, _ = do_metric_reduction(data, reduction or self.reduction)
-        return value

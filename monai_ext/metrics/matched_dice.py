@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from monai.metrics import CumulativeIterationMetric
-from monai.metrics.utils import do_metric_reduction
-from monai.utils import MetricReduction, look_up_option
+from monai.utils import MetricReduction
 from scipy.optimize import linear_sum_assignment
+
+from monai_ext.metrics.per_volume import PerVolumeMetric
 
 __all__ = ["MatchedDiceMetric", "MatchedDiceResult", "matched_dice", "relabel"]
 
@@ -209,7 +209,7 @@ def relabel(pred: ArrayLike, matching: Mapping[int, int | None] | MatchedDiceRes
     return out
 
 
-class MatchedDiceMetric(CumulativeIterationMetric):
+class MatchedDiceMetric(PerVolumeMetric):
     """Hungarian-matched Dice of unsupervised segmentations, as a MONAI cumulative metric.
 
     Per batch item, :func:`matched_dice` matches predicted parts to ground-truth classes (background included)
@@ -256,7 +256,7 @@ class MatchedDiceMetric(CumulativeIterationMetric):
         get_not_nans: bool = False,
         report_classes: Sequence[int] | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(reduction, get_not_nans)
         _check_count(num_parts, "num_parts")
         _check_count(num_classes, "num_classes")
         if report_classes is not None and (not report_classes or any(c < 0 for c in report_classes)):
@@ -264,8 +264,6 @@ class MatchedDiceMetric(CumulativeIterationMetric):
         self.num_parts = num_parts
         self.num_classes = num_classes
         self.report_classes = None if report_classes is None else [int(c) for c in report_classes]
-        self.reduction = look_up_option(reduction, MetricReduction)
-        self.get_not_nans = get_not_nans
 
     def reset(self) -> None:
         """Clear the buffer and ``last_results``."""
@@ -301,20 +299,6 @@ class MatchedDiceMetric(CumulativeIterationMetric):
             return result.mean
         values = [result.per_class[c] for c in self.report_classes if c in result.per_class]
         return float(np.mean(values)) if values else float("nan")
-
-    def aggregate(
-        self, reduction: MetricReduction | str | None = None
-    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """Reduce the buffered ``(N, 1)`` scores with ``do_metric_reduction``.
-
-        Args:
-            reduction: overrides ``self.reduction`` for this call.
-        """
-        data = self.get_buffer()
-        if not isinstance(data, torch.Tensor):
-            raise ValueError(f"the data to aggregate must be a PyTorch tensor, got {type(data)}.")
-        f, not_nans = do_metric_reduction(data, reduction or self.reduction)
-        return (f, not_nans) if self.get_not_nans else f
 
 
 def _label_maps(x: torch.Tensor, name: str) -> torch.Tensor:

@@ -6,15 +6,15 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from monai.metrics import CumulativeIterationMetric, HausdorffDistanceMetric
-from monai.metrics.utils import do_metric_reduction
+from monai.metrics import HausdorffDistanceMetric
 from monai.networks import one_hot
 from monai.utils import MetricReduction
 
 from monai_ext.metrics.matched_dice import _label_maps, matched_dice, relabel
+from monai_ext.metrics.per_volume import PerVolumeMetric
 
 
-class MatchedHausdorffDistanceMetric(CumulativeIterationMetric):
+class MatchedHausdorffDistanceMetric(PerVolumeMetric):
     """HD95 between each ground-truth foreground class and the predicted part matched to it.
 
     Parts are matched to classes as in :class:`MatchedDiceMetric` (Hungarian on the Dice matrix), relabelled
@@ -37,7 +37,7 @@ class MatchedHausdorffDistanceMetric(CumulativeIterationMetric):
         spacing: float | Sequence[float] | None = None,
         reduction: MetricReduction | str = MetricReduction.MEAN,
     ) -> None:
-        super().__init__()
+        super().__init__(reduction)
         if not 0 < percentile <= 100:
             raise ValueError(f"percentile must be in (0, 100], got {percentile}.")
         if classes is not None and (not classes or any(c < 1 for c in classes)):
@@ -45,7 +45,6 @@ class MatchedHausdorffDistanceMetric(CumulativeIterationMetric):
         self.percentile = percentile
         self.classes = None if classes is None else [int(c) for c in classes]
         self.spacing = spacing
-        self.reduction = reduction
 
     def _volume(self, pred: torch.Tensor, target: torch.Tensor) -> float:
         result = matched_dice(pred, target)
@@ -70,10 +69,3 @@ class MatchedHausdorffDistanceMetric(CumulativeIterationMetric):
         preds, targets = _label_maps(y_pred, "y_pred"), _label_maps(y, "y")
         scores = [self._volume(p.cpu(), t.cpu()) for p, t in zip(preds, targets, strict=True)]
         return torch.tensor([[s] for s in scores], dtype=torch.float32, device=y_pred.device)
-
-    def aggregate(self, reduction: MetricReduction | str | None = None) -> torch.Tensor:
-        data = self.get_buffer()
-        if not isinstance(data, torch.Tensor):
-            raise ValueError("the buffer is empty: call the metric on some outputs first.")
-        value, _ = do_metric_reduction(data, reduction or self.reduction)
-        return value

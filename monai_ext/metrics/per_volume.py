@@ -1,0 +1,37 @@
+"""Base of the metrics that buffer one score per volume."""
+
+from __future__ import annotations
+
+import torch
+from monai.metrics import CumulativeIterationMetric
+from monai.metrics.utils import do_metric_reduction
+from monai.utils import MetricReduction, look_up_option
+
+
+class PerVolumeMetric(CumulativeIterationMetric):
+    """A MONAI cumulative metric whose ``_compute_tensor`` returns one score per batch item, shape ``(B, 1)``;
+    ``aggregate`` reduces the buffered scores with ``do_metric_reduction`` (NaN scores are left out).
+
+    Args:
+        reduction: one of :py:class:`monai.utils.enums.MetricReduction`; default ``"mean"``.
+        get_not_nans: whether ``aggregate()`` also returns the count of not-NaN values.
+    """
+
+    def __init__(self, reduction: MetricReduction | str = MetricReduction.MEAN, get_not_nans: bool = False) -> None:
+        super().__init__()
+        self.reduction = look_up_option(reduction, MetricReduction)
+        self.get_not_nans = get_not_nans
+
+    def aggregate(
+        self, reduction: MetricReduction | str | None = None
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Reduce the buffered ``(N, 1)`` scores.
+
+        Args:
+            reduction: overrides ``self.reduction`` for this call.
+        """
+        data = self.get_buffer()
+        if not isinstance(data, torch.Tensor):
+            raise ValueError("nothing to aggregate: the buffer is empty; call the metric on some outputs first.")
+        value, not_nans = do_metric_reduction(data, reduction or self.reduction)
+        return (value, not_nans) if self.get_not_nans else value
