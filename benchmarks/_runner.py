@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import re
 import resource
 import subprocess
 import sys
@@ -23,7 +23,7 @@ def run_bundle(configs: Sequence[str], overrides: Mapping[str, object], log: Pat
     config_arg = str([str(c) for c in configs]) if len(configs) > 1 else str(configs[0])
     command = [sys.executable, "-m", "monai.bundle", "run", "--config_file", config_arg]
     for key, value in overrides.items():
-        command += [f"--{key}", json.dumps(value) if not isinstance(value, str) else value]
+        command += [f"--{key}", value if isinstance(value, str) else repr(value)]  # fire reads Python literals
     log.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     with log.open("w") as stream:
@@ -40,3 +40,17 @@ def run_bundle(configs: Sequence[str], overrides: Mapping[str, object], log: Pat
 def bundle_config(bundle: str, *names: str) -> list[str]:
     """Paths of config files of a bundle of this repository."""
     return [str(BUNDLES / bundle / "configs" / name) for name in names]
+
+
+def logged_seconds(log: Path, engine: str, event: str) -> list[float]:
+    """Durations (s) that Ignite logged for ``event`` of ``engine`` in a bundle log, in order.
+
+    Args:
+        log: the bundle's log file (absent: no durations).
+        engine: the engine class, e.g. ``"SupervisedTrainer"``.
+        event: a regular expression of the event, e.g. ``r"Epoch\\[\\d+\\] Complete"`` or ``"Engine run finished"``.
+    """
+    if not log.is_file():
+        return []
+    pattern = re.compile(rf"{engine} - INFO - {event}\. Time taken: (\d+):(\d+):([\d.]+)")
+    return [int(h) * 3600 + int(m) * 60 + float(s) for h, m, s in pattern.findall(log.read_text())]

@@ -35,6 +35,7 @@ from monai_ext.baselines.kmeans import kmeans_segment
 from monai_ext.bundle import bundle_component, load_weights
 from monai_ext.data.brain import make_brains
 from monai_ext.data.datalist import SPLITS, load_datalist, read_volume
+from monai_ext.engines.report import finite_stats
 from monai_ext.metrics import MatchedDiceMetric, MatchedHausdorffDistanceMetric
 from monai_ext.networks import DiffusionFeatureExtractor
 from monai_ext.provenance import environment, write_json
@@ -133,13 +134,6 @@ def evaluate(common: dict, spacing: float, ckpt: Path, out: Path) -> tuple[dict,
     return json.loads(report_path.read_text()), timing
 
 
-def stats(values: list[float]) -> dict:
-    """Mean, sd (population, as the bundle's report) and count of the finite values."""
-    finite = np.asarray(values, dtype=np.float64)
-    finite = finite[np.isfinite(finite)]
-    return {"mean": float(finite.mean()), "sd": float(finite.std()), "n": int(finite.size)} if finite.size else {}
-
-
 def score(parts: np.ndarray, label: np.ndarray, spacing: float) -> tuple[float, float]:
     """Whole-tumour matched Dice and HD95 (mm) of a K-part label map against the tumour label."""
     y_pred = torch.as_tensor(parts)[None, None]
@@ -186,8 +180,8 @@ def kmeans_rows(datalist: Path, spacing: float, diffusion_override: Path, ckpt: 
             per_volume["features_kmeans"][name].append(value)
     rows = {
         row: {
-            "dice": stats(values["dice"]),
-            "hd95_mm": stats(values["hd95_mm"]),
+            "dice": finite_stats(values["dice"]),
+            "hd95_mm": finite_stats(values["hd95_mm"]),
             "per_volume": {"image": [item["image"] for item in items], **values},
             "timing": {"seconds": round(float(np.sum(values["seconds"])), 1)},
         }

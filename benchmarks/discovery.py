@@ -17,7 +17,7 @@ import shutil
 import time
 from pathlib import Path
 
-from _runner import ROOT, bundle_config, run_bundle
+from _runner import ROOT, bundle_config, logged_seconds, run_bundle
 
 from monai_ext.baselines.evaluate import PAPER_TABLE1
 from monai_ext.data.phantoms import make_phantoms
@@ -33,8 +33,9 @@ def pretrain(data: Path, work: Path, reuse: Path | None) -> tuple[Path, dict]:
     target = work / "model.pt"
     if reuse is not None:
         return reuse, {"reused": str(reuse)}
-    if target.is_file():
-        return target, {"reused": str(target)}
+    if target.is_file():  # finished earlier: its training time is in the trainer's log
+        finished = logged_seconds(work / "train.log", "SupervisedTrainer", "Engine run finished")
+        return target, {"reused": str(target), "seconds_from_log": finished[-1] if finished else None}
     timing = run_bundle(
         bundle_config("diffusion_pretraining", "train.json"),
         {"dataset_dir": str(data), "output_dir": str(work)},

@@ -16,31 +16,25 @@ import argparse
 import gc
 import json
 import os
-import re
-import resource
 import shutil
 import statistics
 import time
 from pathlib import Path
 
 import torch
-from _runner import BUNDLES, ROOT, bundle_config, run_bundle
+from _runner import BUNDLES, ROOT, bundle_config, logged_seconds, run_bundle
 
 from monai_ext.bundle import bundle_component
 from monai_ext.data.phantoms import make_phantoms
 from monai_ext.losses import DiscoveryLoss
 from monai_ext.networks import DiffusionFeatureExtractor, FeatureCache, HierarchicalSegmenter
-from monai_ext.provenance import environment, write_json
+from monai_ext.provenance import environment, peak_memory_mb, write_json
 
 DIFFUSION = str(BUNDLES / "diffusion_pretraining")
 SETTINGS = {
     "cpu_recipe": {"configs": ["configs/train.json"], "batch": (4, 32)},
     "paper": {"configs": ["configs/train.json", "configs/train_paper.json"], "batch": (4, 64)},
 }
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def pretraining_speed(name: str, iterations: int) -> dict:
@@ -64,7 +58,7 @@ def pretraining_speed(name: str, iterations: int) -> dict:
             optimizer.step()
             times.append(time.perf_counter() - start)
     except RuntimeError as error:  # out of memory on a small machine
-        return {"error": str(error)[:300], "peak_memory_mb": round(peak_rss_mb(), 1)}
+        return {"error": str(error)[:300], "peak_memory_mb": round(peak_memory_mb(), 1)}
     finally:
         del net, optimizer
         gc.collect()
@@ -73,7 +67,7 @@ def pretraining_speed(name: str, iterations: int) -> dict:
         "batch": f"{batch} x {size}^3",
         "seconds_per_iteration": round(steady[len(steady) // 2], 3),
         "parameters_m": round(parameters, 2),
-        "peak_memory_mb": round(peak_rss_mb(), 1),
+        "peak_memory_mb": round(peak_memory_mb(), 1),
     }
 
 
@@ -113,14 +107,6 @@ def discovery_speed(name: str, volumes: int) -> dict:
     return result
 
 
-EPOCH_LINE = re.compile(r"DiscoveryTrainer - INFO - Epoch\[(\d+)\] Complete\. Time taken: (\d+):(\d+):([\d.]+)")
-
-
-def epoch_seconds(log: Path) -> list[float]:
-    """Training time of every epoch, read from the trainer's log."""
-    return [int(h) * 3600 + int(m) * 60 + float(s) for _, h, m, s in EPOCH_LINE.findall(log.read_text())]
-
-
 def cache_comparison(data: Path, work: Path, volumes: int, epochs: int) -> dict:
     """The structure_discovery bundle trained on ``volumes`` training phantoms with and without the feature
     cache: time per epoch and matched Dice on the 20 test volumes."""
@@ -146,7 +132,7 @@ def cache_comparison(data: Path, work: Path, volumes: int, epochs: int) -> dict:
             run / "eval.log",
         )
         report = json.loads((run / "eval" / "report.json").read_text())
-        seconds = epoch_seconds(run / "train.log")
+        seconds = logged_seconds(run / "train.log", "DiscoveryTrainer", r"Epoch\[\d+\] Complete")
         result[label] = {
             "epoch_seconds": seconds,
             "median_epoch_seconds_after_first": statistics.median(seconds[1:]) if len(seconds) > 1 else None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,11 +23,15 @@ def resolve_bundle_root(name: str) -> str:
     MONAI does not set ``bundle_root``; the model zoo and MONAI Label run a bundle from its own folder, a user
     of this repository from its root. ``--bundle_root DIR`` on the command line overrides this.
 
+    Args:
+        name: the bundle's ``name`` in its ``configs/metadata.json``.
+
     Raises:
-        FileNotFoundError: neither ``./bundles/<name>/configs`` nor ``./configs/metadata.json`` exists.
+        FileNotFoundError: neither ``./bundles/<name>`` nor ``.`` holds the metadata of a bundle called ``name``.
     """
     for candidate in (Path("bundles") / name, Path(".")):
-        if (candidate / "configs" / "metadata.json").is_file():
+        metadata = candidate / "configs" / "metadata.json"
+        if metadata.is_file() and json.loads(metadata.read_text()).get("name") == name:
             return str(candidate)
     raise FileNotFoundError(
         f"cannot find bundle '{name}' from '{Path.cwd()}': run from the repository root or from "
@@ -44,6 +49,10 @@ def ensure_phantoms(dataset_dir: str, variant: str = "regular", n: int = 120, se
     """Return ``dataset_dir/datalist.json``, generating cell phantoms there first if it has no datalist.
 
     A folder that holds files but no ``datalist.json`` is never written into: the generator refuses it.
+
+    Args:
+        dataset_dir: the folder of the bundle's data (config id ``dataset_dir``).
+        variant, n, seed, size: options of ``monai_ext.data.phantoms.make_phantoms`` used when generating.
     """
     datalist = Path(dataset_dir) / "datalist.json"
     if not datalist.is_file():
@@ -94,6 +103,12 @@ def bundle_component(bundle_dir: str, config_id: str, configs: Sequence[str] = (
 
 def load_weights(network: nn.Module, path: str, device: str | torch.device = "cpu", how_to_make: str = "") -> nn.Module:
     """Load a plain state dict (``weights_only=True``) into ``network`` with errors that say what to do.
+
+    Args:
+        network: the network built from the bundle's ``network_def``.
+        path: the checkpoint file (a plain state dict, e.g. ``models/model.pt``).
+        device: where the network and its weights go.
+        how_to_make: the command that creates a missing checkpoint, shown in the error.
 
     Raises:
         FileNotFoundError: ``path`` does not exist (the message names it and ``how_to_make``).

@@ -12,7 +12,7 @@ import torch
 from ignite.engine import Events
 from monai.bundle import ConfigParser, ConfigWorkflow
 
-from monai_ext.bundle import require_file
+from monai_ext.bundle import require_file, resolve_bundle_root
 from monai_ext.data.phantoms import make_phantoms
 from monai_ext.engines import latest_checkpoint
 from monai_ext.inferers.diffusion import noise_datalist
@@ -101,6 +101,7 @@ def test_evaluate_reports_one_l1_per_timestep(trained, tmp_path):
     out = tmp_path / "evaluate"
     override = {**TINY, "dataset_dir": str(trained["data"]), "output_dir": str(out)}
     wf = workflow([TRAIN, EVALUATE], "train", ckpt_path=str(trained["train"] / "model.pt"), **override)
+    assert wf.check_properties() == []
     wf.run()
     report = json.loads((out / "metrics.json").read_text())
     assert report["split"] == "test"
@@ -144,6 +145,20 @@ def test_missing_checkpoint_names_file_and_command(tmp_path):
         assert str(missing) in str(cause)
         assert "configs/train.json" in str(cause) and "models/model.pt" in str(cause)
         assert not out.exists(), "the output folder must not be created before the checkpoint is found"
+
+
+def test_checkpoint_of_another_network_is_named(tmp_path):
+    wrong = tmp_path / "model.pt"
+    torch.save({"not_a_unet.weight": torch.zeros(1)}, wrong)
+    for index, config in enumerate((INFERENCE, [TRAIN, EVALUATE])):
+        with pytest.raises(RuntimeError) as error:
+            workflow(config, "infer", ckpt_path=str(wrong), output_dir=str(tmp_path / f"out{index}"), **TINY).run()
+        messages = []
+        cause: BaseException | None = error.value
+        while cause is not None:
+            messages.append(str(cause))
+            cause = cause.__cause__
+        assert any(f"checkpoint '{wrong}' does not fit the configured DiffusionModelUNet" in m for m in messages)
 
 
 def test_default_checkpoint_path_is_bundle_models():
@@ -212,3 +227,12 @@ def test_require_file(tmp_path):
         require_file(tmp_path / "absent.pt", "run the trainer")
     with pytest.raises(ValueError, match="how_to_make"):
         require_file(present, "")
+
+
+def test_bundle_root_from_repository_or_own_folder_only(monkeypatch):
+    monkeypatch.chdir(BUNDLE.parents[1])
+    assert resolve_bundle_root("diffusion_pretraining") == str(Path("bundles") / "diffusion_pretraining")
+    monkeypatch.chdir(BUNDLE)
+    assert resolve_bundle_root("diffusion_pretraining") == "."
+    with pytest.raises(FileNotFoundError, match="cannot find bundle 'structure_discovery'"):
+        resolve_bundle_root("structure_discovery")  # another bundle's folder is not this bundle

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -104,7 +105,9 @@ def test_train_writes_selected_model_and_checkpoint(trained):
 
 
 def test_training_resumes_from_the_last_checkpoint(tiny_phantoms, diffusion, trained, tmp_path):
-    output_dir, first = trained
+    trained_dir, first = trained
+    output_dir = tmp_path / "train"
+    shutil.copytree(trained_dir, output_dir)  # the module's trained run stays as it is for the other tests
     iterations = first.parser.get_parsed_content("train#trainer").state.iteration
     resumed = _train(tiny_phantoms, diffusion, output_dir, max_epochs=2)
     state = resumed.parser.get_parsed_content("train#trainer").state
@@ -124,6 +127,7 @@ def test_evaluate_reports_matched_dice_hierarchy_and_figure(tiny_phantoms, diffu
         **TINY,
     )
     workflow.initialize()
+    assert workflow.check_properties() in (None, [])
     workflow.run()
     workflow.finalize()
     report = json.loads((tmp_path / "eval" / "report.json").read_text())
@@ -219,4 +223,4 @@ def test_feature_stage_that_does_not_exist_is_rejected(tiny_phantoms, diffusion,
     workflow.initialize()
     with pytest.raises(RuntimeError) as error:
         workflow.parser.get_parsed_content("feature_extractor")
-    assert "stages must be a non-empty list of decoder stages in 1..3" in _messages(error.value)
+    assert "feature_stages) must be decoder stages in 1..3" in _messages(error.value)

@@ -1,11 +1,15 @@
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
+from monai.data import MetaTensor
 from monai.networks.nets import DiffusionModelUNet
 from monai.networks.schedulers import DDPMScheduler
 
+from monai_ext.engines import volume_keys
 from monai_ext.losses import ConsistencyLoss, DiscoveryLoss, PhotometricInvarianceLoss
 from monai_ext.metrics import MeanMaxProbabilityMetric
 from monai_ext.networks import DiffusionFeatureExtractor, FeatureCache, HierarchicalSegmenter
@@ -28,6 +32,31 @@ def test_consistency_equals_hard_kmeans_objective_for_one_hot_masks(seed):
     masks = torch.nn.functional.one_hot(torch.as_tensor(labels), 4).permute(3, 0, 1, 2)[None].double()
     loss = ConsistencyLoss(eps=1e-12)(masks, torch.as_tensor(values)[None])
     assert float(loss) == pytest.approx(_kmeans_objective(labels, values), rel=1e-6)
+
+
+def _soft_consistency(masks: torch.Tensor, values: torch.Tensor, eps: float) -> torch.Tensor:
+    """Eq. 5 term by term in float64: 1/N sum_k sum_u M_ku ||z_k - h_u||^2, z_k the mask-weighted mean."""
+    m, h = masks.flatten(2).double(), values.flatten(2).double()
+    losses = []
+    for b in range(m.shape[0]):
+        total = 0.0
+        for k in range(m.shape[1]):
+            centre = (m[b, k] * h[b]).sum(-1) / (m[b, k].sum() + eps)
+            total = total + (m[b, k] * ((h[b] - centre[:, None]) ** 2).sum(0)).sum()
+        losses.append(total / m.shape[-1])
+    return torch.stack(losses).mean()
+
+
+def test_consistency_matches_eq5_term_by_term_for_soft_masks_with_gradients():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 5, 6, 7, 5, dtype=torch.float64, requires_grad=True)
+    values = torch.randn(2, 3, 6, 7, 5, dtype=torch.float64) * 2 + 10  # an offset, as raw features have
+    loss = ConsistencyLoss(eps=1e-5)(torch.softmax(logits, 1), values)
+    (grad,) = torch.autograd.grad(loss, logits)
+    reference = _soft_consistency(torch.softmax(logits, 1), values, eps=1e-5)
+    (reference_grad,) = torch.autograd.grad(reference, logits)
+    assert float(loss) == pytest.approx(float(reference), rel=1e-4)
+    torch.testing.assert_close(grad.double(), reference_grad, rtol=1e-3, atol=1e-6)
 
 
 def test_consistency_is_zero_on_a_piecewise_constant_image_split_on_its_pieces():
@@ -142,6 +171,28 @@ def test_cached_features_agree_with_direct_extraction(tiny_unet, tmp_path, stora
         torch.testing.assert_close(first[stage][1:], direct[stage], atol=2e-2, rtol=1e-2)
     other_draw = cache.native(x0, keys, draw=0)
     assert not torch.allclose(other_draw[1], first[1])
+
+
+def test_disk_cache_never_serves_features_of_another_diffusion_model(tiny_unet, tmp_path):
+    unet, scheduler = tiny_unet
+    x0, keys = torch.rand(1, 1, 16, 16, 16), ["a.nii.gz"]
+    FeatureCache(DiffusionFeatureExtractor(unet, scheduler), storage="disk", cache_dir=tmp_path).native(x0, keys, 0)
+    retrained = copy.deepcopy(unet)
+    with torch.no_grad():
+        next(retrained.parameters()).add_(1.0)
+    cache = FeatureCache(DiffusionFeatureExtractor(retrained, scheduler), storage="disk", cache_dir=tmp_path)
+    cache.native(x0, keys, 0)
+    assert cache.misses == 1 and cache.hits == 0
+    same = FeatureCache(DiffusionFeatureExtractor(unet, scheduler), storage="disk", cache_dir=tmp_path)
+    same.native(x0, keys, 0)
+    assert same.hits == 1
+
+
+def test_volume_keys_need_file_names():
+    with pytest.raises(ValueError, match="source file name"):
+        volume_keys(torch.rand(2, 1, 4, 4, 4))
+    named = MetaTensor(torch.rand(2, 1, 4, 4, 4), meta={"filename_or_obj": ["a.nii.gz", "b.nii.gz"]})
+    assert volume_keys(named) == ["a.nii.gz", "b.nii.gz"]
 
 
 def test_hierarchical_segmenter_outputs_softmax_per_level():

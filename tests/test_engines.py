@@ -36,6 +36,28 @@ def test_best_per_level_keeps_each_level_from_its_own_best_epoch(tmp_path):
     restored.load_state_dict(state)
 
 
+def test_best_per_level_keeps_the_earlier_selection_when_a_run_resumes(tmp_path):
+    net = HierarchicalSegmenter(num_parts=(2, 3), channels=(4, 4), strides=(1,))
+    first = BestPerLevel(net, ["score_l1", "score_l2"], tmp_path / "model.pt")
+    with torch.no_grad():
+        for p in net.parameters():
+            p.fill_(1.0)
+    first(_fake_engine(1, {"score_l1": 0.9, "score_l2": 0.5}))
+    torch.save({}, tmp_path / "checkpoint_epoch=1.pt")  # the run was interrupted after epoch 1
+    resumed = BestPerLevel(net, ["score_l1", "score_l2"], tmp_path / "model.pt")
+    resumed.attach(SimpleNamespace(add_event_handler=lambda *args: None))
+    with torch.no_grad():
+        for p in net.parameters():
+            p.fill_(2.0)
+    resumed(_fake_engine(2, {"score_l1": 0.8, "score_l2": 0.6}))  # worse at level 1, better at level 2
+    state = torch.load(tmp_path / "model.pt", weights_only=True)
+    parameters = {name for name, _ in net.named_parameters()}
+    assert all(torch.all(state[k] == 1.0) for k in parameters if k.startswith("levels.0."))
+    assert all(torch.all(state[k] == 2.0) for k in parameters if k.startswith("levels.1."))
+    record = json.loads((tmp_path / "model_selection.json").read_text())
+    assert record["epochs"] == [1, 2] and record["best"] == [0.9, 0.6]
+
+
 def test_best_per_level_needs_its_metrics(tmp_path):
     net = HierarchicalSegmenter(num_parts=(2,), channels=(4, 4), strides=(1,))
     with pytest.raises(ValueError, match="one metric per level"):

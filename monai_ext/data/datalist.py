@@ -9,6 +9,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from monai_ext.flags import as_flag
+
 SPLITS = ("training", "validation", "test")
 IMAGE_SUFFIXES = (".nii", ".nii.gz", ".mha", ".mhd", ".nrrd", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".dcm")
 
@@ -20,7 +22,7 @@ def prepare_output_dir(out: str | Path, overwrite: bool = False) -> Path:
         FileExistsError: ``out`` exists, holds files and ``overwrite`` is False.
         NotADirectoryError: ``out`` exists and is a file.
     """
-    out = Path(out)
+    out, overwrite = Path(out), as_flag(overwrite, "overwrite")
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"output '{out}' exists and is not a folder.")
     if out.is_dir() and any(out.iterdir()) and not overwrite:

@@ -21,10 +21,15 @@ from monai_ext.transforms.hierarchy import level_output_transform
 
 
 def volume_keys(images: torch.Tensor) -> list[str]:
-    """One stable identifier per volume of a batch: its source file name (MetaTensor meta), else its index."""
-    names = getattr(images, "meta", {}).get("filename_or_obj") if hasattr(images, "meta") else None
+    """One stable identifier per volume of a batch, the key of its ``FeatureCache`` entries: its source file
+    name (MetaTensor meta). Raises ``ValueError`` when the batch carries no file names (e.g. plain tensors),
+    since a position in the batch would give different volumes the same cached features."""
+    names = images.meta.get("filename_or_obj") if hasattr(images, "meta") else None
     if names is None:
-        return [str(i) for i in range(images.shape[0])]
+        raise ValueError(
+            "the feature cache needs the source file name of every image (a MetaTensor from LoadImaged); "
+            "this batch has none. Load images with LoadImaged or set use_feature_cache to false."
+        )
     return [str(n) for n in (names if isinstance(names, (list, tuple)) else [names])]
 
 

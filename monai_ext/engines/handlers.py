@@ -111,6 +111,8 @@ class BestPerLevel:
     (Tursynbek & Niethammer, MICCAI 2023, sec. 4.2: the epoch with the best mean probability). After every
     validation round that improves some level, the assembled state dict is written to ``save_path`` (a plain
     state dict, loadable with ``weights_only=True``) and the chosen epochs to ``model_selection.json`` beside it.
+    When the run resumes (a ``checkpoint*.pt`` lies beside ``save_path``), the earlier selection is read back
+    from these two files, so a resumed run keeps a level's best weights unless a later epoch beats them.
 
     Args:
         network: the ``HierarchicalSegmenter`` being trained.
@@ -132,8 +134,29 @@ class BestPerLevel:
         self.epochs: list[int | None] = [None] * len(metric_names)
         self.states: list[dict | None] = [None] * len(metric_names)
 
+    @property
+    def record_path(self) -> Path:
+        return self.save_path.parent / "model_selection.json"
+
     def attach(self, engine: Engine) -> None:
+        if latest_checkpoint(self.save_path.parent) is not None:
+            self.restore()
         engine.add_event_handler(Events.EPOCH_COMPLETED, self)
+
+    def restore(self) -> None:
+        """Read back the selection of an interrupted run (nothing when its files are missing or for other levels)."""
+        if not (self.record_path.is_file() and self.save_path.is_file()):
+            return
+        record = json.loads(self.record_path.read_text())
+        if record.get("metrics") != self.metric_names:
+            return
+        state = torch.load(self.save_path, map_location="cpu", weights_only=True)
+        for level, (best, epoch) in enumerate(zip(record["best"], record["epochs"], strict=True)):
+            if best is None:
+                continue
+            prefix = f"levels.{level}."
+            self.best[level], self.epochs[level] = best, epoch
+            self.states[level] = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
 
     def __call__(self, engine: Engine) -> None:
         improved = False
@@ -158,4 +181,4 @@ class BestPerLevel:
         self.save_path.parent.mkdir(parents=True, exist_ok=True)
         torch.save(state, self.save_path)
         record = {"metrics": self.metric_names, "best": self.best, "epochs": self.epochs}
-        (self.save_path.parent / "model_selection.json").write_text(json.dumps(record, indent=2) + "\n")
+        self.record_path.write_text(json.dumps(record, indent=2) + "\n")

@@ -25,4 +25,5 @@ class SamplePredictionPrepareBatch(DiffusionPrepareBatch):
         super().__init__(num_train_timesteps=num_train_timesteps, condition_name=condition_name)
 
     def get_target(self, images: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        """The clean image x0: the network predicts the sample, not the noise."""
         return images

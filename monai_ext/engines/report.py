@@ -10,10 +10,13 @@ import numpy as np
 from ignite.engine import Engine
 
 from monai_ext.baselines.evaluate import PAPER_TABLE1, run_baselines
+from monai_ext.flags import as_flag
 from monai_ext.provenance import environment, peak_memory_mb, write_json
 
 
-def _stats(values: np.ndarray) -> dict[str, float]:
+def finite_stats(values: np.ndarray | list[float]) -> dict[str, float]:
+    """Mean, sd (population) and count of the finite values (an empty dict when there are none)."""
+    values = np.asarray(values, dtype=np.float64).ravel()
     values = values[np.isfinite(values)]
     return {"mean": float(values.mean()), "sd": float(values.std()), "n": int(values.size)} if values.size else {}
 
@@ -25,7 +28,7 @@ def evaluator_scores(evaluator: Engine, prefix: str, num_levels: int) -> list[di
     for level in range(num_levels):
         name = f"{prefix}_l{level + 1}"
         values = details.get(name)
-        scores.append(_stats(np.asarray(values, dtype=np.float64).ravel()) if values is not None else {})
+        scores.append(finite_stats(values) if values is not None else {})
     return scores
 
 
@@ -60,6 +63,7 @@ def discovery_report(
     hd95 = evaluator_scores(evaluator, "matched_hd95", len(num_parts))
     columns: dict[str, list[dict[str, float]]] = {"ours": ours}
     variant = None
+    compare_baselines, overwrite = as_flag(compare_baselines, "compare_baselines"), as_flag(overwrite, "overwrite")
     if compare_baselines:
         if dataset_dir is None:
             raise ValueError("compare_baselines needs dataset_dir.")

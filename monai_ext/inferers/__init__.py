@@ -1,4 +1,4 @@
-"""Inferers: diffusion sampling and denoising evaluation, feature inferers, ensemble sampling."""
+"""Inferers: diffusion sampling (DDIM) and held-out denoising evaluation."""
 
 from monai_ext.inferers.diffusion import DenoisingInferer, DiffusionSamplingInferer
 

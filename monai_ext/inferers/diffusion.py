@@ -72,6 +72,7 @@ class DenoisingInferer(Inferer):
 
     @torch.no_grad()
     def __call__(self, inputs: torch.Tensor, network: torch.nn.Module, *args, **kwargs) -> torch.Tensor:
+        """x0 predictions from ``inputs`` (B, C, *spatial) noised to each timestep, stacked along channels."""
         generator = torch.Generator(device="cpu").manual_seed(self.seed)
         predictions = []
         for t in self.timesteps:

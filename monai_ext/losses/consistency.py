@@ -46,12 +46,18 @@ class ConsistencyLoss(_Loss):
             )
         m = masks.flatten(2).float()  # B, K, N
         h = representation.flatten(2).float()  # B, C, N
+        # C is invariant to a shift of h (up to eps); centring keeps the expanded form below accurate in float32
+        h = h - h.mean(-1, keepdim=True)
         mass = m.sum(-1)  # B, K
-        centres = torch.einsum("bkn,bcn->bkc", m, h) / (mass[..., None] + self.eps)
-        total = h.new_zeros(h.shape[0])
-        for k in range(m.shape[1]):
-            squared = (h - centres[:, k, :, None]).pow(2).sum(1)  # B, N
-            total = total + (m[:, k] * squared).sum(-1)
+        sums = torch.einsum("bkn,bcn->bkc", m, h)  # sum_u M_ku h_u
+        centres = sums / (mass[..., None] + self.eps)  # z_k
+        # sum_k sum_u M_ku ||h_u - z_k||^2 expanded, so no (K, C, N) tensor is formed or kept for backward:
+        # sum_u (sum_k M_ku) ||h_u||^2 - 2 sum_k z_k . (sum_u M_ku h_u) + sum_k (sum_u M_ku) ||z_k||^2
+        total = (
+            (m.sum(1) * h.pow(2).sum(1)).sum(-1)
+            - 2.0 * (centres * sums).sum((1, 2))
+            + (mass * centres.pow(2).sum(-1)).sum(-1)
+        )
         loss = total / h.shape[-1]
         if self.normalize:
             loss = loss / (h.var(dim=-1, unbiased=False).sum(1) + self.eps)
@@ -59,7 +65,8 @@ class ConsistencyLoss(_Loss):
 
 
 class PhotometricInvarianceLoss(_Loss):
-    """Dice loss between the masks of an image and of its photometric transform (eq. 8, L_inv).
+    """Dice loss between the masks of an image and of its photometric transform (Tursynbek & Niethammer,
+    MICCAI 2023, eq. 8, L_inv).
 
     L_inv = 1 - 1/K sum_k 2 sum_u f(x)_ku f(T(x))_ku / (sum_u f(x)_ku^2 + sum_u f(T(x))_ku^2), computed with
     MONAI's ``DiceLoss`` on probabilities (no activation, background included, squared denominator) and
@@ -71,13 +78,15 @@ class PhotometricInvarianceLoss(_Loss):
         self.dice = DiceLoss(include_background=True, squared_pred=True, reduction="mean")
 
     def forward(self, masks: torch.Tensor, masks_transformed: torch.Tensor) -> torch.Tensor:
+        """L_inv of two batches of soft masks (B, K, *spatial), each summing to 1 over K."""
         if masks.shape != masks_transformed.shape:
             raise ValueError(f"mask shapes differ: {tuple(masks.shape)} and {tuple(masks_transformed.shape)}.")
         return self.dice(masks, masks_transformed)
 
 
 class DiscoveryLoss(nn.Module):
-    """L = lambda_v L_v + lambda_f L_f + lambda_inv L_inv (eq. 4), summed over hierarchy levels.
+    """L = lambda_v L_v + lambda_f L_f + lambda_inv L_inv (Tursynbek & Niethammer, MICCAI 2023, eq. 4), summed
+    over hierarchy levels.
 
     Args:
         lambda_v: weight of the visual consistency C(x0) (eq. 7), >= 0.

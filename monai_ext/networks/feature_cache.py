@@ -21,6 +21,10 @@ class FeatureCache:
     grids in ``dtype`` (float16 by default), in memory or as ``.pt`` files, and upsampled when used. The noise of
     draw d of volume v comes from a generator seeded by (seed, v, d), so a cache entry equals what
     ``extractor.native(x0, noise)`` gives with that noise, whether it was computed now or in an earlier run.
+    Disk entries are named by a fingerprint of the extractor (U-Net weights, stages, timestep, input size) and
+    of the storage settings, so a folder shared by runs with another diffusion checkpoint or other stages never
+    serves their features. Each training step samples one of the draws (the draws act as an augmentation; the
+    paper's averaged features are ``DiffusionFeatureExtractor.native_mean``).
 
     Args:
         extractor: the frozen ``DiffusionFeatureExtractor``.
@@ -54,6 +58,7 @@ class FeatureCache:
             self.cache_dir.mkdir(parents=True, exist_ok=True)
         self.dtype = dtype
         self.seed = seed
+        self.fingerprint = self._fingerprint()
         self._memory: dict[tuple[str, int], dict[int, torch.Tensor]] = {}
         self._choice = torch.Generator().manual_seed(seed)
         self.hits = 0
@@ -64,9 +69,20 @@ class FeatureCache:
         generator = torch.Generator().manual_seed(zlib.crc32(f"{self.seed}|{key}|{draw}".encode()))
         return torch.randn(tuple(shape), generator=generator)
 
+    def _fingerprint(self) -> str:
+        """Checksum of everything an entry depends on besides the volume and the draw."""
+        checksum = zlib.crc32(
+            repr(
+                (self.extractor.stages, self.extractor.timestep, self.extractor.input_size, self.dtype, self.seed)
+            ).encode()
+        )
+        for tensor in self.extractor.unet.state_dict().values():
+            checksum = zlib.crc32(tensor.detach().cpu().contiguous().numpy().tobytes(), checksum)
+        return f"{checksum:08x}"
+
     def _path(self, key: str, draw: int) -> Path:
         assert self.cache_dir is not None
-        return self.cache_dir / f"{zlib.crc32(key.encode()):08x}_{draw}.pt"
+        return self.cache_dir / f"{self.fingerprint}_{zlib.crc32(key.encode()):08x}_{draw}.pt"
 
     def _load(self, key: str, draw: int) -> dict[int, torch.Tensor] | None:
         if self.storage == "memory":

@@ -48,7 +48,10 @@ class DiffusionFeatureExtractor(nn.Module):
         num_stages = len(unet.up_blocks)
         stages = [int(s) for s in stages]
         if not stages or any(not 1 <= s <= num_stages for s in stages):
-            raise ValueError(f"stages must be a non-empty list of decoder stages in 1..{num_stages}, got {stages}.")
+            raise ValueError(
+                f"stages (bundle config id feature_stages) must be decoder stages in 1..{num_stages} of this U-Net "
+                f"(1 = lowest resolution, {num_stages} = highest), got {stages}."
+            )
         if not 0 <= timestep < scheduler.num_train_timesteps:
             raise ValueError(f"timestep must be in [0, {scheduler.num_train_timesteps}), got {timestep}.")
         if num_draws < 1:

@@ -1,4 +1,4 @@
-"""Transforms MONAI core lacks: input validation, hierarchy helpers, diffusion condensation."""
+"""Transforms MONAI core lacks: input validation and hierarchy helpers."""
 
 from monai_ext.transforms.validation import ValidateImaged, check_same_spatial_shape
 

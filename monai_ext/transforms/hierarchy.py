@@ -34,6 +34,8 @@ from monai.handlers import from_engine
 from monai.transforms import MapTransform
 from monai.utils import convert_to_tensor
 
+from monai_ext.flags import as_flag
+
 __all__ = [
     "HierarchyAccumulator",
     "HierarchyWriter",
@@ -397,7 +399,7 @@ class HierarchyAccumulator:
 
 def _check_output_file(path: Path, overwrite: bool) -> None:
     """Raise FileExistsError when ``path`` is a non-empty file and ``overwrite`` is False."""
-    if not overwrite and path.is_file() and path.stat().st_size > 0:
+    if not as_flag(overwrite, "overwrite") and path.is_file() and path.stat().st_size > 0:
         raise FileExistsError(f"'{path}' exists; choose another output_dir or pass overwrite=True to replace it.")
 
 

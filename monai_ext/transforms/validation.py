@@ -15,14 +15,16 @@ def _source(data: Mapping[Hashable, object], key: Hashable) -> str:
 
 
 class ValidateImaged(MapTransform):
-    """Check channel-first images: number of spatial dimensions and channels, finite values, not constant.
+    """Check channel-first images: number of spatial dimensions and channels, finite values, not constant, and
+    the same spatial shape as their labels.
 
     Place it right after ``EnsureChannelFirstd``; a failure raises ``ValueError`` naming the file and key.
 
     Args:
         keys: keys of the images to check.
         spatial_dims: required number of spatial dimensions (2 or 3).
-        channels: required channel count, or None for any.
+        channels: required channel count (the network's ``in_channels``), or None for any.
+        match_keys: keys (e.g. labels) that must have each image's spatial shape; absent ones are skipped.
         allow_missing_keys: skip keys absent from the data.
     """
 
@@ -31,6 +33,7 @@ class ValidateImaged(MapTransform):
         keys: KeysCollection,
         spatial_dims: int = 3,
         channels: int | None = 1,
+        match_keys: Sequence[Hashable] = (),
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
@@ -40,6 +43,7 @@ class ValidateImaged(MapTransform):
             raise ValueError(f"channels must be >= 1 or None, got {channels}.")
         self.spatial_dims = spatial_dims
         self.channels = channels
+        self.match_keys = list(match_keys)
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
         d = dict(data)
@@ -53,11 +57,15 @@ class ValidateImaged(MapTransform):
                     f"after the channel: {expected}."
                 )
             if self.channels is not None and image.shape[0] != self.channels:
-                raise ValueError(f"{where} has {image.shape[0]} channels; this network expects {self.channels}.")
+                raise ValueError(
+                    f"{where} has {image.shape[0]} channels; the network (config id network_def#in_channels) "
+                    f"expects {self.channels}."
+                )
             if not torch.isfinite(image).all():
                 raise ValueError(f"{where} contains NaN or infinite values.")
             if torch.amax(image) == torch.amin(image):
                 raise ValueError(f"{where} is constant: min-max normalisation and clustering need contrast.")
+            check_same_spatial_shape(d, [key, *(k for k in self.match_keys if k in d)])
         return d
 
 
@@ -65,4 +73,6 @@ def check_same_spatial_shape(data: Mapping[Hashable, torch.Tensor], keys: Sequen
     """Raise ``ValueError`` naming the file when the images under ``keys`` differ in spatial shape."""
     shapes = {key: tuple(torch.as_tensor(data[key]).shape[1:]) for key in keys if key in data}
     if len(set(shapes.values())) > 1:
-        raise ValueError(f"image and label shapes differ for '{_source(data, keys[0])}': {shapes}.")
+        raise ValueError(
+            f"image and label spatial shapes differ for '{_source(data, keys[0])}': {shapes}; they must be equal."
+        )

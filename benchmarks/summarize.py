@@ -1,0 +1,181 @@
+"""Markdown tables of every measured result in benchmarks/results/, for READMEs, the CHANGELOG and issue notes.
+
+Reads only the JSON files the other scripts wrote (each carries its command, machine and versions) and prints
+the tables whose files exist, with the paper's values beside ours:
+
+    python benchmarks/summarize.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+LEVELS = ("level 1 (K=2)", "level 2 (K=4)", "level 3 (K=8)")
+METHODS = {"ours": "ours (structure discovery)", "bm4d_kmeans": "BM4D + k-means", "kmeans": "k-means"}
+
+
+def _load(name: str) -> dict | None:
+    path = RESULTS / name
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _row(cells: list[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def _header(cells: list[str]) -> str:
+    return _row(cells) + "\n" + _row(["---"] * len(cells))
+
+
+def calibration(result: dict) -> str:
+    lines = [f"Calibration of the phantoms (`{result['command']}`), matched Dice on 20 test volumes, ours (paper):"]
+    lines.append(_header(["variant", "method", *LEVELS]))
+    for variant, data in result["variants"].items():
+        for method in ("kmeans", "bm4d_kmeans"):
+            cells = [data["cells"][f"{method}/label_l{level}"] for level in (1, 2, 3)]
+            values = [f"{c['measured']:.3f} ({c['paper']:.3f})" for c in cells]
+            lines.append(_row([variant, METHODS[method], *values]))
+    times = ", ".join(f"{v} {d['generation_seconds_120']} s" for v, d in result["variants"].items())
+    lines.append(f"\nGeneration of 120 volumes: {times}.")
+    return "\n".join(lines)
+
+
+def table1(results: list[dict]) -> str:
+    lines = ["Table 1: matched Dice (mean ± sd, 20 test volumes), ours (paper):"]
+    lines.append(_header(["variant", "method", *LEVELS]))
+    for result in results:
+        for variant, run in result["runs"].items():
+            report = run["report"]
+            for method in METHODS:
+                cells = [
+                    f"{level['mean']:.3f} ± {level['sd']:.3f} ({paper:.3f})"
+                    for level, paper in zip(report["matched_dice"][method], report["paper_table1"][method], strict=True)
+                ]
+                lines.append(_row([variant, METHODS[method], *cells]))
+    commands = "; ".join(f"`{r['command']}`" for r in results)
+    lines.append(f"\nCommands: {commands}.")
+    return "\n".join(lines)
+
+
+def wall_times(results: list[dict]) -> str:
+    lines = ["Wall time of the CPU recipe (2 cores):"]
+    lines.append(_header(["variant", "diffusion pretraining", "structure discovery (3 levels)", "total"]))
+    for result in results:
+        for variant, run in result["runs"].items():
+            pretraining = run["pretraining"].get("seconds", run["pretraining"].get("seconds_from_log"))
+            discovery = run["discovery"]["seconds"]
+            if pretraining is None:  # a shipped checkpoint was reused: its training time is not in this run
+                lines.append(_row([variant, "reused checkpoint", f"{discovery / 60:.1f} min", "-"]))
+                continue
+            total = (pretraining + discovery) / 60
+            lines.append(
+                _row([variant, f"{pretraining / 60:.1f} min", f"{discovery / 60:.1f} min", f"{total:.1f} min"])
+            )
+    return "\n".join(lines)
+
+
+def table2(result: dict) -> str:
+    lines = [f"Table 2 (regular phantoms, one feature stage for every level; `{result['command']}`), ours (paper):"]
+    lines.append(_header(["feature stage", *LEVELS]))
+    for stage, values in result["table2"].items():
+        paper = result["paper_table2"][stage]
+        lines.append(_row([stage, *(f"{v:.3f} ({p:.3f})" for v, p in zip(values, paper, strict=True))]))
+    return "\n".join(lines)
+
+
+def table3(result: dict) -> str:
+    settings = result["dataset"]
+    lines = [
+        f"Table 3 on brain phantoms (FLAIR, K = 3, {settings['test_volumes']} test volumes, "
+        f"{settings['resolution_mm']} mm; `{result['command']}`); paper values are on BraTS'19:"
+    ]
+    lines.append(_header(["method", "whole-tumour Dice", "HD95 (mm)", "paper Dice", "paper HD95 (mm)"]))
+    for row, values in result["table3"].items():
+        dice, hd = values["dice"], values["hd95_mm"]
+        paper = result["paper_table3"][row]
+        cells = [
+            f"{dice['mean']:.3f} ± {dice['sd']:.3f}" if dice else "-",
+            f"{hd['mean']:.1f} ± {hd['sd']:.1f}" if hd else "-",
+        ]
+        lines.append(_row([row, *cells, f"{paper['dice']:.3f}", f"{paper['hd95_mm']:.1f}"]))
+    return "\n".join(lines)
+
+
+def speed(result: dict) -> str:
+    lines = [f"Speed (`{result['command']}`, {result['machine']['cores']} cores):"]
+    lines.append(_header(["diffusion pretraining", "batch", "parameters (M)", "s / iteration", "peak memory (GB)"]))
+    for name in ("cpu_recipe", "paper"):
+        entry = result.get(f"pretraining_{name}")
+        if entry is None:
+            continue
+        if "error" in entry:
+            lines.append(
+                _row([name, "-", "-", f"failed: {entry['error'][:80]}", f"{entry['peak_memory_mb'] / 1024:.1f}"])
+            )
+            continue
+        lines.append(
+            _row(
+                [
+                    name,
+                    entry["batch"],
+                    f"{entry['parameters_m']:.1f}",
+                    f"{entry['seconds_per_iteration']:.2f}",
+                    f"{entry['peak_memory_mb'] / 1024:.1f}",
+                ]
+            )
+        )
+    lines.append("")
+    lines.append(_header(["discovery step, features of", "s / volume cached", "s / volume recomputed", "speedup"]))
+    for name in ("cpu_recipe", "paper"):
+        entry = result.get(f"discovery_{name}_features")
+        if entry:
+            cells = [f"{entry['seconds_per_volume_cached']:.3f}", f"{entry['seconds_per_volume_recomputed']:.3f}"]
+            lines.append(_row([f"{name} diffusion model", *cells, f"{entry['speedup']:.1f}x"]))
+    bundle = result.get("bundle_feature_cache")
+    if bundle:
+        cached, recomputed = bundle["cached"], bundle["recomputed"]
+        lines.append(
+            f"\nstructure_discovery bundle, {bundle['training_volumes']} training volumes x {bundle['epochs']} epochs: "
+            f"median epoch {cached['median_epoch_seconds_after_first']:.1f} s with the cache, "
+            f"{recomputed['median_epoch_seconds_after_first']:.1f} s without ({bundle.get('speedup', '-')}x); "
+            f"matched Dice with minus without the cache per level: {bundle['dice_difference']}."
+        )
+    return "\n".join(lines)
+
+
+def pretraining(result: dict) -> str:
+    l1 = result["denoising_l1"]
+    steps = ", ".join(f"t = {k.rsplit('_t', 1)[1]}: {v:.4f}" for k, v in l1.items() if "_t" in k)
+    sampling = result["sampling"]
+    return (
+        f"Shipped diffusion weights (`{result['command']}`): held-out denoising L1 of the x0 prediction on "
+        f"{result['test_split']}: {steps} (mean {l1['val_denoising_l1']:.4f}; images in [-1, 1]). DDIM sampling, "
+        f"{sampling['ddim_steps']} steps: {sampling['seconds_per_sample']} s per sample ({sampling['note']})."
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.parse_args()
+    sections = []
+    if (result := _load("phantoms.json")) is not None:
+        sections.append(calibration(result))
+    discovery = [r for name in ("discovery_regular.json", "discovery_irregular.json") if (r := _load(name))]
+    if discovery:
+        sections += [table1(discovery), wall_times(discovery)]
+    if (result := _load("discovery_stages.json")) is not None and result.get("table2"):
+        sections.append(table2(result))
+    if (result := _load("brain.json")) is not None:
+        sections.append(table3(result))
+    if (result := _load("pretraining.json")) is not None:
+        sections.append(pretraining(result))
+    if (result := _load("speed.json")) is not None:
+        sections.append(speed(result))
+    print("\n\n".join(sections) if sections else f"no results in {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+"""Input checks: ValidateImaged names the file, the key and the expected form; command-line flags parse."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from monai.data import MetaTensor
+
+from monai_ext.flags import as_flag
+from monai_ext.transforms import ValidateImaged
+
+
+def _item(image: torch.Tensor, **extra) -> dict:
+    return {"image": MetaTensor(image, meta={"filename_or_obj": "/data/case_007.nii.gz"}), **extra}
+
+
+def test_a_good_volume_passes_unchanged():
+    item = _item(torch.rand(1, 8, 8, 8), label=torch.zeros(1, 8, 8, 8))
+    out = ValidateImaged("image", match_keys=["label"])(item)
+    assert out["image"] is item["image"]
+
+
+@pytest.mark.parametrize(
+    ("image", "message"),
+    [
+        (torch.rand(1, 8, 8), r"shape \(1, 8, 8\); expected 3 spatial dimensions"),
+        (torch.rand(2, 8, 8, 8), "2 channels; the network .*network_def#in_channels.* expects 1"),
+        (torch.full((1, 8, 8, 8), float("nan")), "NaN"),
+        (torch.ones(1, 8, 8, 8), "is constant"),
+    ],
+)
+def test_bad_volumes_name_file_and_key(image, message):
+    with pytest.raises(ValueError, match=message) as error:
+        ValidateImaged("image")(_item(image))
+    assert "'image' of '/data/case_007.nii.gz'" in str(error.value)
+
+
+def test_label_of_another_shape_is_rejected():
+    item = _item(torch.rand(1, 8, 8, 8), label=torch.zeros(1, 8, 8, 6))
+    with pytest.raises(ValueError, match=r"case_007.*\(8, 8, 6\)"):
+        ValidateImaged("image", match_keys=["label"])(item)
+
+
+def test_arguments_are_checked():
+    with pytest.raises(ValueError, match="spatial_dims"):
+        ValidateImaged("image", spatial_dims=4)
+    with pytest.raises(ValueError, match="channels"):
+        ValidateImaged("image", channels=0)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"), [(True, True), ("false", False), ("True", True), (0, False), ("1", True)]
+)
+def test_command_line_flags_mean_what_they_say(value, expected):
+    assert as_flag(value, "overwrite") is expected
+
+
+def test_other_flag_values_name_the_option():
+    with pytest.raises(ValueError, match="option 'use_feature_cache' must be True or False, got 'maybe'"):
+        as_flag("maybe", "use_feature_cache")
