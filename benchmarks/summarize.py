@@ -3,13 +3,19 @@
 Reads only the JSON files the other scripts wrote (each carries its command, machine and versions) and prints
 the tables whose files exist, with the paper's values beside ours:
 
-    python benchmarks/summarize.py
+    python benchmarks/summarize.py                 # every table
+    python benchmarks/summarize.py table1 speed    # some of them
+    python benchmarks/summarize.py --update README.md bundles/*/docs/README.md
+
+``--update`` rewrites, in each file, every block between ``<!-- summarize: SECTION ... -->`` and
+``<!-- /summarize -->`` with those sections, so the documents quote the results files and nothing typed by hand.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -157,24 +163,58 @@ def pretraining(result: dict) -> str:
     )
 
 
+SECTIONS = ("calibration", "table1", "wall_time", "table2", "table3", "pretraining", "speed")
+
+
+def render(section: str) -> str | None:
+    """One section as Markdown, or None when its results file is missing."""
+    discovery = [r for name in ("discovery_regular.json", "discovery_irregular.json") if (r := _load(name))]
+    stages = _load("discovery_stages.json")
+    sources = {
+        "calibration": (calibration, _load("phantoms.json")),
+        "table1": (table1, discovery or None),
+        "wall_time": (wall_times, discovery or None),
+        "table2": (table2, stages if stages and stages.get("table2") else None),
+        "table3": (table3, _load("brain.json")),
+        "pretraining": (pretraining, _load("pretraining.json")),
+        "speed": (speed, _load("speed.json")),
+    }
+    function, result = sources[section]
+    return function(result) if result is not None else None
+
+
+BLOCK = re.compile(r"(<!-- summarize: ([a-z0-9_ ]+) -->\n).*?(<!-- /summarize -->)", re.DOTALL)
+
+
+def update(path: Path) -> int:
+    """Rewrite the summarize blocks of a Markdown file; return how many there were."""
+    text = path.read_text()
+
+    def fill(match: re.Match) -> str:
+        sections = match.group(2).split()
+        if unknown := sorted(set(sections) - set(SECTIONS)):
+            raise ValueError(f"{path}: unknown sections {unknown} in '{match.group(1).strip()}'.")
+        body = "\n\n".join(t for s in sections if (t := render(s)) is not None) or "(no results yet)"
+        return f"{match.group(1)}{body}\n{match.group(3)}"
+
+    new, count = BLOCK.subn(fill, text)
+    path.write_text(new)
+    return count
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.parse_args()
-    sections = []
-    if (result := _load("phantoms.json")) is not None:
-        sections.append(calibration(result))
-    discovery = [r for name in ("discovery_regular.json", "discovery_irregular.json") if (r := _load(name))]
-    if discovery:
-        sections += [table1(discovery), wall_times(discovery)]
-    if (result := _load("discovery_stages.json")) is not None and result.get("table2"):
-        sections.append(table2(result))
-    if (result := _load("brain.json")) is not None:
-        sections.append(table3(result))
-    if (result := _load("pretraining.json")) is not None:
-        sections.append(pretraining(result))
-    if (result := _load("speed.json")) is not None:
-        sections.append(speed(result))
-    print("\n\n".join(sections) if sections else f"no results in {RESULTS}")
+    parser.add_argument("sections", nargs="*", help=f"any of {', '.join(SECTIONS)} (default: all)")
+    parser.add_argument("--update", nargs="+", default=[], metavar="FILE", help="rewrite the summarize blocks")
+    args = parser.parse_args()
+    for path in args.update:
+        print(f"{path}: {update(Path(path))} blocks updated")
+    if args.update:
+        return
+    if unknown := sorted(set(args.sections) - set(SECTIONS)):
+        parser.error(f"unknown sections {unknown}; choose from {', '.join(SECTIONS)}")
+    rendered = [text for section in args.sections or SECTIONS if (text := render(section)) is not None]
+    print("\n\n".join(rendered) if rendered else f"no results in {RESULTS}")
 
 
 if __name__ == "__main__":
