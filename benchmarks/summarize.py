@@ -33,7 +33,8 @@ def _row(cells: list[str]) -> str:
 
 
 def _header(cells: list[str]) -> str:
-    return _row(cells) + "\n" + _row(["---"] * len(cells))
+    """A table header, after a blank line so that the table starts its own Markdown block."""
+    return "\n" + _row(cells) + "\n" + _row(["---"] * len(cells))
 
 
 def calibration(result: dict) -> str:
@@ -133,7 +134,6 @@ def speed(result: dict) -> str:
                 ]
             )
         )
-    lines.append("")
     lines.append(_header(["discovery step, features of", "s / volume cached", "s / volume recomputed", "speedup"]))
     for name in ("cpu_recipe", "paper"):
         entry = result.get(f"discovery_{name}_features")
