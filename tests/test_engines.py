@@ -58,6 +58,23 @@ def test_best_per_level_keeps_the_earlier_selection_when_a_run_resumes(tmp_path)
     assert record["epochs"] == [1, 2] and record["best"] == [0.9, 0.6]
 
 
+def test_best_per_level_selects_a_plain_network_on_one_metric_across_a_resume(tmp_path):
+    net = torch.nn.Linear(2, 1)
+    with torch.no_grad():
+        net.weight.fill_(1.0)
+    BestPerLevel(net, ["val_l1"], tmp_path / "model.pt", higher_is_better=False)(_fake_engine(1, {"val_l1": 0.2}))
+    torch.save({}, tmp_path / "checkpoint_epoch=1.pt")
+    resumed = BestPerLevel(net, ["val_l1"], tmp_path / "model.pt", higher_is_better=False)
+    resumed.attach(SimpleNamespace(add_event_handler=lambda *args: None))
+    with torch.no_grad():
+        net.weight.fill_(2.0)
+    resumed(_fake_engine(2, {"val_l1": 0.3}))  # worse than before the resume: model.pt keeps epoch 1
+    assert torch.all(torch.load(tmp_path / "model.pt", weights_only=True)["weight"] == 1.0)
+    resumed(_fake_engine(3, {"val_l1": 0.1}))
+    assert torch.all(torch.load(tmp_path / "model.pt", weights_only=True)["weight"] == 2.0)
+    assert json.loads((tmp_path / "model_selection.json").read_text())["epochs"] == [3]
+
+
 def test_best_per_level_needs_its_metrics(tmp_path):
     net = HierarchicalSegmenter(num_parts=(2,), channels=(4, 4), strides=(1,))
     with pytest.raises(ValueError, match="one metric per level"):

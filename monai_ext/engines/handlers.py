@@ -108,14 +108,16 @@ class BestPerLevel:
     """Keep each hierarchy level's weights from the validation round where its selection metric was best.
 
     The levels of a ``HierarchicalSegmenter`` are independent networks, so each is selected on its own
-    (Tursynbek & Niethammer, MICCAI 2023, sec. 4.2: the epoch with the best mean probability). After every
+    (Tursynbek & Niethammer, MICCAI 2023, sec. 4.2: the epoch with the best mean probability); any other
+    network is a single level, selected on one metric (e.g. the diffusion model on its validation L1). After every
     validation round that improves some level, the assembled state dict is written to ``save_path`` (a plain
     state dict, loadable with ``weights_only=True``) and the chosen epochs to ``model_selection.json`` beside it.
     When the run resumes (a ``checkpoint*.pt`` lies beside ``save_path``), the earlier selection is read back
     from these two files, so a resumed run keeps a level's best weights unless a later epoch beats them.
 
     Args:
-        network: the ``HierarchicalSegmenter`` being trained.
+        network: the network being trained: a ``HierarchicalSegmenter`` (one level per entry of ``levels``) or
+            any other module (one level).
         metric_names: one evaluator metric per level (e.g. ``mean_max_prob_l1``...).
         save_path: file of the selected weights.
         higher_is_better: direction of the metrics.
@@ -124,8 +126,9 @@ class BestPerLevel:
     def __init__(
         self, network: nn.Module, metric_names: Sequence[str], save_path: str | Path, higher_is_better: bool = True
     ) -> None:
-        if len(metric_names) != len(network.levels):
-            raise ValueError(f"need one metric per level ({len(network.levels)}), got {list(metric_names)}.")
+        self.levels = list(network.levels) if hasattr(network, "levels") else [network]
+        if len(metric_names) != len(self.levels):
+            raise ValueError(f"need one metric per level ({len(self.levels)}), got {list(metric_names)}.")
         self.network = network
         self.metric_names = list(metric_names)
         self.save_path = Path(save_path)
@@ -133,6 +136,10 @@ class BestPerLevel:
         self.best: list[float | None] = [None] * len(metric_names)
         self.epochs: list[int | None] = [None] * len(metric_names)
         self.states: list[dict | None] = [None] * len(metric_names)
+
+    def prefix(self, level: int) -> str:
+        """Where a level's parameters sit in the network's state dict."""
+        return f"levels.{level}." if hasattr(self.network, "levels") else ""
 
     @property
     def record_path(self) -> Path:
@@ -154,7 +161,7 @@ class BestPerLevel:
         for level, (best, epoch) in enumerate(zip(record["best"], record["epochs"], strict=True)):
             if best is None:
                 continue
-            prefix = f"levels.{level}."
+            prefix = self.prefix(level)
             self.best[level], self.epochs[level] = best, epoch
             self.states[level] = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
 
@@ -166,9 +173,7 @@ class BestPerLevel:
             value = float(engine.state.metrics[name])
             if self.best[level] is None or self.sign * value > self.sign * self.best[level]:
                 self.best[level], self.epochs[level] = value, int(engine.state.epoch)
-                self.states[level] = {
-                    k: v.detach().cpu().clone() for k, v in self.network.levels[level].state_dict().items()
-                }
+                self.states[level] = {k: v.detach().cpu().clone() for k, v in self.levels[level].state_dict().items()}
                 improved = True
         if improved:
             self.save()
@@ -177,7 +182,7 @@ class BestPerLevel:
         state = {k: v.detach().cpu() for k, v in self.network.state_dict().items()}
         for level, level_state in enumerate(self.states):
             for key, value in (level_state or {}).items():
-                state[f"levels.{level}.{key}"] = value
+                state[f"{self.prefix(level)}{key}"] = value
         self.save_path.parent.mkdir(parents=True, exist_ok=True)
         torch.save(state, self.save_path)
         record = {"metrics": self.metric_names, "best": self.best, "epochs": self.epochs}
