@@ -13,6 +13,8 @@ from pathlib import Path
 
 import torch
 
+from monai_ext.flags import as_flag
+
 PACKAGES = ("monai-ext", "monai", "torch", "numpy", "scipy", "pytorch-ignite", "scikit-learn", "bm4d", "nibabel")
 
 
@@ -43,11 +45,22 @@ def peak_memory_mb() -> float:
     return max(own, children) / 1024.0
 
 
-def write_json(path: str | Path, payload: Mapping[str, object], overwrite: bool = False) -> Path:
-    """Write ``payload`` as indented JSON; refuse to replace an existing non-empty file unless ``overwrite``."""
+def refuse_existing(path: str | Path, overwrite: bool | str = False) -> Path:
+    """Return ``path``; raise ``FileExistsError`` when something non-empty is there and ``overwrite`` is off.
+
+    Every writer of a result file checks here (``overwrite`` may come from the command line as a string).
+    """
     path = Path(path)
-    if path.exists() and path.stat().st_size > 0 and not overwrite:
-        raise FileExistsError(f"'{path}' exists; pass --overwrite to replace it.")
+    if path.exists() and path.stat().st_size > 0 and not as_flag(overwrite, "overwrite"):
+        raise FileExistsError(
+            f"'{path}' exists; choose another output folder or pass --overwrite (overwrite=True) to replace it."
+        )
+    return path
+
+
+def write_json(path: str | Path, payload: Mapping[str, object], overwrite: bool | str = False) -> Path:
+    """Write ``payload`` as indented JSON; refuse to replace an existing non-empty file unless ``overwrite``."""
+    path = refuse_existing(path, overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
     return path

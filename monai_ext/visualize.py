@@ -22,7 +22,8 @@ from monai.transforms import LoadImage
 from monai.utils import convert_to_numpy
 
 from monai_ext.metrics import matched_dice, relabel
-from monai_ext.transforms.hierarchy import _check_num_parts, _check_output_file, _items, level_label_maps
+from monai_ext.provenance import refuse_existing
+from monai_ext.transforms.hierarchy import _check_num_parts, _items, level_label_maps
 
 __all__ = ["DiscoveryFigureWriter", "discovery_figure"]
 
@@ -233,7 +234,7 @@ class DiscoveryFigureWriter:
 
     def attach(self, engine: Engine) -> None:
         """Register on STARTED, ITERATION_COMPLETED and COMPLETED; refuse to overwrite an existing file."""
-        _check_output_file(self.path, self.overwrite)
+        refuse_existing(self.path, self.overwrite)
         engine.add_event_handler(Events.STARTED, self.reset)
         engine.add_event_handler(Events.ITERATION_COMPLETED, self)
         engine.add_event_handler(Events.COMPLETED, self.write)

@@ -63,7 +63,7 @@ def discovery_report(
     hd95 = evaluator_scores(evaluator, "matched_hd95", len(num_parts))
     columns: dict[str, list[dict[str, float]]] = {"ours": ours}
     variant = None
-    compare_baselines, overwrite = as_flag(compare_baselines, "compare_baselines"), as_flag(overwrite, "overwrite")
+    compare_baselines = as_flag(compare_baselines, "compare_baselines")
     if compare_baselines:
         if dataset_dir is None:
             raise ValueError("compare_baselines needs dataset_dir.")

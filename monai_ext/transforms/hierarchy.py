@@ -34,7 +34,7 @@ from monai.handlers import from_engine
 from monai.transforms import MapTransform
 from monai.utils import convert_to_tensor
 
-from monai_ext.flags import as_flag
+from monai_ext.provenance import refuse_existing
 
 __all__ = [
     "HierarchyAccumulator",
@@ -397,12 +397,6 @@ class HierarchyAccumulator:
         return tree_from_tables(self.tables, self.num_parts)
 
 
-def _check_output_file(path: Path, overwrite: bool) -> None:
-    """Raise FileExistsError when ``path`` is a non-empty file and ``overwrite`` is False."""
-    if not as_flag(overwrite, "overwrite") and path.is_file() and path.stat().st_size > 0:
-        raise FileExistsError(f"'{path}' exists; choose another output_dir or pass overwrite=True to replace it.")
-
-
 def _items(output: Any) -> list[Mapping[Hashable, Any]]:
     """The per-item dicts of an engine output: a decollated list as is, a batched dict decollated."""
     return decollate_batch(output) if isinstance(output, Mapping) else list(output)
@@ -461,7 +455,7 @@ class HierarchyWriter:
 
     def attach(self, engine: Engine) -> None:
         """Register on STARTED, ITERATION_COMPLETED and COMPLETED; refuse to overwrite an existing file."""
-        _check_output_file(self.path, self.overwrite)
+        refuse_existing(self.path, self.overwrite)
         engine.add_event_handler(Events.STARTED, self.reset)
         engine.add_event_handler(Events.ITERATION_COMPLETED, self)
         engine.add_event_handler(Events.COMPLETED, self.write)
