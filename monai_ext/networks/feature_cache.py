@@ -58,7 +58,7 @@ class FeatureCache:
             self.cache_dir.mkdir(parents=True, exist_ok=True)
         self.dtype = dtype
         self.seed = seed
-        self.fingerprint = self._fingerprint()
+        self.fingerprint = self._fingerprint() if storage == "disk" else None  # names disk entries only
         self._memory: dict[tuple[str, int], dict[int, torch.Tensor]] = {}
         self._choice = torch.Generator().manual_seed(seed)
         self.hits = 0
