@@ -14,16 +14,19 @@ def _fake_engine(epoch: int, metrics: dict) -> SimpleNamespace:
     return SimpleNamespace(state=SimpleNamespace(epoch=epoch, metrics=metrics))
 
 
+def _fill(net: torch.nn.Module, value: float) -> None:
+    """Set every parameter of ``net`` to ``value`` (so saved weights show which epoch they come from)."""
+    with torch.no_grad():
+        for p in net.parameters():
+            p.fill_(value)
+
+
 def test_best_per_level_keeps_each_level_from_its_own_best_epoch(tmp_path):
     net = HierarchicalSegmenter(num_parts=(2, 3), channels=(4, 4), strides=(1,))
     handler = BestPerLevel(net, ["score_l1", "score_l2"], tmp_path / "model.pt")
-    with torch.no_grad():
-        for p in net.parameters():
-            p.fill_(1.0)
+    _fill(net, 1.0)
     handler(_fake_engine(1, {"score_l1": 0.5, "score_l2": 0.7}))
-    with torch.no_grad():
-        for p in net.parameters():
-            p.fill_(2.0)
+    _fill(net, 2.0)
     handler(_fake_engine(2, {"score_l1": 0.6, "score_l2": 0.6}))  # level 1 improves, level 2 does not
     state = torch.load(tmp_path / "model.pt", weights_only=True)
     parameters = {name for name, _ in net.named_parameters()}
@@ -39,16 +42,12 @@ def test_best_per_level_keeps_each_level_from_its_own_best_epoch(tmp_path):
 def test_best_per_level_keeps_the_earlier_selection_when_a_run_resumes(tmp_path):
     net = HierarchicalSegmenter(num_parts=(2, 3), channels=(4, 4), strides=(1,))
     first = BestPerLevel(net, ["score_l1", "score_l2"], tmp_path / "model.pt")
-    with torch.no_grad():
-        for p in net.parameters():
-            p.fill_(1.0)
+    _fill(net, 1.0)
     first(_fake_engine(1, {"score_l1": 0.9, "score_l2": 0.5}))
     torch.save({}, tmp_path / "checkpoint_epoch=1.pt")  # the run was interrupted after epoch 1
     resumed = BestPerLevel(net, ["score_l1", "score_l2"], tmp_path / "model.pt")
     resumed.attach(SimpleNamespace(add_event_handler=lambda *args: None))
-    with torch.no_grad():
-        for p in net.parameters():
-            p.fill_(2.0)
+    _fill(net, 2.0)
     resumed(_fake_engine(2, {"score_l1": 0.8, "score_l2": 0.6}))  # worse at level 1, better at level 2
     state = torch.load(tmp_path / "model.pt", weights_only=True)
     parameters = {name for name, _ in net.named_parameters()}

@@ -65,7 +65,7 @@ class ValidateImaged(MapTransform):
                 raise ValueError(f"{where} contains NaN or infinite values.")
             if torch.amax(image) == torch.amin(image):
                 raise ValueError(f"{where} is constant: min-max normalisation and clustering need contrast.")
-            check_same_spatial_shape(d, [key, *(k for k in self.match_keys if k in d)])
+            check_same_spatial_shape(d, [key, *self.match_keys])  # absent keys are skipped there
         return d
 
 
