@@ -163,23 +163,33 @@ def pretraining(result: dict) -> str:
     )
 
 
-SECTIONS = ("calibration", "table1", "wall_time", "table2", "table3", "pretraining", "speed")
+def _discovery() -> list[dict] | None:
+    return [r for name in ("discovery_regular.json", "discovery_irregular.json") if (r := _load(name))] or None
+
+
+def _stages() -> dict | None:
+    stages = _load("discovery_stages.json")
+    return stages if stages and stages.get("table2") else None
+
+
+SOURCES = {  # section: (table function, reader of the results it needs)
+    "calibration": (calibration, lambda: _load("phantoms.json")),
+    "table1": (table1, _discovery),
+    "wall_time": (wall_times, _discovery),
+    "table2": (table2, _stages),
+    "table3": (table3, lambda: _load("brain.json")),
+    "pretraining": (pretraining, lambda: _load("pretraining.json")),
+    "speed": (speed, lambda: _load("speed.json")),
+}
+
+
+SECTIONS = tuple(SOURCES)
 
 
 def render(section: str) -> str | None:
-    """One section as Markdown, or None when its results file is missing."""
-    discovery = [r for name in ("discovery_regular.json", "discovery_irregular.json") if (r := _load(name))]
-    stages = _load("discovery_stages.json")
-    sources = {
-        "calibration": (calibration, _load("phantoms.json")),
-        "table1": (table1, discovery or None),
-        "wall_time": (wall_times, discovery or None),
-        "table2": (table2, stages if stages and stages.get("table2") else None),
-        "table3": (table3, _load("brain.json")),
-        "pretraining": (pretraining, _load("pretraining.json")),
-        "speed": (speed, _load("speed.json")),
-    }
-    function, result = sources[section]
+    """One section as Markdown, or None when its results file is missing (reads only that section's files)."""
+    function, read = SOURCES[section]
+    result = read()
     return function(result) if result is not None else None
 
 
