@@ -8,8 +8,10 @@ TORCH := torch==2.13.0
 CACHE := .cache/demo
 
 VENV15 := .venv-monai15
+VENVML := .venv-monailabel
+MONAI15 := "monai[nibabel,itk,ignite,fire,tqdm,tensorboard,einops]==1.5.2"
 
-.PHONY: demo test test-monai15 lint clean-demo
+.PHONY: demo test test-monai15 test-monailabel lint clean-demo
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,11 +28,29 @@ test: $(VENV)/.installed
 $(VENV15)/.installed: pyproject.toml
 	test -x $(VENV15)/bin/python || $(PYTHON) -m venv $(VENV15)
 	$(VENV15)/bin/python -m pip install -q $(TORCH)
-	$(VENV15)/bin/python -m pip install -q -e ".[data,bench,dev]" "monai[nibabel,itk,ignite,fire,tqdm,tensorboard,einops]==1.5.2" $(TORCH)
+	$(VENV15)/bin/python -m pip install -q -e ".[data,bench,dev]" $(MONAI15) $(TORCH)
 	touch $@
 
 test-monai15: $(VENV15)/.installed
 	$(VENV15)/bin/python -m pytest -q -p no:cacheprovider tests
+
+# MONAI Label 0.8.5 serving the bundles, in its own venv (about 8 GB): it installs here only with torch 2.14.1 and
+# torchvision 0.29.1, runs bundles only under MONAI 1.5.2 (its infer task crashes in Spacingd under 1.6), and its
+# server import breaks on pydicom 3. monai-ext goes in from its wheel, as a user would install it.
+$(VENVML)/.installed: pyproject.toml
+	test -x $(VENVML)/bin/python || $(PYTHON) -m venv $(VENVML)
+	$(VENVML)/bin/python -m pip install -q --upgrade pip
+	$(VENVML)/bin/python -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(VENVML)/bin/python -m pip install -q monailabel==0.8.5 $(MONAI15) "pydicom<3" "dicomweb-client==0.59.1" \
+		"pynetdicom<3" "pytest>=7" torch==2.14.1 torchvision==0.29.1
+	touch $@
+
+# monai-ext is rebuilt from the working tree on every run (seconds), so the tests see the current code.
+test-monailabel: $(VENVML)/.installed
+	rm -rf build/wheels && $(VENVML)/bin/python -m pip wheel -q . --no-deps --no-build-isolation -w build/wheels
+	$(VENVML)/bin/python -m pip install -q build/wheels/monai_ext-*.whl $(MONAI15) torch==2.14.1 torchvision==0.29.1
+	$(VENVML)/bin/python -m pip install -q --force-reinstall --no-deps build/wheels/monai_ext-*.whl
+	cd tests/monai_label && ../../$(VENVML)/bin/python -m pytest -q -p no:cacheprovider .
 
 lint: $(VENV)/.installed
 	$(PY) -m ruff check .

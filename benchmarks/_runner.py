@@ -14,14 +14,18 @@ ROOT = Path(__file__).resolve().parents[1]
 BUNDLES = ROOT / "bundles"
 
 
-def run_bundle(configs: Sequence[str], overrides: Mapping[str, object], log: Path) -> dict[str, float]:
-    """Run ``python -m monai.bundle run`` on bundle config files with ``--key value`` overrides.
+def run_bundle(
+    configs: Sequence[str], overrides: Mapping[str, object], log: Path, nproc: int = 1
+) -> dict[str, float]:
+    """Run ``python -m monai.bundle run`` on bundle config files with ``--key value`` overrides; with ``nproc`` > 1
+    under ``torchrun --standalone --nproc_per_node=nproc``.
 
     The output goes to ``log``; returns the wall time in seconds and the peak resident memory (MiB) of the
     largest child so far. Raises ``RuntimeError`` naming the log when the run fails.
     """
     config_arg = str([str(c) for c in configs]) if len(configs) > 1 else str(configs[0])
-    command = [sys.executable, "-m", "monai.bundle", "run", "--config_file", config_arg]
+    launcher = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"] if nproc > 1 else []
+    command = [sys.executable, *launcher, "-m", "monai.bundle", "run", "--config_file", config_arg]
     for key, value in overrides.items():
         command += [f"--{key}", value if isinstance(value, str) else repr(value)]  # fire reads Python literals
     log.parent.mkdir(parents=True, exist_ok=True)

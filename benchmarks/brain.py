@@ -236,6 +236,7 @@ def main() -> None:
     discovery = {
         **common,
         "diffusion_ckpt": str(diffusion_ckpt),
+        "diffusion_bundle": str(BUNDLES / "diffusion_pretraining"),
         "diffusion_configs": ["configs/train.json", str(diffusion_override)],
         "num_parts": [NUM_PARTS],
         "feature_stages": [FEATURE_STAGE],

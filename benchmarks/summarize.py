@@ -163,6 +163,41 @@ def pretraining(result: dict) -> str:
     )
 
 
+def clients(result: dict) -> str:
+    machine = result["machine"]
+    where = f"{machine['cores']} cores, {machine['device']}"
+    lines = [f"Bundle tasks as a user runs them (`{result['command']}`, {where}):"]
+    lines.append(_header(["bundle", "task", "what was run", "seconds", "peak memory (GB)"]))
+    for run in result["runs"].values():
+        if "error" in run:
+            lines.append(_row([run["bundle"], run["task"], "-", f"failed: {run['error'][:80]}", "-"]))
+            continue
+        per_unit = run["seconds_per_unit"] or run["wall_seconds_per_unit"]  # no engine time logged: wall time
+        seconds = f"{per_unit:.2f} s" if per_unit < 10 else f"{per_unit:.0f} s"
+        seconds += f" / {run['unit']}"
+        if run.get("training_seconds") is not None:
+            seconds += f" (training {run['training_seconds']:.0f} s + validation {run['validation_seconds']:.0f} s)"
+        seconds += f"; whole command {run['seconds']:.0f} s"
+        memory = f"{run['peak_memory_mb_max_child'] / 1024:.2f}"
+        if len(run.get("epoch_seconds_per_rank", [])) > 1:
+            memory += f" per process, {run['peak_pss_total_mb_sampled'] / 1024:.2f} all processes"
+        lines.append(_row([run["bundle"], run["task"], f"`{run['what']}`", seconds, memory]))
+    if ratio := result.get("two_process_epoch_over_one_process"):
+        one, two = (
+            result["runs"][k]["engine_seconds"]
+            for k in ("structure_discovery_train", "structure_discovery_train_2proc")
+        )
+        lines.append(
+            f"\nTwo CPU processes ({result['ddp_threads']}) against one ({result['single_process_threads']}): "
+            f"epoch {two:.0f} s against {one:.0f} s (x{ratio:.2f})."
+        )
+    lines.append(
+        f"\nGPU memory: {result['gpu_memory']}. Peak memory: {result['memory_method']}. Seconds: "
+        f"{result['seconds_method']}. {result['note']}"
+    )
+    return "\n".join(lines)
+
+
 def _discovery() -> list[dict] | None:
     return [r for name in ("discovery_regular.json", "discovery_irregular.json") if (r := _load(name))] or None
 
@@ -180,6 +215,7 @@ SOURCES = {  # section: (table function, reader of the results it needs)
     "table3": (table3, lambda: _load("brain.json")),
     "pretraining": (pretraining, lambda: _load("pretraining.json")),
     "speed": (speed, lambda: _load("speed.json")),
+    "clients": (clients, lambda: _load("clients.json")),
 }
 
 

@@ -2,40 +2,46 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from monai.bundle import ConfigParser
 from torch import nn
 
+from monai_ext.data.datalist import on_rank_zero
 from monai_ext.data.phantoms import make_phantoms
 
 CACHE_ENV = "MONAI_EXT_CACHE"
+DEFAULT_PHANTOMS = "phantoms_regular"
 
 
 def resolve_bundle_root(name: str) -> str:
     """The folder of bundle ``name``, whether the command runs from the repository root or the bundle folder.
 
     MONAI does not set ``bundle_root``; the model zoo and MONAI Label run a bundle from its own folder, a user
-    of this repository from its root. ``--bundle_root DIR`` on the command line overrides this.
+    of this repository from its root. ``--bundle_root DIR`` on the command line overrides this. The bundle is
+    found by its folder name (its id in the model zoo), never by the display ``name`` of its metadata:
+    ``./bundles/<name>``, else the current folder when it is a bundle folder whose name starts with ``name``
+    (an unzipped ``<name>`` or ``<name>_v0.2.0``).
 
     Args:
-        name: the bundle's ``name`` in its ``configs/metadata.json``.
+        name: the bundle's id, the name of its folder.
 
     Raises:
-        FileNotFoundError: neither ``./bundles/<name>`` nor ``.`` holds the metadata of a bundle called ``name``.
+        FileNotFoundError: neither ``./bundles/<name>`` nor ``.`` is the folder of bundle ``name``.
     """
-    for candidate in (Path("bundles") / name, Path(".")):
-        metadata = candidate / "configs" / "metadata.json"
-        if metadata.is_file() and json.loads(metadata.read_text()).get("name") == name:
-            return str(candidate)
+    if (Path("bundles") / name / "configs" / "metadata.json").is_file():
+        return str(Path("bundles") / name)
+    if Path("configs", "metadata.json").is_file() and Path.cwd().name.startswith(name):
+        return "."
     raise FileNotFoundError(
-        f"cannot find bundle '{name}' from '{Path.cwd()}': run from the repository root or from "
-        f"bundles/{name}, or pass --bundle_root DIR."
+        f"cannot find bundle '{name}' from '{Path.cwd()}': run from the repository root or from the bundle's "
+        f"folder ({name}), or pass --bundle_root DIR."
     )
 
 
@@ -45,19 +51,59 @@ def cache_dir(name: str) -> Path:
     return root / name
 
 
-def ensure_phantoms(dataset_dir: str, variant: str = "regular", n: int = 120, seed: int = 0, size: int = 50) -> str:
-    """Return ``dataset_dir/datalist.json``, generating cell phantoms there first if it has no datalist.
+def default_dataset_dir() -> str:
+    """The bundles' default ``dataset_dir``: where the 120 regular cell phantoms are generated on first use."""
+    return str(cache_dir(DEFAULT_PHANTOMS))
 
-    A folder that holds files but no ``datalist.json`` is never written into: the generator refuses it.
+
+def ensure_default_data(dataset_dir: str) -> str:
+    """Return ``dataset_dir``; when it is the default folder (:func:`default_dataset_dir`) and holds no
+    ``datalist.json`` yet, generate the default phantoms there first (120 regular, 50^3, seed 0).
+
+    Bundle configs call this only where the dataset is built for a run, never in what MONAI Label builds
+    (transforms, network, inferer), so loading a bundle reads and writes no data. Any other folder is returned
+    as it is: a user's folder is never filled with phantoms. Under ``torch.distributed`` rank 0 generates while
+    the other ranks wait.
+    """
+    folder = Path(dataset_dir)
+    if folder.resolve() == Path(default_dataset_dir()).resolve() and not (folder / "datalist.json").is_file():
+        on_rank_zero(partial(make_phantoms, str(folder), variant="regular", n=120, seed=0, size=50))
+    return str(dataset_dir)
+
+
+def datalist_path(dataset_dir: str) -> str:
+    """``dataset_dir/datalist.json`` (default phantoms generated first, see :func:`ensure_default_data`).
+
+    Raises:
+        FileNotFoundError: the folder has no ``datalist.json``; the message says what the file must hold.
+    """
+    datalist = Path(ensure_default_data(dataset_dir)) / "datalist.json"
+    if not datalist.is_file():
+        raise FileNotFoundError(
+            f"dataset_dir '{dataset_dir}' has no datalist.json: it must list 'training', 'validation' and 'test' "
+            f'volumes as MONAI datalists do ({{"training": [{{"image": "a.nii.gz"}}, ...], ...}}).'
+        )
+    return str(datalist)
+
+
+def check_num_parts(num_parts: Sequence[int], spatial_size: Sequence[int]) -> list[int]:
+    """Refuse, before any network is built or run, more parts per level than the network input has voxels.
 
     Args:
-        dataset_dir: the folder of the bundle's data (config id ``dataset_dir``).
-        variant, n, seed, size: options of ``monai_ext.data.phantoms.make_phantoms`` used when generating.
+        num_parts: K of each level (config id ``num_parts``).
+        spatial_size: the network input grid (config id ``spatial_size``).
+
+    Raises:
+        ValueError: a K is not an integer >= 2 or exceeds the voxel count; the message names ``num_parts``.
     """
-    datalist = Path(dataset_dir) / "datalist.json"
-    if not datalist.is_file():
-        make_phantoms(str(dataset_dir), variant=variant, n=n, seed=seed, size=size)
-    return str(datalist)
+    voxels = int(np.prod([int(s) for s in spatial_size]))
+    parts = list(num_parts)
+    if any(isinstance(k, bool) or not isinstance(k, int | np.integer) or not 2 <= k <= voxels for k in parts):
+        raise ValueError(
+            f"num_parts must list integers K with 2 <= K <= {voxels} (the voxels of spatial_size "
+            f"{list(spatial_size)}), got {parts!r}."
+        )
+    return [int(k) for k in parts]
 
 
 def require_file(path: str | Path, how_to_make: str) -> str:
@@ -115,7 +161,13 @@ def load_weights(network: nn.Module, path: str, device: str | torch.device = "cp
         ValueError: the checkpoint's tensors do not fit the configured network.
     """
     require_file(path, how_to_make or "Pass the path of an existing checkpoint.")
-    state = torch.load(path, map_location=device, weights_only=True)
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as error:  # torch raises several types for truncated, corrupt or non-plain files
+        raise ValueError(
+            f"checkpoint '{path}' could not be read as a plain state dict (truncated, corrupt, or not saved with "
+            f"torch.save(model.state_dict())): {error}"
+        ) from error
     try:
         network.load_state_dict(state)
     except RuntimeError as error:

@@ -13,6 +13,7 @@ from ignite.engine import Events
 from monai.bundle import ConfigParser, ConfigWorkflow
 
 from monai_ext.bundle import require_file, resolve_bundle_root
+from monai_ext.data.datalist import prepare_training_dir
 from monai_ext.data.phantoms import make_phantoms
 from monai_ext.engines import latest_checkpoint
 from monai_ext.inferers.diffusion import noise_datalist
@@ -84,8 +85,7 @@ def test_train_writes_resume_checkpoint_and_model(trained):
 
 
 def test_train_resumes_from_latest_checkpoint(trained, tmp_path):
-    out = tmp_path / "resume"
-    out.mkdir()
+    out = prepare_training_dir(tmp_path / "resume")  # a folder a training run owns
     (out / "checkpoint_epoch=1.pt").write_bytes((trained["train"] / "checkpoint_epoch=1.pt").read_bytes())
     wf = workflow(TRAIN, "train", dataset_dir=str(trained["data"]), output_dir=str(out), max_epochs=2, **TINY_TRAIN)
     epochs_run = []

@@ -9,8 +9,10 @@ import sys
 from pathlib import Path
 
 import nibabel as nib
+import numpy as np
 import pytest
 import torch
+from bundle_support import error_messages
 from monai.bundle import ConfigWorkflow
 
 from monai_ext.bundle import bundle_component
@@ -39,21 +41,12 @@ def diffusion(tmp_path_factory: pytest.TempPathFactory) -> dict:
     folder = tmp_path_factory.mktemp("diffusion")
     override = folder / "tiny.json"
     override.write_text(json.dumps(TINY_DIFFUSION))
-    configs = ["configs/train.json", str(override)]
+    configs = ["configs/diffusion.json", str(override)]
     torch.manual_seed(0)
-    net = bundle_component(str(ROOT / "bundles" / "diffusion_pretraining"), "network_def", configs)
+    net = bundle_component(str(BUNDLE), "network_def", configs)
     ckpt = folder / "model.pt"
     torch.save(net.state_dict(), ckpt)
     return {"diffusion_configs": configs, "diffusion_ckpt": str(ckpt)}
-
-
-def _messages(error: BaseException) -> str:
-    """The messages of an exception and of every exception it was raised from (MONAI wraps config errors)."""
-    parts = []
-    while error is not None:
-        parts.append(f"{type(error).__name__}: {error}")
-        error = error.__cause__
-    return " | ".join(parts)
 
 
 def _workflow(config_files, workflow_type: str, **overrides) -> ConfigWorkflow:
@@ -142,27 +135,36 @@ def test_evaluate_reports_matched_dice_hierarchy_and_figure(tiny_phantoms, diffu
     assert len(labels) == 3 and nib.load(labels[0]).shape == (24, 24, 24)
 
 
-def test_inference_writes_one_label_map_per_level(tiny_phantoms, trained, tmp_path):
+def test_inference_serves_one_label_map_of_the_served_level(tiny_phantoms, trained, tmp_path):
+    """``pred`` is one integer label map on the input's grid, of level ``serve_level`` (the finest by default), with
+    the values that metadata.json's channel_def names; ``--serve_level 1`` serves the coarse level instead."""
     output_dir, _ = trained
-    workflow = _workflow(
-        ["inference.json"],
-        "infer",
-        dataset_dir=str(tiny_phantoms),
-        ckpt_path=str(output_dir / "model.pt"),
-        output_dir=str(tmp_path / "out"),
-        spatial_size=TINY["spatial_size"],
+    channel_def = json.loads((CONFIGS / "metadata.json").read_text())["network_data_format"]["outputs"]["pred"]
+    overrides = {
+        "dataset_dir": str(tiny_phantoms),
+        "ckpt_path": str(output_dir / "model.pt"),
+        "spatial_size": TINY["spatial_size"],
         **{k: v for k, v in TINY.items() if k.startswith("network_def")},
-    )
-    workflow.initialize()
-    assert workflow.check_properties() in (None, [])
-    workflow.run()
-    written = sorted(p.name for p in (tmp_path / "out").glob("*.nii.gz"))
-    assert written == [f"phantom_005_image_l{level}.nii.gz" for level in (1, 2, 3)]
-    level3 = nib.load(tmp_path / "out" / written[2]).get_fdata()
-    assert level3.shape == (24, 24, 24) and level3.max() <= 7
+    }
+    for level, parts in ((None, 8), (1, 2)):
+        out = tmp_path / f"out_{level}"
+        workflow = _workflow(
+            ["inference.json"], "infer", output_dir=str(out), **overrides, **({"serve_level": level} if level else {})
+        )
+        workflow.initialize()
+        assert workflow.check_properties() in (None, [])
+        workflow.run()
+        written = sorted(p.name for p in out.glob("*.nii.gz"))
+        assert written == [f"phantom_005_image_l{level or 3}.nii.gz"]
+        label = nib.load(out / written[0])
+        values = set(np.unique(np.asarray(label.dataobj)).tolist())
+        assert label.shape == (24, 24, 24) and label.get_data_dtype() == np.uint8
+        assert values <= set(range(parts)) and len(values) > 1
+    served = channel_def["num_channels"]
+    assert sorted(int(k) for k in channel_def["channel_def"]) == list(range(served)) == list(range(8))
     with pytest.raises(RuntimeError) as error:
-        _workflow(["inference.json"], "infer", output_dir=str(tmp_path / "out")).initialize()
-    assert "FileExistsError" in _messages(error.value) and "--overwrite" in _messages(error.value)
+        _workflow(["inference.json"], "infer", output_dir=str(tmp_path / "out_None")).initialize()
+    assert "FileExistsError" in error_messages(error.value) and "--overwrite" in error_messages(error.value)
 
 
 def test_inference_through_the_monai_bundle_command_line(tiny_phantoms, trained, tmp_path):
@@ -193,8 +195,8 @@ def test_missing_diffusion_checkpoint_names_file_and_command(tiny_phantoms, tmp_
     with pytest.raises(RuntimeError) as error:
         workflow.initialize()
         workflow.parser.get_parsed_content("diffusion_unet")
-    message = _messages(error.value)
-    assert "nowhere.pt" in message and "diffusion_pretraining/configs/train.json" in message
+    message = error_messages(error.value)
+    assert "nowhere.pt" in message and "diffusion_pretraining bundle" in message and "--diffusion_ckpt" in message
 
 
 def test_checkpoint_that_does_not_fit_is_rejected(tiny_phantoms, diffusion, tmp_path):
@@ -208,7 +210,7 @@ def test_checkpoint_that_does_not_fit_is_rejected(tiny_phantoms, diffusion, tmp_
     workflow.initialize()
     with pytest.raises(RuntimeError) as error:
         workflow.parser.get_parsed_content("diffusion_unet")
-    assert "does not fit the configured DiffusionModelUNet" in _messages(error.value)
+    assert "does not fit the configured DiffusionModelUNet" in error_messages(error.value)
 
 
 def test_feature_stage_that_does_not_exist_is_rejected(tiny_phantoms, diffusion, tmp_path):
@@ -223,4 +225,15 @@ def test_feature_stage_that_does_not_exist_is_rejected(tiny_phantoms, diffusion,
     workflow.initialize()
     with pytest.raises(RuntimeError) as error:
         workflow.parser.get_parsed_content("feature_extractor")
-    assert "feature_stages) must be decoder stages in 1..3" in _messages(error.value)
+    assert "feature_stages) must be decoder stages in 1..3" in error_messages(error.value)
+
+
+def test_shipped_diffusion_definition_is_the_diffusion_bundles():
+    """configs/diffusion.json copies the diffusion_pretraining bundle's definition, and the shipped weights are that
+    bundle's, so the folder stays self-contained without the two drifting apart."""
+    own = json.loads((CONFIGS / "diffusion.json").read_text())
+    source = json.loads((ROOT / "bundles" / "diffusion_pretraining" / "configs" / "train.json").read_text())
+    assert own == {key: source[key] for key in own}
+    shipped = BUNDLE / "models" / "diffusion_pretraining" / "model.pt"
+    published = ROOT / "bundles" / "diffusion_pretraining" / "models" / "model.pt"
+    assert shipped.read_bytes() == published.read_bytes()

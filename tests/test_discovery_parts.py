@@ -159,7 +159,8 @@ def test_feature_extractor_rejects_bad_stage_and_size(tiny_unet):
 def test_cached_features_agree_with_direct_extraction(tiny_unet, tmp_path, storage):
     unet, scheduler = tiny_unet
     extractor = DiffusionFeatureExtractor(unet, scheduler, stages=(1, 3))
-    cache = FeatureCache(extractor, num_draws=2, storage=storage, cache_dir=tmp_path)
+    cache = FeatureCache(extractor, num_draws=2, storage=storage, cache_dir=tmp_path / "cache")
+    assert (tmp_path / "cache").is_dir() == (storage == "disk"), "a memory cache leaves no folder behind"
     x0 = torch.rand(2, 1, 16, 16, 16)
     keys = ["a.nii.gz", "b.nii.gz"]
     first = cache.native(x0, keys, draw=1)

@@ -134,7 +134,7 @@ def test_refuses_non_empty_folder_without_overwrite(tmp_path):
         make_phantoms(str(tmp_path), n=1, size=24)
     assert (tmp_path / "notes.txt").read_text() == "user data"
     make_phantoms(str(tmp_path), n=1, size=24, overwrite=True)
-    assert (tmp_path / "notes.txt").read_text() == "user data"
+    assert not (tmp_path / "notes.txt").exists(), "overwrite replaces the folder's contents"
     assert (tmp_path / "datalist.json").is_file()
 
 

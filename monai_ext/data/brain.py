@@ -393,7 +393,7 @@ def make_brains(
         slices_per_subject: in 2D mode, number of distinct slices taken through each tumour (1 to 12); the smallest
             tumour grows with it so that every slice cuts the tumour.
         slice_size: in 2D mode, height and width of the resampled slices (16 to 1024).
-        overwrite: write into a non-empty ``out``.
+        overwrite: replace the contents of a non-empty ``out``.
 
     Returns:
         path of ``datalist.json`` (training / validation / test lists, readable by

@@ -333,7 +333,7 @@ def make_phantoms(
         seed: random seed.
         size: edge length of the cubic volumes in voxels.
         noise: pink-noise magnitude as a fraction of the clean intensity range.
-        overwrite: allow writing into a non-empty folder.
+        overwrite: replace the contents of a non-empty folder.
         workers: processes generating volumes in parallel (default: the number of cores).
 
     Returns:

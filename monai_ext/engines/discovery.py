@@ -11,6 +11,7 @@ from monai.engines.utils import IterationEvents
 from monai.handlers import IgniteMetricHandler
 from monai.transforms import RandAdjustContrast
 from monai.utils import CommonKeys
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from monai_ext.engines.handlers import MeanMaxProbability
@@ -45,7 +46,7 @@ class DiscoveryTrainer(SupervisedTrainer):
         device: training device.
         max_epochs: epochs to train.
         train_data_loader: batches with an ``image`` in [0, 1] (B, 1, *spatial).
-        network: the ``HierarchicalSegmenter``.
+        network: the ``HierarchicalSegmenter``, or it wrapped in ``DistributedDataParallel`` (multi-GPU training).
         optimizer: its optimizer.
         loss_function: a ``DiscoveryLoss``.
         feature_stages: per level, the decoder stages whose features it uses (ints or lists of ints).
@@ -61,7 +62,7 @@ class DiscoveryTrainer(SupervisedTrainer):
         device: str | torch.device,
         max_epochs: int,
         train_data_loader: DataLoader,
-        network: HierarchicalSegmenter,
+        network: HierarchicalSegmenter | DistributedDataParallel,
         optimizer: torch.optim.Optimizer,
         loss_function: DiscoveryLoss,
         feature_stages: Sequence[int | Sequence[int]],
@@ -71,11 +72,12 @@ class DiscoveryTrainer(SupervisedTrainer):
         seed: int = 0,
         **kwargs,
     ) -> None:
+        segmenter = network.module if isinstance(network, DistributedDataParallel) else network
         stages = [[s] if isinstance(s, int) else [int(x) for x in s] for s in feature_stages]
-        if len(stages) != len(network.num_parts):
+        if len(stages) != len(segmenter.num_parts):
             raise ValueError(
-                f"feature_stages needs one entry per level ({len(network.num_parts)} levels: num_parts "
-                f"{network.num_parts}), got {feature_stages}."
+                f"feature_stages needs one entry per level ({len(segmenter.num_parts)} levels: num_parts "
+                f"{segmenter.num_parts}), got {feature_stages}."
             )
         extractor = feature_cache.extractor if feature_cache is not None else feature_extractor
         if loss_function.lambda_f:
@@ -96,6 +98,7 @@ class DiscoveryTrainer(SupervisedTrainer):
             loss_function=loss_function,
             **kwargs,
         )
+        self.segmenter = segmenter
         self.feature_stages = stages
         self.feature_extractor = extractor
         self.feature_cache = feature_cache
@@ -126,10 +129,10 @@ class DiscoveryTrainer(SupervisedTrainer):
             masks = engine.network(images)
             transformed = None
             if engine.loss_function.lambda_inv:
-                transformed = engine.network.split(engine.network(self.photometric(images)))
+                transformed = self.segmenter.split(engine.network(self.photometric(images)))
             engine.state.output[CommonKeys.PRED] = masks
             engine.fire_event(IterationEvents.FORWARD_COMPLETED)
-            loss, terms = engine.loss_function(engine.network.split(masks), transformed, images, features)
+            loss, terms = engine.loss_function(self.segmenter.split(masks), transformed, images, features)
             engine.state.output.update({CommonKeys.LOSS: loss, **terms})
             engine.fire_event(IterationEvents.LOSS_COMPLETED)
         if engine.amp and engine.scaler is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -11,27 +12,70 @@ import torch
 from ignite.engine import Engine, Events
 from monai.handlers import CheckpointLoader, CheckpointSaver, IgniteMetricHandler
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
+from monai_ext.flags import as_flag
 from monai_ext.metrics import MeanMaxProbabilityMetric
+
+CHECKPOINT_NAME = re.compile(r"checkpoint_epoch=(\d+)\.pt")
+
+logger = logging.getLogger(__name__)
+
+
+def epoch_checkpoints(folder: str | Path) -> list[Path]:
+    """The ``checkpoint_epoch=N.pt`` files that ``SaveForResume`` (MONAI's ``CheckpointSaver``) wrote in ``folder``,
+    newest epoch first.
+
+    The order comes from the epoch number in the name, not from file times (copying or touching an old file must
+    not make training resume from it). Other ``checkpoint*.pt`` files carry no epoch and are ignored.
+    """
+    numbered = []
+    for path in Path(folder).glob("checkpoint*.pt"):
+        match = CHECKPOINT_NAME.fullmatch(path.name)
+        if match is None:
+            logger.debug(f"ignoring '{path}': its name carries no epoch number (checkpoint_epoch=N.pt).")
+        else:
+            numbered.append((int(match.group(1)), path))
+    return [path for _, path in sorted(numbered, reverse=True)]
 
 
 def latest_checkpoint(folder: str | Path) -> str | None:
-    """The most recently written ``checkpoint*.pt`` in ``folder``, or None."""
-    candidates = sorted(Path(folder).glob("checkpoint*.pt"), key=lambda path: path.stat().st_mtime)
-    return str(candidates[-1]) if candidates else None
+    """The ``checkpoint_epoch=N.pt`` in ``folder`` with the highest epoch N, or None when there is none."""
+    checkpoints = epoch_checkpoints(folder)
+    return str(checkpoints[0]) if checkpoints else None
+
+
+class _NamedCheckpointLoader(CheckpointLoader):
+    """MONAI's ``CheckpointLoader`` whose errors (keys or shapes that do not match, too many epochs) name the file."""
+
+    def __call__(self, engine: Engine) -> None:
+        try:
+            super().__call__(engine)
+        except Exception as error:
+            raise RuntimeError(f"could not resume training from checkpoint '{self.load_path}': {error}") from error
 
 
 class ResumeFromLatest:
-    """Resume an interrupted run from the newest ``checkpoint*.pt`` in a folder; do nothing when there is none.
+    """Resume an interrupted run from the newest readable ``checkpoint_epoch=N.pt`` in a folder; do nothing when
+    there is none.
 
     MONAI's ``CheckpointLoader`` needs the engine in ``load_dict`` to restore the epoch and iteration, but a
     bundle config cannot name the trainer inside the trainer's own handler list (a circular reference); this
     handler adds the engine it is attached to under ``"trainer"``.
 
+    Checkpoints are tried newest epoch first, each read as ``CheckpointLoader`` reads it
+    (``torch.load(..., weights_only=True)``); one that cannot be read (e.g. cut short when the run was killed
+    while writing it) is skipped with a warning and the previous epoch's is used.
+
     Args:
         checkpoint_dir: folder written by ``CheckpointSaver`` with ``"trainer"`` in its ``save_dict``.
         load_dict: the other objects to restore, e.g. ``{"model": network, "optimizer": optimizer}``.
         map_location: passed to ``torch.load`` (e.g. the training device).
+
+    Raises:
+        RuntimeError: on ``attach``, when the folder has checkpoints and none of them can be read (training does
+            not silently start again from scratch); on the engine's start, when the chosen checkpoint does not
+            fit ``load_dict``.
     """
 
     def __init__(
@@ -42,18 +86,35 @@ class ResumeFromLatest:
         self.checkpoint_dir = Path(checkpoint_dir)
         self.load_dict = dict(load_dict)
         self.map_location = map_location
-        self.logger = logging.getLogger(__name__)
 
     def attach(self, engine: Engine) -> None:
-        path = latest_checkpoint(self.checkpoint_dir)
-        if path is None:
-            self.logger.info(f"no checkpoint in '{self.checkpoint_dir}': training starts from scratch.")
+        checkpoints = epoch_checkpoints(self.checkpoint_dir)
+        if not checkpoints:
+            logger.info(f"no checkpoint in '{self.checkpoint_dir}': training starts from scratch.")
             return
-        self.logger.info(f"resuming from '{path}'.")
-        loader = CheckpointLoader(
-            load_path=path, load_dict={**self.load_dict, "trainer": engine}, map_location=self.map_location
+        path = self.newest_readable(checkpoints)
+        logger.info(f"resuming from '{path}'.")
+        load_dict = {**self.load_dict, "trainer": engine}
+        _NamedCheckpointLoader(load_path=str(path), load_dict=load_dict, map_location=self.map_location).attach(engine)
+
+    def newest_readable(self, checkpoints: Sequence[Path]) -> Path:
+        """The first of ``checkpoints`` that ``torch.load`` can read (as ``CheckpointLoader`` will read it).
+
+        Raises:
+            RuntimeError: none can be read; the message names every file and its error.
+        """
+        failures = []
+        for path in checkpoints:
+            try:
+                torch.load(path, map_location=self.map_location, weights_only=True)
+                return path
+            except Exception as error:  # torch.load raises several types for damaged files
+                logger.warning(f"skipping checkpoint '{path}': it cannot be read ({error}).")
+                failures.append(f"'{path}' ({error})")
+        raise RuntimeError(
+            f"no checkpoint in '{self.checkpoint_dir}' can be read, so training cannot resume: {'; '.join(failures)}."
+            " Remove them (or pass --overwrite true) to train from scratch, or choose another output_dir."
         )
-        loader.attach(engine)
 
 
 class SaveForResume:
@@ -95,12 +156,15 @@ class MeanMaxProbability(IgniteMetricHandler):
 
     Args:
         output_transform: maps the engine output to ``(y_pred, y)``; ``y`` is ignored.
-        save_details: keep the per-volume values in ``engine.state.metric_details``.
+        save_details: keep the per-volume values in ``engine.state.metric_details`` (also ``"true"`` /
+            ``"false"`` from a command line).
     """
 
-    def __init__(self, output_transform: Callable = lambda x: x, save_details: bool = True) -> None:
+    def __init__(self, output_transform: Callable = lambda x: x, save_details: bool | str = True) -> None:
         super().__init__(
-            metric_fn=MeanMaxProbabilityMetric(), output_transform=output_transform, save_details=save_details
+            metric_fn=MeanMaxProbabilityMetric(),
+            output_transform=output_transform,
+            save_details=as_flag(save_details, "save_details"),
         )
 
 
@@ -112,27 +176,34 @@ class BestPerLevel:
     network is a single level, selected on one metric (e.g. the diffusion model on its validation L1). After every
     validation round that improves some level, the assembled state dict is written to ``save_path`` (a plain
     state dict, loadable with ``weights_only=True``) and the chosen epochs to ``model_selection.json`` beside it.
-    When the run resumes (a ``checkpoint*.pt`` lies beside ``save_path``), the earlier selection is read back
-    from these two files, so a resumed run keeps a level's best weights unless a later epoch beats them.
+    When the run resumes (a ``checkpoint_epoch=N.pt`` lies beside ``save_path``, see ``latest_checkpoint``), the
+    earlier selection is read back from these two files, so a resumed run keeps a level's best weights unless a
+    later epoch beats them.
 
     Args:
         network: the network being trained: a ``HierarchicalSegmenter`` (one level per entry of ``levels``) or
-            any other module (one level).
+            any other module (one level), possibly wrapped in ``DistributedDataParallel``.
         metric_names: one evaluator metric per level (e.g. ``mean_max_prob_l1``...).
         save_path: file of the selected weights.
-        higher_is_better: direction of the metrics.
+        higher_is_better: direction of the metrics (also ``"true"`` / ``"false"`` from a command line).
     """
 
     def __init__(
-        self, network: nn.Module, metric_names: Sequence[str], save_path: str | Path, higher_is_better: bool = True
+        self,
+        network: nn.Module,
+        metric_names: Sequence[str],
+        save_path: str | Path,
+        higher_is_better: bool | str = True,
     ) -> None:
+        if isinstance(network, DistributedDataParallel):  # multi-GPU training: select the wrapped network's weights
+            network = network.module
         self.levels = list(network.levels) if hasattr(network, "levels") else [network]
         if len(metric_names) != len(self.levels):
             raise ValueError(f"need one metric per level ({len(self.levels)}), got {list(metric_names)}.")
         self.network = network
         self.metric_names = list(metric_names)
         self.save_path = Path(save_path)
-        self.sign = 1.0 if higher_is_better else -1.0
+        self.sign = 1.0 if as_flag(higher_is_better, "higher_is_better") else -1.0
         self.best: list[float | None] = [None] * len(metric_names)
         self.epochs: list[int | None] = [None] * len(metric_names)
         self.states: list[dict | None] = [None] * len(metric_names)

@@ -13,6 +13,8 @@ from monai.data import MetaTensor
 from monai.inferers import DiffusionInferer, Inferer
 from monai.networks.schedulers import Scheduler
 
+from monai_ext.flags import as_flag
+
 
 class DiffusionSamplingInferer(Inferer):
     """Turn noise x_T into samples x_0 with a scheduler's reverse process (DDPM, or DDIM with fewer steps).
@@ -20,10 +22,12 @@ class DiffusionSamplingInferer(Inferer):
     Args:
         scheduler: a MONAI scheduler (``DDIMScheduler`` for fast sampling, Song et al., ICLR 2021).
         num_inference_steps: reverse steps (set on the scheduler); None keeps the scheduler's own.
-        progress: show a progress bar over the steps.
+        progress: show a progress bar over the steps (also ``"true"`` / ``"false"`` from a command line).
     """
 
-    def __init__(self, scheduler: Scheduler, num_inference_steps: int | None = None, progress: bool = True) -> None:
+    def __init__(
+        self, scheduler: Scheduler, num_inference_steps: int | None = None, progress: bool | str = True
+    ) -> None:
         super().__init__()
         if num_inference_steps is not None and not 1 <= num_inference_steps <= scheduler.num_train_timesteps:
             raise ValueError(
@@ -31,7 +35,7 @@ class DiffusionSamplingInferer(Inferer):
             )
         self.scheduler = scheduler
         self.num_inference_steps = num_inference_steps
-        self.progress = progress
+        self.progress = as_flag(progress, "progress")
 
     @torch.no_grad()
     def __call__(self, inputs: torch.Tensor, network: torch.nn.Module, *args, **kwargs) -> torch.Tensor:

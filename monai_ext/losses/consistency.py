@@ -7,6 +7,8 @@ from monai.losses import DiceLoss
 from torch import nn
 from torch.nn.modules.loss import _Loss
 
+from monai_ext.flags import as_flag
+
 
 class ConsistencyLoss(_Loss):
     """Volume-normalised K-means loss of a representation under soft part masks (eq. 5).
@@ -23,15 +25,16 @@ class ConsistencyLoss(_Loss):
 
     Args:
         eps: added to each part's mass before dividing (the authors' code uses 1e-5), > 0.
-        normalize: divide by the representation's total variance (not in the paper; default False).
+        normalize: divide by the representation's total variance (not in the paper; default False); also
+            ``"true"`` / ``"false"`` as a bundle's command line passes them (see ``monai_ext.flags.as_flag``).
     """
 
-    def __init__(self, eps: float = 1e-5, normalize: bool = False) -> None:
+    def __init__(self, eps: float = 1e-5, normalize: bool | str = False) -> None:
         super().__init__()
         if not eps > 0:
             raise ValueError(f"eps must be > 0, got {eps}.")
         self.eps = eps
-        self.normalize = normalize
+        self.normalize = as_flag(normalize, "normalize")
 
     def forward(self, masks: torch.Tensor, representation: torch.Tensor) -> torch.Tensor:
         """
@@ -93,7 +96,7 @@ class DiscoveryLoss(nn.Module):
         lambda_f: weight of the feature consistency C(phi(x0)) (eq. 6), >= 0.
         lambda_inv: weight of the photometric invariance (eq. 8), >= 0.
         eps: see ``ConsistencyLoss``.
-        normalize: see ``ConsistencyLoss`` (not in the paper).
+        normalize: see ``ConsistencyLoss`` (not in the paper); checked there.
     """
 
     def __init__(
@@ -102,8 +105,8 @@ class DiscoveryLoss(nn.Module):
         lambda_f: float = 1.0,
         lambda_inv: float = 1.0,
         eps: float = 1e-5,
-        normalize: bool = False,
-    ):
+        normalize: bool | str = False,
+    ) -> None:
         super().__init__()
         weights = {"lambda_v": lambda_v, "lambda_f": lambda_f, "lambda_inv": lambda_inv}
         if any(not w >= 0 for w in weights.values()) or not any(weights.values()):

@@ -30,7 +30,7 @@ class FeatureCache:
         extractor: the frozen ``DiffusionFeatureExtractor``.
         num_draws: distinct noise draws kept per volume, >= 1; each call uses one, drawn at random.
         storage: ``"memory"`` or ``"disk"``.
-        cache_dir: folder of the ``.pt`` files when ``storage="disk"``.
+        cache_dir: folder of the ``.pt`` files when ``storage="disk"`` (created then; ignored in memory).
         dtype: storage dtype.
         seed: seed of the noise and of the choice of draw.
     """
@@ -54,7 +54,7 @@ class FeatureCache:
         self.num_draws = num_draws
         self.storage = storage
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
-        if self.cache_dir is not None:
+        if storage == "disk":
             self.cache_dir.mkdir(parents=True, exist_ok=True)
         self.dtype = dtype
         self.seed = seed

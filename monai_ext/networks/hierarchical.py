@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -21,6 +22,10 @@ class HierarchicalSegmenter(nn.Module):
     The defaults are the paper's: channels (8, 16, 16, 32, 32, 64, 64), strides (1, 2, 1, 2, 1, 2), dropout 0.2,
     batch norm. The spatial size of the input must divide by the product of the strides (8).
 
+    ``output_level`` serves one level: the forward pass runs only that level's UNet and returns its K_l
+    probabilities (MONAI Label and the model zoo expect one segmentation per network). The state dict keeps
+    every level, so the same checkpoint loads either way.
+
     Args:
         num_parts: K of each level, each >= 2.
         spatial_dims: 2 or 3.
@@ -30,6 +35,7 @@ class HierarchicalSegmenter(nn.Module):
         dropout: dropout probability in [0, 1).
         norm: UNet normalisation (MONAI name).
         num_res_units: residual units per UNet layer.
+        output_level: 1-based level whose probabilities ``forward`` returns; None returns all levels.
     """
 
     def __init__(
@@ -42,6 +48,7 @@ class HierarchicalSegmenter(nn.Module):
         dropout: float = 0.2,
         norm: str = "batch",
         num_res_units: int = 0,
+        output_level: int | None = None,
     ) -> None:
         super().__init__()
         num_parts = [int(k) for k in num_parts]
@@ -53,10 +60,20 @@ class HierarchicalSegmenter(nn.Module):
             raise ValueError(f"strides needs one entry fewer than channels, got {len(strides)} and {len(channels)}.")
         if not 0 <= dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}.")
+        if output_level is not None and (
+            isinstance(output_level, bool)
+            or not isinstance(output_level, int)
+            or not 1 <= output_level <= len(num_parts)
+        ):
+            raise ValueError(
+                f"output_level must be a 1-based level in 1 .. {len(num_parts)} (num_parts {num_parts}) or None, "
+                f"got {output_level!r}."
+            )
         self.num_parts = num_parts
+        self.output_level = output_level
         self.spatial_dims = spatial_dims
         self.in_channels = in_channels
-        self.divisor = int(torch.tensor(strides).prod())
+        self.divisor = math.prod(strides)
         self.levels = nn.ModuleList(
             UNet(
                 spatial_dims=spatial_dims,
@@ -77,7 +94,7 @@ class HierarchicalSegmenter(nn.Module):
                 f"input must have shape (B, {self.in_channels}, *{self.spatial_dims} spatial dims), "
                 f"got {tuple(x.shape)}."
             )
-        voxels = int(torch.tensor(x.shape[2:]).prod())
+        voxels = math.prod(x.shape[2:])
         if max(self.num_parts) > voxels:
             raise ValueError(f"num_parts {self.num_parts} asks for more parts than the input has voxels ({voxels}).")
         if any(s % self.divisor for s in x.shape[2:]):
@@ -87,8 +104,11 @@ class HierarchicalSegmenter(nn.Module):
             )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Concatenated per-level softmax masks (B, sum(num_parts), *spatial)."""
+        """Concatenated per-level softmax masks (B, sum(num_parts), *spatial), or (B, K_l, *spatial) of
+        ``output_level``."""
         self._check(x)
+        if self.output_level is not None:
+            return torch.softmax(self.levels[self.output_level - 1](x), dim=1)
         return torch.cat([torch.softmax(level(x), dim=1) for level in self.levels], dim=1)
 
     def split(self, masks: torch.Tensor) -> list[torch.Tensor]:

@@ -1,0 +1,95 @@
+"""The bundles as MONAI Label 0.8.5 loads them: ``monailabel.tasks.infer.bundle.BundleInferTask`` on a copy of the
+bundle folder, called the way the server calls it (``task(request) -> (result file, result json)``).
+
+Run by ``make test-monailabel`` (MONAI 1.5.2, monai-ext from its wheel); skipped where monailabel is missing.
+Timings are printed: run with ``-s`` to see them.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+pytest.importorskip("monailabel.tasks.infer.bundle")
+
+from monailabel.interfaces.tasks.infer_v2 import InferType
+from monailabel.tasks.infer.bundle import BundleInferTask
+from monailabel_support import assert_no_dataset, assert_unchanged, channel_def, check_label_map, copy_bundle, snapshot
+
+
+def test_structure_discovery_bundle_infer_task(volumes, empty_cache, tmp_path, monkeypatch):
+    """MONAI Label's bundle task returns, for volumes of sizes other than the network's, one integer NIfTI label
+    map on the input's grid whose values are keys of channel_def, names the parts as channel_def does, and writes
+    nothing into the bundle folder nor any dataset into the cache."""
+    results = tmp_path / "results"
+    results.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(results))  # MONAI Label's Writer puts the result file there
+    bundle = copy_bundle("structure_discovery", tmp_path / "bundles" / "structure_discovery")
+    parts = channel_def(bundle)
+    before = snapshot(bundle)
+
+    start = time.perf_counter()
+    task = BundleInferTask(str(bundle), {"preload": "false"})
+    built = time.perf_counter() - start
+    print(f"\n[monailabel task] BundleInferTask(structure_discovery) built in {built:.2f} s")
+
+    assert task.is_valid(), "MONAI Label refused the bundle (BundleInferTask.is_valid() is False)"
+    assert task.type == InferType.SEGMENTATION
+    expected = {name.lower(): int(key) for key, name in parts.items() if name.lower() != "background"}
+    assert task.labels == expected, f"task labels {task.labels} do not match channel_def {parts}"
+    assert task.info()["labels"] == expected
+    assert task.dimension == 3
+    assert_unchanged(bundle, before, "building BundleInferTask")
+    assert_no_dataset(empty_cache, "building BundleInferTask")
+
+    for name, path in volumes.items():
+        start = time.perf_counter()
+        result, params = task({"image": str(path), "device": "cpu", "logging": "WARNING"})
+        elapsed = time.perf_counter() - start
+        assert isinstance(result, str), f"{name}: MONAI Label returned {type(result).__name__}, not a file path"
+        assert result.endswith(".nii.gz"), f"{name}: result file {result} is not named as NIfTI"
+        image = check_label_map(Path(result), path, parts)
+        assert params["label_names"] == expected, f"{name}: result label_names {params['label_names']}"
+        values = [int(v) for v in np.unique(np.asarray(image.dataobj))]
+        print(
+            f"[monailabel task] {name}: input {nib.load(str(path)).shape} -> {Path(result).name} "
+            f"shape {image.shape} dtype {image.get_data_dtype()} values {values}; request {elapsed:.2f} s "
+            f"(MONAI Label latencies {params['latencies']['pre']} pre, {params['latencies']['infer']} infer, "
+            f"{params['latencies']['post']} post, {params['latencies']['write']} write, "
+            f"{params['latencies']['total']} total)"
+        )
+
+    assert_unchanged(bundle, before, "BundleInferTask requests")
+    assert_no_dataset(empty_cache, "BundleInferTask requests")
+
+
+def test_diffusion_pretraining_bundle_infer_task(volumes, empty_cache, tmp_path):
+    """Documents what MONAI Label 0.8.5 does with the generative diffusion_pretraining bundle (current behaviour,
+    not a requirement): it accepts the folder as a 3D *segmentation* model whose one "label" is channel_def's
+    "predicted clean image x0", but every image request fails before inference, because the bundle's
+    preprocessing has no image loader (its inputs are noise made by its own dataset): MONAI Label hands the image
+    path to the network as it is and raises TypeError. It writes nothing meanwhile. If this test fails, the
+    bundle's serving behaviour changed: update the report / docs rather than this test alone."""
+    bundle = copy_bundle("diffusion_pretraining", tmp_path / "bundles" / "diffusion_pretraining")
+    parts = channel_def(bundle)
+    before = snapshot(bundle)
+
+    task = BundleInferTask(str(bundle), {"preload": "false"})
+    assert task.is_valid()
+    assert task.type == InferType.SEGMENTATION
+    assert task.labels == {name.lower(): int(key) for key, name in parts.items()}
+
+    start = time.perf_counter()
+    with pytest.raises(TypeError, match=r"expected np\.ndarray \(got str\)"):
+        task({"image": str(volumes["cube36"]), "device": "cpu", "logging": "WARNING"})
+    print(
+        f"\n[monailabel task] diffusion_pretraining: is_valid {task.is_valid()}, type {task.type.value}, labels "
+        f"{task.labels}; an image request raised TypeError after {time.perf_counter() - start:.2f} s"
+    )
+    assert_unchanged(bundle, before, "diffusion_pretraining BundleInferTask")
+    assert_no_dataset(empty_cache, "diffusion_pretraining BundleInferTask")

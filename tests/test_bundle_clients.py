@@ -1,0 +1,163 @@
+"""The bundles as their clients use them: a bundle folder alone beside a monai-ext installed from its wheel, and
+training under ``torchrun`` with two processes (gloo on the CPU).
+
+Each test runs ``python -m monai.bundle`` in a subprocess, as a user would, on tiny settings (16^3 volumes, tiny
+networks, one epoch).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from monai_ext.data.phantoms import make_phantoms
+
+ROOT = Path(__file__).resolve().parents[1]
+BUNDLES = ROOT / "bundles"
+SIZE = "[16, 16, 16]"
+TINY_SEGMENTER = ["--spatial_size", SIZE, "--network_def#channels", "[4, 8, 8]", "--network_def#strides", "[1, 2]"]
+TINY_DIFFUSION = ["--network_def#channels", "[8, 8, 16]", "--image_size", SIZE]
+
+
+@pytest.fixture(scope="module")
+def phantoms(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Twelve 24^3 phantoms (8 / 2 / 2; the networks see them resized to 16^3): every split holds at least one
+    volume per rank of a 2-process run."""
+    folder = tmp_path_factory.mktemp("clients") / "phantoms"
+    make_phantoms(str(folder), variant="regular", n=12, seed=0, size=24, workers=1)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """monai-ext built as a wheel and installed from it into a folder of its own; the environment that imports it
+    from there (and not from this checkout)."""
+    root = tmp_path_factory.mktemp("wheel")
+    pip = [sys.executable, "-m", "pip", "-q", "--disable-pip-version-check"]
+    subprocess.run([*pip, "wheel", str(ROOT), "--no-deps", "--no-build-isolation", "-w", str(root)], check=True)
+    wheels = list(root.glob("monai_ext-*.whl"))
+    assert len(wheels) == 1, f"pip wheel wrote {wheels}"
+    site = root / "site"
+    subprocess.run([*pip, "install", "--no-deps", "--target", str(site), str(wheels[0])], check=True)
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    where = subprocess.run(
+        [sys.executable, "-c", "import monai_ext; print(monai_ext.__file__)"],
+        env=env, cwd=root, capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert where.startswith(str(site)), f"monai_ext imported from {where}, not from the wheel"
+    return env
+
+
+def _run(command: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: int = 600):
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, check=False, timeout=timeout)
+
+
+def _alone(name: str, tmp_path: Path) -> Path:
+    """A copy of one bundle folder in an otherwise empty folder, without earlier run outputs."""
+    folder = tmp_path / "alone" / name
+    shutil.copytree(BUNDLES / name, folder, ignore=shutil.ignore_patterns("runs", "__pycache__"))
+    return folder
+
+
+def _bundle(*args: str) -> list[str]:
+    return [sys.executable, "-m", "monai.bundle", "run", *args]
+
+
+def test_structure_discovery_folder_alone(phantoms, installed, tmp_path):
+    """Inference with the shipped weights and one training epoch with the shipped diffusion model, run in the
+    copied folder with monai-ext from its wheel: nothing is read from beside the folder."""
+    folder = _alone("structure_discovery", tmp_path)
+    infer = _run(
+        _bundle("--config_file", "configs/inference.json", "--dataset_dir", str(phantoms), "--output_dir", "out",
+                "--spatial_size", SIZE),
+        folder, installed,
+    )  # fmt: skip
+    assert infer.returncode == 0, infer.stderr[-3000:]
+    written = sorted((folder / "out").glob("*_l3.nii.gz"))
+    assert len(written) == 2
+    label = nib.load(written[0])
+    assert label.shape == (24, 24, 24) and np.issubdtype(label.get_data_dtype(), np.integer)
+    assert set(np.unique(np.asarray(label.dataobj)).tolist()) <= set(range(8))
+
+    train = _run(
+        _bundle("--config_file", "configs/train.json", "--dataset_dir", str(phantoms), "--output_dir", "train",
+                "--max_epochs", "1", "--feature_cache_draws", "1", *TINY_SEGMENTER),
+        folder, installed,
+    )  # fmt: skip
+    assert train.returncode == 0, train.stderr[-3000:]
+    assert (folder / "train" / "model.pt").is_file() and (folder / "train" / "checkpoint_epoch=1.pt").is_file()
+
+
+def test_diffusion_pretraining_folder_alone(phantoms, installed, tmp_path):
+    folder = _alone("diffusion_pretraining", tmp_path)
+    sample = _run(
+        _bundle("--config_file", "configs/inference.json", "--output_dir", "samples", "--num_samples", "1",
+                "--num_inference_steps", "2", "--image_size", SIZE, "--progress", "false"),
+        folder, installed,
+    )  # fmt: skip
+    assert sample.returncode == 0, sample.stderr[-3000:]
+    assert len(list((folder / "samples").glob("*.nii.gz"))) == 1
+
+    train = _run(
+        _bundle("--config_file", "configs/train.json", "--dataset_dir", str(phantoms), "--output_dir", "train",
+                "--max_epochs", "1", "--val_interval", "1", "--crop_size", SIZE, *TINY_DIFFUSION),
+        folder, installed,
+    )  # fmt: skip
+    assert train.returncode == 0, train.stderr[-3000:]
+    assert (folder / "train" / "model.pt").is_file()
+
+
+def _torchrun(name: str, config_files: list[str], overrides: list[str], cwd: Path):
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+        "-m", "monai.bundle", "run", "--config_file", json.dumps(config_files).replace('"', "'"),
+        "--bundle_root", str(BUNDLES / name), *overrides,
+    ]  # fmt: skip
+    return _run(command, cwd, {**os.environ, "OMP_NUM_THREADS": "1"}, timeout=900)
+
+
+TORCHRUN = {
+    "structure_discovery": ["--max_epochs", "1", "--feature_cache_draws", "1", "--batch_size", "2",
+                            *TINY_SEGMENTER],
+    "diffusion_pretraining": ["--max_epochs", "1", "--val_interval", "1", "--batch_size", "2", "--num_crops", "1",
+                              "--crop_size", SIZE, *TINY_DIFFUSION],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(TORCHRUN))
+def test_torchrun_two_processes(name, phantoms, tmp_path):
+    """Both ranks train on their half of the 8 training volumes; only rank 0 writes the checkpoint and model."""
+    report = tmp_path / "ranks.json"
+    write_state = (
+        "$open(os.path.join(@output_dir, 'rank' + os.environ['RANK'] + '.txt'), 'w')"
+        ".write(str(@train#trainer.state.epoch) + ' ' + str(@train#trainer.state.iteration))"
+    )
+    report.write_text(json.dumps({"+finalize": [write_state]}))
+    configs = [str(BUNDLES / name / "configs" / f) for f in ("train.json", "multi_gpu_train.json")] + [str(report)]
+    out = tmp_path / "train"
+    run = _torchrun(name, configs, ["--dataset_dir", str(phantoms), "--output_dir", str(out), *TORCHRUN[name]], ROOT)
+    assert run.returncode == 0, (run.stdout + run.stderr)[-4000:]
+    # 8 training volumes, 4 per rank, batch 2: two iterations on each rank in its one epoch
+    assert {p.name: p.read_text() for p in out.glob("rank*.txt")} == {"rank0.txt": "1 2", "rank1.txt": "1 2"}
+    assert sorted(p.name for p in out.glob("checkpoint*.pt")) == ["checkpoint_epoch=1.pt"]
+    assert (out / "model.pt").is_file()
+
+
+def test_torchrun_rank_that_raises_ends_the_job(phantoms, tmp_path):
+    """A failure on rank 1 alone stops both processes with rank 1's error instead of leaving rank 0 waiting."""
+    fail = tmp_path / "fail.json"
+    fail.write_text(json.dumps({"+initialize": ["$1 / 0 if os.environ['RANK'] == '1' else None"]}))
+    name = "diffusion_pretraining"
+    configs = [str(BUNDLES / name / "configs" / f) for f in ("train.json", "multi_gpu_train.json")] + [str(fail)]
+    overrides = ["--dataset_dir", str(phantoms), "--output_dir", str(tmp_path / "train"), *TORCHRUN[name]]
+    run = _torchrun(name, configs, overrides, ROOT)
+    assert run.returncode != 0
+    assert "ZeroDivisionError" in run.stdout + run.stderr
