@@ -14,9 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BUNDLES = ROOT / "bundles"
 
 
-def run_bundle(
-    configs: Sequence[str], overrides: Mapping[str, object], log: Path, nproc: int = 1
-) -> dict[str, float]:
+def run_bundle(configs: Sequence[str], overrides: Mapping[str, object], log: Path, nproc: int = 1) -> dict[str, float]:
     """Run ``python -m monai.bundle run`` on bundle config files with ``--key value`` overrides; with ``nproc`` > 1
     under ``torchrun --standalone --nproc_per_node=nproc``.
 

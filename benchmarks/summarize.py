@@ -198,6 +198,33 @@ def clients(result: dict) -> str:
     return "\n".join(lines)
 
 
+def brains(result: dict) -> str:
+    kmeans = result["kmeans_3d"]
+    dice, hd, paper = kmeans["dice"], kmeans["hd95_mm"], kmeans["paper"]
+    lines = [
+        f"Calibration of the brain phantoms (`{result['command']}`, {dice['n']} test subjects, FLAIR, 2 mm); paper "
+        "values: Tursynbek & Niethammer 2023 (BraTS'19) for 3D k-means, CUTS (Liu, Amodio et al.) for the 2D baselines:"
+    ]
+    lines.append(_header(["method", "target", "Dice", "paper Dice", "HD95 (mm)", "paper HD95 (mm)"]))
+    cells = [f"{dice['mean']:.3f} ± {dice['sd']:.3f}", f"{paper['dice']:.3f}", f"{hd['mean']:.1f} ± {hd['sd']:.1f}"]
+    lines.append(_row(["k-means 3D (K = 3, matched)", "whole tumour", *cells, f"{paper['hd95_mm']:.1f}"]))
+    targets = {"label": "whole tumour", "ventricles": "ventricles"}
+    for method, scores in result["baselines_2d"].items():
+        for target, name in targets.items():
+            measured = scores[target]
+            ours = f"{measured['mean']:.3f} ± {measured['sd']:.3f} (n = {measured['n']})" if measured else "-"
+            reference = result["paper_cuts"].get(method, {}).get(target)
+            paper_cell = f"{reference:.3f}" if reference is not None else "-"
+            lines.append(_row([f"{method} 2D (CUTS rule)", name, ours, paper_cell, "-", "-"]))
+    volumes, seconds = result["whole_tumour_cm3"], result["generation_seconds_per_subject"]
+    lines.append(
+        f"\nWhole tumour over {len(volumes['per_subject'])} subjects: min {volumes['min']:.1f}, median "
+        f"{volumes['median']:.1f}, max {volumes['max']:.1f} cm^3. Generation: {seconds['3d']:.2f} s per subject (3D), "
+        f"{seconds['2d']:.2f} s (2D). Calibrated (|Dice - paper| <= {kmeans['tolerance']}): {kmeans['calibrated']}."
+    )
+    return "\n".join(lines)
+
+
 def _discovery() -> list[dict] | None:
     return [r for name in ("discovery_regular.json", "discovery_irregular.json") if (r := _load(name))] or None
 
@@ -216,6 +243,7 @@ SOURCES = {  # section: (table function, reader of the results it needs)
     "pretraining": (pretraining, lambda: _load("pretraining.json")),
     "speed": (speed, lambda: _load("speed.json")),
     "clients": (clients, lambda: _load("clients.json")),
+    "brains": (brains, lambda: _load("brains.json")),
 }
 
 

@@ -13,7 +13,17 @@ from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged
 from scipy import ndimage
 
 import monai_ext
-from monai_ext.data.brain import CONTRASTS, GRIDS, REGIONS, TISSUE_LABELS, make_brains, synthesize_brain
+from monai_ext.data.brain import (
+    BRATS_LABELS,
+    CONTRASTS,
+    GRIDS,
+    LABEL_KEYS,
+    REGIONS,
+    TISSUE_LABELS,
+    make_brains,
+    synthesize_brain,
+)
+from monai_ext.data.tumour import TumourPlacementError, grow_tumour
 
 T1, T1CE, T2, FLAIR = (CONTRASTS.index(c) for c in ("t1", "t1ce", "t2", "flair"))
 CSF, GM, WM, TUMOUR = (TISSUE_LABELS[t] for t in ("csf", "gm", "wm", "tumour"))
@@ -54,25 +64,77 @@ def test_3d_files_shapes_and_labels(dataset_3d: Path) -> None:
         assert [Path(p).name for p in record["image"]] == [f"{c}.nii.gz" for c in CONTRASTS]
         assert record["flair"] == record["image"][FLAIR]
         images = np.stack([_load(p) for p in record["image"]])
-        label, tissue = _load(record["label"]), _load(record["tissue"])
+        label, tissue, brats = _load(record["label"]), _load(record["tissue"]), _load(record["brats"])
+        assert {Path(record[k]).name for k in LABEL_KEYS} == {f"{k}.nii.gz" for k in LABEL_KEYS}
         assert images.shape == (4, *GRIDS[2]) and images.dtype == np.float32
         assert np.allclose(images.min(axis=(1, 2, 3)), 0) and np.allclose(images.max(axis=(1, 2, 3)), 1)
         assert label.dtype == np.uint8 and tissue.dtype == np.uint8 and label.shape == tissue.shape == GRIDS[2]
         assert set(np.unique(label)) == {0, 1}
         assert set(np.unique(tissue)) == set(TISSUE_LABELS.values())
         assert np.array_equal(tissue == TUMOUR, label == 1)
+        assert set(np.unique(brats)) == {0, *BRATS_LABELS.values()} and np.array_equal(brats > 0, label == 1)
         assert np.all(images[:, tissue == 0] == 0), "background must be 0 (skull-stripped)"
         assert nib.load(record["label"]).header.get_zooms() == (2.0, 2.0, 2.0)
 
 
 def test_tumour_inside_brain_and_sized(dataset_3d: Path) -> None:
-    for record in _records(dataset_3d):
+    volumes = json.loads((dataset_3d.parent / "dataset.json").read_text())["whole_tumour_cm3"]
+    for record, volume in zip(_records(dataset_3d), volumes, strict=True):
         label, tissue = _load(record["label"]).astype(bool), _load(record["tissue"])
-        assert label.any()
         assert np.all(tissue[ndimage.binary_dilation(label, iterations=2)] > 0), "tumour touches the background"
         assert ndimage.label(label)[1] == 1, "one connected tumour"
-        extent_mm = (np.ptp(np.argwhere(label), axis=0) + 1) * 2.0
-        assert extent_mm.max() <= 50 + 2 and extent_mm.min() >= 0.7 * 10 - 2
+        assert label.sum() * 8 / 1000 == pytest.approx(volume, abs=1e-3)
+        assert 15 <= volume <= 250
+
+
+def test_tumour_volume_within_requested_bounds() -> None:
+    rng = np.random.default_rng(1)
+    for bounds in ((20.0, 30.0), (180.0, 200.0)):
+        volume = synthesize_brain(rng, volume_cm3=bounds)["label"].sum() * 8 / 1000
+        assert bounds[0] - 0.008 <= volume <= bounds[1] + 0.008
+
+
+def test_brats_labels_core_and_edema(phantoms: list[dict[str, np.ndarray]]) -> None:
+    for phantom in phantoms:
+        brats, label = phantom["brats"], phantom["label"]
+        assert set(np.unique(brats)) == {0, 1, 2, 4}
+        core = np.isin(brats, (BRATS_LABELS["necrosis"], BRATS_LABELS["enhancing"]))
+        edema = brats == BRATS_LABELS["edema"]
+        assert np.array_equal(core | edema, label == 1) and not (core & edema).any()
+        assert 0.2 - 1e-3 <= core.sum() / label.sum() <= 0.5 + 1e-3, "core is 20-50 % of the whole tumour"
+        necrosis = brats == BRATS_LABELS["necrosis"]
+        assert (ndimage.binary_dilation(necrosis) & edema).sum() < 0.05 * necrosis.sum(), "rim surrounds necrosis"
+        outer = edema & ~ndimage.binary_dilation(core, iterations=2)
+        assert outer.sum() > 0.2 * edema.sum(), "edema reaches beyond the core, not a thin shell"
+
+
+def test_edema_prefers_white_matter() -> None:
+    brain = np.zeros((40, 40, 40), bool)
+    brain[2:-2, 2:-2, 2:-2] = True
+    wm = np.zeros(brain.shape, np.float32)
+    wm[:, :20] = 1.0  # white matter on one side, grey matter on the other
+    masks = grow_tumour(brain, wm, np.zeros_like(brain), 2.0, 60.0, np.random.default_rng(0), "toy")
+    edema = masks.whole & ~masks.core
+    assert edema[:, :20].sum() > 3 * edema[:, 20:].sum()
+
+
+def test_ventricles_are_csf_near_the_midline(phantoms: list[dict[str, np.ndarray]]) -> None:
+    for phantom in phantoms:
+        ventricles, tissue = phantom["ventricles"].astype(bool), phantom["tissue"]
+        assert np.all(tissue[ventricles] == CSF)
+        assert 5 <= ventricles.sum() * 8 / 1000 <= 60, "lateral ventricles hold 5-60 cm^3"
+        midline = np.argwhere(tissue > 0)[:, 0].mean()
+        offsets = np.abs(np.argwhere(ventricles)[:, 0] - midline) * 2.0
+        assert offsets.min() <= 10, "the ventricles touch the midline region"
+        assert offsets.max() <= 40, "no sulcal CSF far out in the hemispheres"
+
+
+def test_impossible_tumour_names_subject_and_seed() -> None:
+    brain = np.zeros((12, 12, 12), bool)
+    brain[2:10, 2:10, 2:10] = True
+    wm = brain.astype(np.float32)
+    with pytest.raises(TumourPlacementError, match=r"brain_007 \(seed 3\)"):
+        grow_tumour(brain, wm, np.zeros_like(brain), 2.0, 100.0, np.random.default_rng(0), "brain_007 (seed 3)")
 
 
 def test_tumour_parts_nested_inside_brain(phantoms: list[dict[str, np.ndarray]]) -> None:
@@ -141,6 +203,9 @@ def test_2d_slices(dataset_2d: Path) -> None:
             assert label.sum() > 0, "every slice cuts the tumour"
             assert set(np.unique(tissue)) <= set(TISSUE_LABELS.values())
             assert np.array_equal(tissue == TUMOUR, label == 1)
+            brats, ventricles = _load(record["brats"]), _load(record["ventricles"])
+            assert set(np.unique(brats)) <= {0, *BRATS_LABELS.values()} and np.array_equal(brats > 0, label == 1)
+            assert set(np.unique(ventricles)) <= {0, 1} and np.all(tissue[ventricles == 1] == CSF)
     assert all(len(s) == 1 for s in subjects_per_split) and len(set.union(*subjects_per_split)) == 3
 
 
@@ -192,6 +257,9 @@ def test_refuses_non_empty_folder(tmp_path: Path) -> None:
         ("slices_per_subject", 0),
         ("slices_per_subject", 13),
         ("slice_size", 8),
+        ("min_volume_cm3", 0.0),
+        ("max_volume_cm3", 10.0),  # below the default min_volume_cm3: reversed bounds
+        ("max_volume_cm3", 1000.0),  # beyond the brain's capacity
     ],
 )
 def test_bad_options_raise(tmp_path: Path, option: str, value: object) -> None:

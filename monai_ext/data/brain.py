@@ -1,8 +1,11 @@
 """BraTS-like multi-contrast brain MRI phantoms with one glioma-like lesion, built on real anatomy.
 
 Each subject starts from the MNI152 2009 (ICBM 2009a symmetric) grey- and white-matter probability maps and brain
-mask shipped inside nilearn (no download), deformed by a random affine + elastic transform. One tumour is placed
-entirely inside the brain: an irregular core (an enhancing rim around a necrotic centre) inside an edema shell.
+mask shipped inside nilearn (no download), deformed by a random affine + elastic transform. One glioblastoma-like
+tumour sized like the BraTS'19 high-grade gliomas (15-250 cm^3, median near 100 cm^3) grows inside the brain
+(``monai_ext.data.tumour``): a compact irregular core (an enhancing rim around necrosis) and edema spreading along the
+white matter. Labels follow BraTS (1 necrotic / non-enhancing core, 2 edema, 4 enhancing tumour) beside the binary
+whole tumour, the tissue map and the lateral ventricles (the deep CSF components beside the midline).
 Four contrasts imitate a BraTS acquisition (T1, T1ce, T2, FLAIR): each voxel mixes the class intensities of its
 tissue fractions (partial volume), then a smooth multiplicative bias field and Rician noise are applied, the
 background is zeroed as after skull stripping and each contrast is min-max scaled to [0, 1].
@@ -35,10 +38,21 @@ from tqdm import tqdm
 
 import monai_ext
 from monai_ext.data.datalist import prepare_output_dir, save_nifti, split_counts, write_datalist
+from monai_ext.data.tumour import VOLUME_BOUNDS_CM3, draw_tumour_volume, grow_tumour, soft_fractions
 
 nilearn_datasets, _ = optional_import("nilearn.datasets")
 
-__all__ = ["CONTRASTS", "GRIDS", "REGIONS", "TISSUE_LABELS", "make_brains", "synthesize_brain"]
+__all__ = [
+    "BRATS_LABELS",
+    "CONTRASTS",
+    "GRIDS",
+    "LABEL_KEYS",
+    "REGIONS",
+    "TISSUE_LABELS",
+    "brain_capacity_cm3",
+    "make_brains",
+    "synthesize_brain",
+]
 
 CONTRASTS = ("t1", "t1ce", "t2", "flair")
 """Image channels, in the order of the 4-channel image."""
@@ -49,6 +63,12 @@ REGIONS = ("background", "csf", "gm", "wm", "edema", "enhancing", "necrosis")
 TISSUE_LABELS = {"background": 0, "csf": 1, "gm": 2, "wm": 3, "tumour": 4}
 """Values of the tissue map; ``tumour`` (core + edema) overrides the healthy tissue."""
 
+BRATS_LABELS = {"necrosis": 1, "edema": 2, "enhancing": 4}
+"""Values of the ``brats`` map (BraTS convention: 1 necrotic / non-enhancing core, 2 edema, 4 enhancing tumour)."""
+
+LABEL_KEYS = ("label", "brats", "tissue", "ventricles")
+"""Label maps written for every subject (3D) or slice (2D), each a datalist key."""
+
 GRIDS = {2: (96, 96, 96), 1: (200, 200, 155)}
 """Output grid (voxels) for each resolution (mm)."""
 
@@ -57,7 +77,8 @@ MODES = ("3d", "2d")
 # Per contrast, the range from which each region's intensity is drawn for every subject. The ranges of the regions
 # whose order matters do not overlap, so every draw keeps the usual contrast: T1 WM > GM > CSF with a dark core;
 # T1ce as T1 with a bright enhancing rim; T2 CSF > GM > WM with bright edema; FLAIR dark CSF, bright edema and tumour,
-# GM > WM. Background is 0 in every contrast.
+# GM > WM. Background is 0 in every contrast. The FLAIR tumour ranges lie just above grey matter (edema 0.14-0.32
+# higher): calibrated by benchmarks/brains.py so that k-means (K = 3) on FLAIR scores the paper's whole-tumour Dice.
 INTENSITY_RANGES: dict[str, dict[str, tuple[float, float]]] = {
     "t1": {
         "csf": (0.15, 0.25),
@@ -87,21 +108,19 @@ INTENSITY_RANGES: dict[str, dict[str, tuple[float, float]]] = {
         "csf": (0.08, 0.16),
         "gm": (0.48, 0.56),
         "wm": (0.34, 0.42),
-        "edema": (0.85, 0.95),
-        "enhancing": (0.70, 0.80),
-        "necrosis": (0.62, 0.70),
+        "edema": (0.70, 0.80),
+        "enhancing": (0.62, 0.72),
+        "necrosis": (0.56, 0.64),
     },
 }
 
-TUMOUR_DIAMETER_MM = (10.0, 50.0)
-# The tumour outline is r(direction) = R * (1 - IRREGULARITY + IRREGULARITY * h(direction)), h in [0, 1]: it fits the
-# ball of radius R = diameter / 2 and contains the ball of radius (1 - IRREGULARITY) * R.
-IRREGULARITY = 0.3
-CORE_FRACTION = (0.45, 0.65)  # core radius / whole-tumour radius; below 1 - IRREGULARITY, so the core stays inside
-NECROSIS_FRACTION = (0.2, 0.5)  # necrosis radius / core radius; the rest of the core is the enhancing rim
-EDGE_SCALE_VOXELS = 0.3  # logistic scale of the soft tumour edges: a partial-volume ramp about one voxel wide
-MARGIN_VOXELS = 2  # distance kept between the whole tumour and the brain surface
 MAX_SLICES_PER_SUBJECT = 12
+GENERATOR_VERSION = 2  # 1: small round tumours (2-5 cm^3); 2: BraTS-HGG-like tumours, BraTS labels, ventricles
+MAX_TUMOUR_SHARE = 0.2  # largest whole tumour allowed, as a share of the template brain volume (about 1880 cm^3)
+VENTRICLE_DEPTH_MM = 14.0  # ventricles: CSF at least this deep below the brain surface (sulci are shallower) ...
+VENTRICLE_MIN_CM3 = 1.0  # ... in components of at least this volume ...
+VENTRICLE_LATERAL_MM = 6.0  # ... lying on average this far beside the midline (the interhemispheric fissure lies on it)
+VENTRICLE_CENTRE_MM = 30.0  # ... with the centroid this close to the brain's centroid
 
 ELASTIC_SIGMA_MM = (8.0, 12.0)  # smoothness of the elastic displacement
 ELASTIC_DISPLACEMENT_MM = (1.0, 3.0)  # standard deviation of the elastic displacement
@@ -167,68 +186,6 @@ def _deform(tissues: np.ndarray, spacing: float, state: np.random.RandomState) -
     return np.clip(convert_to_numpy(deform(tissues), dtype=np.float32), 0, 1)
 
 
-def _pick_tumour_centre(
-    brain: np.ndarray, wm: np.ndarray, radius: float, spacing: float, rng: np.random.Generator
-) -> tuple[np.ndarray, float]:
-    """A voxel at least ``radius`` + margin from the brain surface, preferably in white matter (where gliomas grow).
-
-    The edge of the grid counts as brain surface, so the tumour also stays inside the field of view.
-
-    Returns:
-        the centre voxel and the radius, shrunk only if the brain has no voxel that deep.
-    """
-    depth = ndimage.distance_transform_edt(np.pad(brain, 1), sampling=spacing)[(slice(1, -1),) * brain.ndim]
-    margin = MARGIN_VOXELS * spacing
-    radius = min(radius, float(depth.max()) - margin)
-    candidates = depth >= radius + margin
-    in_wm = candidates & (wm >= 0.5)
-    voxels = np.argwhere(in_wm if in_wm.any() else candidates)
-    return voxels[rng.integers(len(voxels))], radius
-
-
-def _random_lobes(directions: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A smooth random function of direction in [0, 1]: a few von Mises-Fisher bumps, scaled to reach 1.
-
-    Args:
-        directions: unit vectors, shape (3, ...).
-    """
-    n_lobes = int(rng.integers(3, 7))
-    axes = rng.normal(size=(n_lobes, 3))
-    axes /= np.linalg.norm(axes, axis=1, keepdims=True)
-    weights = rng.dirichlet(np.ones(n_lobes))
-    concentration = rng.uniform(2.0, 6.0)
-    cosines = np.tensordot(axes, directions, axes=1)
-    lobes = np.tensordot(weights, np.exp(concentration * (cosines - 1)), axes=1)
-    return lobes / lobes.max()
-
-
-def _tumour_fractions(
-    brain: np.ndarray, wm: np.ndarray, spacing: float, min_diameter_mm: float, rng: np.random.Generator
-) -> np.ndarray:
-    """Soft edema, enhancing-rim and necrosis fractions of one irregular tumour inside ``brain``, shape (3, *grid).
-
-    The three nested outlines (whole tumour, core, necrosis) are star-shaped around the centre; each fraction is a
-    logistic ramp across its outline, so the tumour boundary has partial volume like the healthy tissue.
-    """
-    radius = rng.uniform(min_diameter_mm, TUMOUR_DIAMETER_MM[1]) / 2
-    centre, radius = _pick_tumour_centre(brain, wm, radius, spacing, rng)
-    half = int(np.ceil(radius / spacing)) + MARGIN_VOXELS
-    start, stop = np.maximum(centre - half, 0), np.minimum(centre + half + 1, brain.shape)
-    box = tuple(slice(a, b) for a, b in zip(start, stop, strict=True))
-    axes = [(np.arange(a, b) - c) * spacing for a, b, c in zip(start, stop, centre, strict=True)]
-    offsets = np.stack(np.meshgrid(*axes, indexing="ij"))
-    distance = np.linalg.norm(offsets, axis=0)
-    directions = offsets / np.maximum(distance, 1e-6)
-    whole = radius * (1 - IRREGULARITY + IRREGULARITY * _random_lobes(directions, rng))
-    core = rng.uniform(*CORE_FRACTION) * radius * (1 - IRREGULARITY + IRREGULARITY * _random_lobes(directions, rng))
-    necrosis = rng.uniform(*NECROSIS_FRACTION) * core
-    scale = EDGE_SCALE_VOXELS * spacing
-    inside = [1 / (1 + np.exp((distance - outline) / scale)) for outline in (whole, core, necrosis)]
-    fractions = np.zeros((3, *brain.shape), np.float32)
-    fractions[(slice(None), *box)] = [inside[0] - inside[1], inside[1] - inside[2], inside[2]]
-    return fractions
-
-
 def _draw_intensities(rng: np.random.Generator) -> np.ndarray:
     """Class intensities of one subject, shape (len(CONTRASTS), len(REGIONS)); background stays 0."""
     intensities = np.zeros((len(CONTRASTS), len(REGIONS)), np.float32)
@@ -255,20 +212,58 @@ def _render_contrasts(
     return ((images - low) / (high - low)).astype(np.float32)
 
 
+def brain_capacity_cm3(resolution: int) -> float:
+    """Largest whole-tumour volume (cm^3) a subject can hold: ``MAX_TUMOUR_SHARE`` of the template brain volume."""
+    return MAX_TUMOUR_SHARE * float(_mni152_tissues(resolution).sum()) * resolution**3 / 1000
+
+
+def _ventricles(tissue: np.ndarray, spacing: float) -> np.ndarray:
+    """The lateral ventricles: the CSF components deep inside the brain that lie beside the midline.
+
+    Sulcal CSF is shallower than ``VENTRICLE_DEPTH_MM``; of the deep CSF components, the interhemispheric fissure lies
+    on the midline (its mean lateral offset is small) and reaches far from the brain's centroid, while the two lateral
+    ventricles spread to both sides of the midline around the centre (axis 0 is left-right, as in MNI space).
+    """
+    brain = tissue > 0
+    depth = ndimage.distance_transform_edt(np.pad(brain, 1), sampling=spacing)[(slice(1, -1),) * brain.ndim]
+    deep = (tissue == TISSUE_LABELS["csf"]) & (depth >= VENTRICLE_DEPTH_MM)
+    components, count = ndimage.label(deep)
+    if count == 0:
+        return deep
+    index = np.arange(1, count + 1)
+    centre = np.argwhere(brain).mean(0)
+    lateral = np.abs(np.arange(brain.shape[0]) - centre[0])[:, None, None] * spacing
+    sizes = ndimage.sum_labels(deep, components, index) * spacing**3 / 1000
+    spread = ndimage.mean(np.broadcast_to(lateral, brain.shape), components, index)
+    centroids = np.asarray(ndimage.center_of_mass(deep, components, index)).reshape(count, brain.ndim)
+    distance = np.linalg.norm(centroids - centre, axis=1) * spacing
+    keep = (sizes >= VENTRICLE_MIN_CM3) & (spread >= VENTRICLE_LATERAL_MM) & (distance <= VENTRICLE_CENTRE_MM)
+    return np.isin(components, index[keep])
+
+
 def synthesize_brain(
-    rng: np.random.Generator, resolution: int = 2, min_diameter_mm: float = TUMOUR_DIAMETER_MM[0]
+    rng: np.random.Generator,
+    resolution: int = 2,
+    volume_cm3: tuple[float, float] = VOLUME_BOUNDS_CM3,
+    subject: str = "subject",
 ) -> dict[str, np.ndarray]:
     """Simulate one BraTS-like subject in memory: deformed MNI152 anatomy, one tumour, four MR contrasts.
 
     Args:
         rng: source of every random draw (the MONAI transforms get a RandomState seeded from it).
         resolution: voxel size in mm, 2 (96^3 grid) or 1 (200 x 200 x 155 grid).
-        min_diameter_mm: smallest diameter of the ball that bounds the whole tumour (drawn up to 50 mm).
+        volume_cm3: bounds of the whole-tumour volume, drawn from the truncated log-normal law of
+            ``monai_ext.data.tumour.draw_tumour_volume``.
+        subject: names the subject in error messages.
 
     Returns:
         ``image`` (4, X, Y, Z) float32 in [0, 1], channels ``CONTRASTS``; ``label`` whole tumour (X, Y, Z) uint8 0/1;
-        ``tissue`` (X, Y, Z) uint8 with ``TISSUE_LABELS``; ``fractions`` (7, X, Y, Z) float32, the partial-volume
-        fraction of each of ``REGIONS`` (they sum to 1).
+        ``brats`` (X, Y, Z) uint8 with ``BRATS_LABELS``; ``tissue`` (X, Y, Z) uint8 with ``TISSUE_LABELS``;
+        ``ventricles`` (X, Y, Z) uint8 0/1; ``fractions`` (7, X, Y, Z) float32, the partial-volume fraction of each
+        of ``REGIONS`` (they sum to 1).
+
+    Raises:
+        monai_ext.data.tumour.TumourPlacementError: the tumour found no room inside the brain (names ``subject``).
     """
     if resolution not in GRIDS:
         raise ValueError(f"resolution must be one of {tuple(GRIDS)} (mm), got {resolution}.")
@@ -277,39 +272,47 @@ def synthesize_brain(
     healthy = _deform(_mni152_tissues(resolution), spacing, state)
     background = np.clip(1 - healthy.sum(0), 0, 1)
     tissue = np.argmax(np.concatenate([background[None], healthy]), axis=0).astype(np.uint8)
-    tumour = _tumour_fractions(tissue > 0, healthy[2], spacing, min_diameter_mm, rng)
+    ventricles = _ventricles(tissue, spacing)
+    volume = draw_tumour_volume(volume_cm3, rng)
+    csf = tissue == TISSUE_LABELS["csf"]
+    masks = grow_tumour(tissue > 0, healthy[2], csf, spacing, volume, rng, subject)
+    tumour = soft_fractions(masks)
     whole_tumour = tumour.sum(0)
-    label = (whole_tumour >= 0.5).astype(np.uint8)
-    tissue[label == 1] = TISSUE_LABELS["tumour"]
-    fractions = np.concatenate([background[None], healthy * (1 - whole_tumour), tumour])
+    tissue[masks.whole] = TISSUE_LABELS["tumour"]
+    brats = np.zeros(tissue.shape, np.uint8)
+    brats[masks.whole] = BRATS_LABELS["edema"]
+    brats[masks.core] = BRATS_LABELS["enhancing"]
+    brats[masks.necrosis] = BRATS_LABELS["necrosis"]
+    fractions = np.concatenate([np.stack([background, *healthy]) * (1 - whole_tumour), tumour])
     image = _render_contrasts(fractions, _draw_intensities(rng), tissue > 0, state)
-    return {"image": image, "label": label, "tissue": tissue, "fractions": fractions}
+    return {
+        "image": image,
+        "label": masks.whole.astype(np.uint8),
+        "brats": brats,
+        "tissue": tissue,
+        "ventricles": (ventricles & ~masks.whole).astype(np.uint8),
+        "fractions": fractions,
+    }
 
 
 def _tumour_slices(label: np.ndarray, count: int) -> list[int]:
-    """``count`` distinct axial slices evenly spread over the tumour, leaving out its two end slices."""
+    """``count`` distinct axial slices evenly spread over the tumour, leaving out its two end slices when it can."""
     through = np.flatnonzero(label.any(axis=(0, 1)))
-    picks = np.round(np.linspace(0, len(through) - 1, count + 2)[1:-1]).astype(int)
-    return [int(z) for z in through[np.unique(picks)]]
+    if len(through) < count:
+        raise ValueError(f"slices_per_subject={count} exceeds the {len(through)} slices through a tumour.")
+    ends = 2 if len(through) >= count + 2 else 0
+    picks = np.round(np.linspace(0, len(through) - 1, count + ends)[ends // 2 : count + ends // 2]).astype(int)
+    return [int(z) for z in through[picks]]
 
 
 def _write_subject_3d(out: Path, name: str, phantom: dict[str, np.ndarray], spacing: float) -> dict[str, Any]:
     """Write one subject as NIfTI files in ``out/name`` and return its datalist record (paths relative to ``out``)."""
     (out / name).mkdir(exist_ok=True)
-    volumes = {
-        **dict(zip(CONTRASTS, phantom["image"], strict=True)),
-        "label": phantom["label"],
-        "tissue": phantom["tissue"],
-    }
+    volumes = {**dict(zip(CONTRASTS, phantom["image"], strict=True)), **{k: phantom[k] for k in LABEL_KEYS}}
     paths = {key: f"{name}/{key}.nii.gz" for key in volumes}
     for key, volume in volumes.items():
         save_nifti(volume, out / paths[key], (spacing,) * 3)
-    return {
-        "image": [paths[c] for c in CONTRASTS],
-        "flair": paths["flair"],
-        "label": paths["label"],
-        "tissue": paths["tissue"],
-    }
+    return {"image": [paths[c] for c in CONTRASTS], "flair": paths["flair"], **{k: paths[k] for k in LABEL_KEYS}}
 
 
 def _write_subject_2d(
@@ -317,7 +320,7 @@ def _write_subject_2d(
 ) -> list[dict[str, Any]]:
     """Write axial slices through the tumour, resampled to ``size`` x ``size``; return their datalist records.
 
-    Images are (H, W, 4) channel-last NIfTI (each channel min-max scaled to [0, 1]); labels are (H, W) uint8.
+    Images are (H, W, 4) channel-last NIfTI (each channel min-max scaled to [0, 1]); label maps are (H, W) uint8.
     """
     (out / name).mkdir(exist_ok=True)
     resize_image = Resize((size, size), mode="bilinear", anti_aliasing=True)
@@ -329,16 +332,25 @@ def _write_subject_2d(
         image = convert_to_numpy(resize_image(phantom["image"][..., z]))
         low, high = image.min(axis=(1, 2), keepdims=True), image.max(axis=(1, 2), keepdims=True)
         image = ((image - low) / (high - low)).astype(np.float32)
-        record = {key: f"{name}/z{z:03d}_{key}.nii.gz" for key in ("image", "label", "tissue")}
+        record = {key: f"{name}/z{z:03d}_{key}.nii.gz" for key in ("image", *LABEL_KEYS)}
         save_nifti(np.moveaxis(image, 0, -1), out / record["image"], pixel)
-        for key in ("label", "tissue"):
+        for key in LABEL_KEYS:
             resized = convert_to_numpy(resize_label(phantom[key][None, ..., z]))[0]
             save_nifti(np.rint(resized).astype(np.uint8), out / record[key], pixel)
         records.append(record)
     return records
 
 
-def _check_options(n: int, seed: int, mode: str, resolution: int, slices_per_subject: int, slice_size: int) -> None:
+def _check_options(
+    n: int,
+    seed: int,
+    mode: str,
+    resolution: int,
+    slices_per_subject: int,
+    slice_size: int,
+    min_volume_cm3: float,
+    max_volume_cm3: float,
+) -> None:
     """Raise ValueError naming the first option outside its allowed range."""
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}.")
@@ -352,6 +364,19 @@ def _check_options(n: int, seed: int, mode: str, resolution: int, slices_per_sub
         raise ValueError(f"slices_per_subject must be in [1, {MAX_SLICES_PER_SUBJECT}], got {slices_per_subject}.")
     if not 16 <= slice_size <= 1024:
         raise ValueError(f"slice_size must be in [16, 1024], got {slice_size}.")
+    if not min_volume_cm3 > 0:
+        raise ValueError(f"min_volume_cm3 must be > 0 (cm^3), got {min_volume_cm3}.")
+    if max_volume_cm3 < min_volume_cm3:
+        raise ValueError(
+            f"max_volume_cm3 must be >= min_volume_cm3 = {min_volume_cm3} (cm^3), got {max_volume_cm3} "
+            "(reversed bounds)."
+        )
+    capacity = brain_capacity_cm3(resolution)
+    if max_volume_cm3 > capacity:
+        raise ValueError(
+            f"max_volume_cm3 must be <= {capacity:.0f} cm^3 ({MAX_TUMOUR_SHARE:.0%} of the brain's volume), "
+            f"got {max_volume_cm3}."
+        )
 
 
 def make_brains(
@@ -362,25 +387,30 @@ def make_brains(
     resolution: int = 2,
     slices_per_subject: int = 4,
     slice_size: int = 128,
+    min_volume_cm3: float = VOLUME_BOUNDS_CM3[0],
+    max_volume_cm3: float = VOLUME_BOUNDS_CM3[1],
     overwrite: bool = False,
 ) -> Path:
     """Generate a dataset of BraTS-like multi-contrast brain MRI phantoms with one tumour each.
 
-    Every subject is the MNI152 2009 anatomy under a random affine + elastic deformation with one irregular tumour
-    (core + edema, 10-50 mm) inside the brain, imaged as T1, T1ce, T2 and FLAIR (see the module docstring).
-    Subjects are split 4:1:1 into training / validation / test before slicing, so 2D slices of one subject never
-    land in two splits. The same ``seed`` and options give the same bytes.
+    Every subject is the MNI152 2009 anatomy under a random affine + elastic deformation with one glioblastoma-like
+    tumour inside the brain (whole-tumour volume from a log-normal law of median 100 cm^3 truncated to
+    [``min_volume_cm3``, ``max_volume_cm3``], core 20-50 % of it, edema spreading along the white matter; see
+    ``monai_ext.data.tumour``), imaged as T1, T1ce, T2 and FLAIR (see the module docstring). Subjects are split
+    4:1:1 into training / validation / test before slicing, so 2D slices of one subject never land in two splits.
+    The same ``seed`` and options give the same bytes.
 
     Files, in one folder per subject ``brain_000`` ...:
 
-    - ``mode="3d"``: ``t1``, ``t1ce``, ``t2``, ``flair`` (float32 in [0, 1]), ``label`` (whole tumour, uint8 0/1) and
-      ``tissue`` (uint8, ``TISSUE_LABELS``) ``.nii.gz`` on the ``GRIDS[resolution]`` grid. Datalist records are
-      ``{"image": [t1, t1ce, t2, flair], "flair": ..., "label": ..., "tissue": ...}``;
-      ``LoadImaged(keys="image", image_only=True)`` + ``EnsureChannelFirstd(keys="image")`` stack the four paths into a
-      (4, X, Y, Z) image.
+    - ``mode="3d"``: ``t1``, ``t1ce``, ``t2``, ``flair`` (float32 in [0, 1]), ``label`` (whole tumour, uint8 0/1),
+      ``brats`` (uint8, ``BRATS_LABELS``: 1 necrosis, 2 edema, 4 enhancing), ``tissue`` (uint8, ``TISSUE_LABELS``) and
+      ``ventricles`` (lateral ventricles, uint8 0/1) ``.nii.gz`` on the ``GRIDS[resolution]`` grid. Datalist records
+      are ``{"image": [t1, t1ce, t2, flair], "flair": ..., "label": ..., "brats": ..., "tissue": ...,
+      "ventricles": ...}``; ``LoadImaged(keys="image", image_only=True)`` + ``EnsureChannelFirstd(keys="image")``
+      stack the four paths into a (4, X, Y, Z) image.
     - ``mode="2d"``: per axial slice ``z``, ``z{z:03d}_image`` (``slice_size`` x ``slice_size`` x 4 channel-last
-      float32, channels ``CONTRASTS``), ``z{z:03d}_label`` and ``z{z:03d}_tissue`` (``slice_size`` x ``slice_size``
-      uint8). ``LoadImaged(keys=["image", "label"], image_only=True)`` then
+      float32, channels ``CONTRASTS``) and ``z{z:03d}_label``, ``_brats``, ``_tissue``, ``_ventricles``
+      (``slice_size`` x ``slice_size`` uint8). ``LoadImaged(keys=["image", "label"], image_only=True)`` then
       ``EnsureChannelFirstd(keys="image", channel_dim=-1)`` and ``EnsureChannelFirstd(keys="label")`` give a
       (4, H, W) image and a (1, H, W) label.
 
@@ -390,31 +420,33 @@ def make_brains(
         seed: seed of the one random generator every draw comes from (>= 0).
         mode: ``"3d"`` volumes or ``"2d"`` axial slices through the tumour.
         resolution: voxel size in mm: 2 (96^3 grid) or 1 (200 x 200 x 155 BraTS-like grid).
-        slices_per_subject: in 2D mode, number of distinct slices taken through each tumour (1 to 12); the smallest
-            tumour grows with it so that every slice cuts the tumour.
+        slices_per_subject: in 2D mode, number of distinct slices taken through each tumour (1 to 12).
         slice_size: in 2D mode, height and width of the resampled slices (16 to 1024).
+        min_volume_cm3: smallest whole-tumour volume (> 0).
+        max_volume_cm3: largest whole-tumour volume (>= ``min_volume_cm3``, at most a fifth of the brain,
+            ``brain_capacity_cm3(resolution)``, about 377 cm^3).
         overwrite: replace the contents of a non-empty ``out``.
 
     Returns:
         path of ``datalist.json`` (training / validation / test lists, readable by
-        ``monai.data.load_decathlon_datalist``); ``dataset.json`` next to it records generator, version, options
-        and seed.
+        ``monai.data.load_decathlon_datalist``); ``dataset.json`` next to it records generator, version, options,
+        seed and the whole-tumour volume of every subject.
 
     Raises:
         ValueError: an option is outside its allowed range.
         FileExistsError: ``out`` is not empty and ``overwrite`` is False.
+        monai_ext.data.tumour.TumourPlacementError: a tumour found no room in its brain (names subject and seed).
     """
-    _check_options(n, seed, mode, resolution, slices_per_subject, slice_size)
+    _check_options(n, seed, mode, resolution, slices_per_subject, slice_size, min_volume_cm3, max_volume_cm3)
     out = prepare_output_dir(out, overwrite)
     rng = np.random.default_rng(seed)
     spacing = float(resolution)
-    min_diameter = TUMOUR_DIAMETER_MM[0]
-    if mode == "2d":  # the tumour must span slices_per_subject + 2 slices even along its narrowest direction
-        min_diameter = max(min_diameter, (slices_per_subject + 2) * spacing / (1 - IRREGULARITY))
     records: list[dict[str, Any]] = []
+    volumes = []
     for index in tqdm(range(n), desc="brain phantoms", unit="subject"):
-        phantom = synthesize_brain(rng, resolution, min_diameter)
         name = f"brain_{index:03d}"
+        phantom = synthesize_brain(rng, resolution, (min_volume_cm3, max_volume_cm3), f"{name} (seed {seed})")
+        volumes.append(round(float(phantom["label"].sum()) * spacing**3 / 1000, 3))
         if mode == "3d":
             records.append(_write_subject_3d(out, name, phantom, spacing))
         else:
@@ -423,9 +455,10 @@ def make_brains(
     counts = [count * per_subject for count in split_counts(n)]
     meta = {
         "name": "brain",
-        "description": "BraTS-like multi-contrast brain MRI phantoms (MNI152 2009 anatomy, one tumour each)",
+        "description": "BraTS-like multi-contrast brain MRI phantoms (MNI152 2009 anatomy, one BraTS-HGG-like tumour)",
         "generator": "monai_ext.data.brain.make_brains",
         "version": monai_ext.__version__,
+        "generator_version": GENERATOR_VERSION,
         "seed": seed,
         "options": {
             "n": n,
@@ -433,10 +466,15 @@ def make_brains(
             "resolution": resolution,
             "slices_per_subject": slices_per_subject,
             "slice_size": slice_size,
+            "min_volume_cm3": min_volume_cm3,
+            "max_volume_cm3": max_volume_cm3,
         },
         "modality": dict(enumerate(CONTRASTS)),
         "labels": {"0": "background", "1": "whole tumour"},
+        "brats_labels": {str(v): k for k, v in BRATS_LABELS.items()},
         "tissue_labels": {str(v): k for k, v in TISSUE_LABELS.items()},
+        "ventricle_labels": {"0": "background", "1": "lateral ventricles"},
+        "whole_tumour_cm3": volumes,
         "spacing_mm": spacing if mode == "3d" else spacing * GRIDS[resolution][0] / slice_size,
         "shape": list(GRIDS[resolution]) if mode == "3d" else [slice_size, slice_size, len(CONTRASTS)],
     }
