@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from monai.bundle import ConfigParser
 from torch import nn
 
 from monai_ext.data.datalist import on_rank_zero
 from monai_ext.data.phantoms import make_phantoms
+from monai_ext.transforms.hierarchy import parse_num_parts
 
 CACHE_ENV = "MONAI_EXT_CACHE"
 DEFAULT_PHANTOMS = "phantoms_regular"
@@ -96,14 +97,14 @@ def check_num_parts(num_parts: Sequence[int], spatial_size: Sequence[int]) -> li
     Raises:
         ValueError: a K is not an integer >= 2 or exceeds the voxel count; the message names ``num_parts``.
     """
-    voxels = int(np.prod([int(s) for s in spatial_size]))
-    parts = list(num_parts)
-    if any(isinstance(k, bool) or not isinstance(k, int | np.integer) or not 2 <= k <= voxels for k in parts):
+    parts = parse_num_parts(num_parts)
+    voxels = math.prod(int(s) for s in spatial_size)
+    if max(parts) > voxels:
         raise ValueError(
             f"num_parts must list integers K with 2 <= K <= {voxels} (the voxels of spatial_size "
-            f"{list(spatial_size)}), got {parts!r}."
+            f"{list(spatial_size)}), got {list(num_parts)!r}."
         )
-    return [int(k) for k in parts]
+    return parts
 
 
 def require_file(path: str | Path, how_to_make: str) -> str:

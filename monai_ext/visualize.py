@@ -23,7 +23,7 @@ from monai.utils import convert_to_numpy
 
 from monai_ext.metrics import matched_dice, relabel
 from monai_ext.provenance import refuse_existing
-from monai_ext.transforms.hierarchy import _check_num_parts, _items, level_label_maps
+from monai_ext.transforms.hierarchy import _items, level_label_maps, parse_num_parts
 
 __all__ = ["DiscoveryFigureWriter", "discovery_figure"]
 
@@ -222,7 +222,7 @@ class DiscoveryFigureWriter:
         if not filename.endswith(".png") or Path(filename).name != filename:
             raise ValueError(f"filename must be a plain file name ending in '.png', got {filename!r}.")
         self.path = Path(output_dir) / filename
-        self.num_parts = _check_num_parts(num_parts)
+        self.num_parts = parse_num_parts(num_parts)
         self.num_volumes = num_volumes
         self.image_key = image_key
         self.pred_key = pred_key

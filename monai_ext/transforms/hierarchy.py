@@ -45,6 +45,7 @@ __all__ = [
     "level_label_maps",
     "level_output_transform",
     "level_slices",
+    "parse_num_parts",
     "split_levels",
     "tree_from_tables",
 ]
@@ -52,7 +53,7 @@ __all__ = [
 ArrayLike = np.ndarray | torch.Tensor
 
 
-def _check_num_parts(num_parts: Sequence[int], min_levels: int = 1) -> list[int]:
+def parse_num_parts(num_parts: Sequence[int], min_levels: int = 1) -> list[int]:
     """Return ``num_parts`` as a list of ints, or raise ValueError unless it lists ``min_levels`` or more K >= 2."""
     parts = list(num_parts)
     if (
@@ -78,7 +79,7 @@ def level_slices(num_parts: Sequence[int]) -> list[slice]:
     Raises:
         ValueError: ``num_parts`` is empty or holds a value that is not an integer >= 2.
     """
-    parts = _check_num_parts(num_parts)
+    parts = parse_num_parts(num_parts)
     ends = np.cumsum(parts).tolist()
     return [slice(end - k, end) for k, end in zip(parts, ends, strict=True)]
 
@@ -125,7 +126,7 @@ def level_label_maps(
         ValueError: invalid ``num_parts`` or shape (see :func:`split_levels`), or ``dtype`` is not an integer
             type that holds ``max(num_parts) - 1``.
     """
-    parts = _check_num_parts(num_parts)
+    parts = parse_num_parts(num_parts)
     _check_label_dtype(dtype, max(parts))
     return [p.argmax(dim=0, keepdim=True).to(dtype) for p in split_levels(torch.as_tensor(probs), parts)]
 
@@ -165,7 +166,7 @@ def level_output_transform(
             callable raises ValueError on an item whose ``"pred"`` has the wrong number of channels or whose
             ``"label"`` has no channel ``level``.
     """
-    parts = _check_num_parts(num_parts)
+    parts = parse_num_parts(num_parts)
     if isinstance(level, bool) or not isinstance(level, int) or not 0 <= level < len(parts):
         raise ValueError(f"level must be a 0-based level index in 0 .. {len(parts) - 1}, got {level!r}.")
 
@@ -211,7 +212,7 @@ class SplitLevelsd(MapTransform):
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
-        self.num_parts = _check_num_parts(num_parts)
+        self.num_parts = parse_num_parts(num_parts)
         if "{level}" not in postfix:
             raise ValueError(f"postfix must contain '{{level}}' so that each level gets its own key, got {postfix!r}.")
         _check_label_dtype(dtype, max(self.num_parts))
@@ -258,7 +259,7 @@ def contingency_tables(level_maps: Sequence[ArrayLike], num_parts: Sequence[int]
         ValueError: fewer than two levels, a map per level missing, shapes differ, a map is empty or holds values
             that are not part indices of its level.
     """
-    parts = _check_num_parts(num_parts, min_levels=2)
+    parts = parse_num_parts(num_parts, min_levels=2)
     if len(level_maps) != len(parts):
         raise ValueError(f"one label map per level is required: {len(parts)} levels, got {len(level_maps)} maps.")
     shapes = [tuple(m.shape) for m in level_maps]
@@ -280,7 +281,7 @@ def tree_from_tables(tables: Sequence[np.ndarray], num_parts: Sequence[int]) -> 
     Raises:
         ValueError: the tables do not match ``num_parts`` or count no voxel.
     """
-    parts = _check_num_parts(num_parts, min_levels=2)
+    parts = parse_num_parts(num_parts, min_levels=2)
     expected = [(kf, kc) for kc, kf in pairwise(parts)]
     if [np.shape(t) for t in tables] != expected:
         raise ValueError(f"tables of shapes {expected} are required, got {[np.shape(t) for t in tables]}.")
@@ -374,7 +375,7 @@ class HierarchyAccumulator:
     """
 
     def __init__(self, num_parts: Sequence[int]) -> None:
-        self.num_parts = _check_num_parts(num_parts, min_levels=2)
+        self.num_parts = parse_num_parts(num_parts, min_levels=2)
         self.reset()
 
     def reset(self) -> None:
