@@ -39,6 +39,12 @@ def run_bundle(configs: Sequence[str], overrides: Mapping[str, object], log: Pat
     return {"seconds": round(seconds, 1), "peak_memory_mb_max_child": round(peak, 1)}
 
 
+def log_beside(output_dir: Path, step: str = "train") -> Path:
+    """The log of a run writing ``output_dir``: ``<output_dir>_<step>.log`` beside the folder, not in it, since a
+    training run refuses an output folder holding files it did not write."""
+    return output_dir.with_name(f"{output_dir.name}_{step}.log")
+
+
 def bundle_config(bundle: str, *names: str) -> list[str]:
     """Paths of config files of a bundle of this repository."""
     return [str(BUNDLES / bundle / "configs" / name) for name in names]

@@ -7,11 +7,13 @@ scored by the whole-tumour Dice after Hungarian matching of the 3 parts to backg
 in mm, beside k-means on FLAIR intensities and k-means on the diffusion features (K = 3), plus the loss
 ablations lambda_inv = 0, lambda_f = 0 and lambda_v = 0. Steps, each reused from ``--workdir`` when finished:
 
-1. ``make_brains(workdir/brains, n, seed=0, mode="3d", resolution=2)`` (split 4:1:1) and a FLAIR datalist
-   ``datalist_flair.json`` beside it (``{"image": flair, "label_l1": whole tumour}``);
-2. diffusion pretraining on FLAIR (bundles/diffusion_pretraining, volumes resized to 64^3, 32^3 crops);
-3. structure discovery (bundles/structure_discovery, K = 3, stage 2, 64^3): full model and the three ablations;
-4. evaluation of each on the test split with the bundle's evaluate.json (HD95 measured with the 2 mm spacing);
+1. ``make_brains(workdir/brains, n, seed=0, mode="3d", resolution=2)`` (split 4:1:1; with the default n = 60
+   the same phantoms as the brain configs' default dataset), read through its ``datalist_flair.json``;
+2. diffusion pretraining on FLAIR: bundles/diffusion_pretraining ``train.json`` + ``brain.json`` (volumes
+   resized to 64^3, 32^3 crops);
+3. structure discovery: bundles/structure_discovery ``train.json`` + ``brain.json`` (K = 3, stage 2, 64^3),
+   the full model and the three ablations (``--lambda_inv 0`` ...);
+4. evaluation of each on the test split with ``train.json`` + ``evaluate.json`` + ``brain.json`` (HD95 in mm);
 5. the two k-means baselines on the same test volumes, at the original 96^3 grid.
 
 Everything trained goes through the bundles' own configs (``python -m monai.bundle run``).
@@ -29,22 +31,23 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _runner import BUNDLES, ROOT, bundle_config, run_bundle
+from _runner import BUNDLES, ROOT, bundle_config, log_beside, run_bundle
 
 from monai_ext.baselines.kmeans import kmeans_segment
 from monai_ext.bundle import bundle_component, load_weights
-from monai_ext.data.brain import make_brains
-from monai_ext.data.datalist import SPLITS, load_datalist, read_volume
+from monai_ext.data.brain import GENERATOR_VERSION, TISSUE_LABELS, make_brains
+from monai_ext.data.datalist import load_datalist, read_volume
 from monai_ext.engines.report import finite_stats
 from monai_ext.metrics import MatchedDiceMetric, MatchedHausdorffDistanceMetric
 from monai_ext.networks import DiffusionFeatureExtractor
 from monai_ext.provenance import environment, write_json
 
-NUM_PARTS = 3
+BRAIN_CONFIG = json.loads((BUNDLES / "structure_discovery" / "configs" / "brain.json").read_text())
+NUM_PARTS = BRAIN_CONFIG["num_parts"][0]
 TUMOUR = 1
-FEATURE_STAGE = 2  # the paper used stage-2 features for BraTS
+FEATURE_STAGE = BRAIN_CONFIG["feature_stages"][0]  # the paper used stage-2 features for BraTS
 FEATURE_TIMESTEP = 25
-IMAGE_SIZE = [64, 64, 64]  # diffusion and segmenter grid; the phantoms are 96^3
+IMAGE_SIZE = BRAIN_CONFIG["spatial_size"]  # diffusion and segmenter grid; the phantoms are 96^3
 ROWS = ("ours", "lambda_inv=0", "lambda_f=0", "lambda_v=0", "kmeans", "features_kmeans")
 ABLATIONS = {"lambda_inv=0": {"lambda_inv": 0.0}, "lambda_f=0": {"lambda_f": 0.0}, "lambda_v=0": {"lambda_v": 0.0}}
 PAPER_TABLE3 = {  # BraTS'19, whole tumour: (Dice, HD95 in mm)
@@ -66,41 +69,31 @@ LABELS = {
 
 
 def make_data(folder: Path, n: int) -> tuple[Path, float]:
-    """Generate the phantoms (unless present) and write ``datalist_flair.json``; return it and the spacing (mm)."""
+    """Generate the phantoms (unless present); return the FLAIR datalist ``make_brains`` writes and the spacing (mm)."""
     if not (folder / "datalist.json").is_file():
         make_brains(folder, n=n, seed=0, mode="3d", resolution=2, overwrite=True)  # overwrite: an interrupted run
     meta = json.loads((folder / "dataset.json").read_text())
-    if meta["options"]["n"] != n or meta["options"]["mode"] != "3d" or meta["seed"] != 0:
-        raise ValueError(
-            f"'{folder}' holds other phantoms ({meta['options']}, seed {meta['seed']}); use another --workdir."
-        )
-    full = json.loads((folder / "datalist.json").read_text())
-    flair = {split: [{"image": r["flair"], "label_l1": r["label"]} for r in full[split]] for split in SPLITS}
-    path = folder / "datalist_flair.json"
-    path.write_text(json.dumps(flair, indent=2) + "\n")
-    return path, float(meta["spacing_mm"])
+    expected = {"n": n, "mode": "3d", "seed": 0, "generator_version": GENERATOR_VERSION}
+    found = {"n": meta["options"]["n"], "mode": meta["options"]["mode"], "seed": meta["seed"]}
+    found["generator_version"] = meta.get("generator_version")
+    if found != expected:
+        raise ValueError(f"'{folder}' holds other phantoms ({found}, expected {expected}); use another --workdir.")
+    return folder / "datalist_flair.json", float(meta["spacing_mm"])
 
 
-def write_overrides(work: Path) -> Path:
-    """The diffusion grid of the brain runs, layered on the diffusion bundle's train.json."""
-    diffusion = work / "diffusion_brain.json"
-    diffusion.write_text(json.dumps({"image_size": IMAGE_SIZE}, indent=4) + "\n")
-    return diffusion
-
-
-def pretrain(common: dict, diffusion_override: Path, work: Path, epochs: int | None, reuse: Path | None) -> tuple:
+def pretrain(common: dict, work: Path, epochs: int | None, reuse: Path | None) -> tuple:
     """The FLAIR diffusion checkpoint: ``reuse`` if given, a finished run in ``work``, else trained now."""
     if reuse is not None:
         return reuse, {"reused": str(reuse)}
     target, done = work / "model.pt", work / "done"
     if done.is_file():
         return target, json.loads(done.read_text())
-    configs = [*bundle_config("diffusion_pretraining", "train.json"), str(diffusion_override)]
+    configs = bundle_config("diffusion_pretraining", "train.json", "brain.json")
     overrides = {**common, "output_dir": str(work)}
     if epochs is not None:  # validate (which saves model.pt) at least once
         default_interval = json.loads(Path(configs[0]).read_text())["val_interval"]
         overrides.update(max_epochs=epochs, val_interval=min(default_interval, epochs))
-    timing = run_bundle(configs, overrides, work / "train.log")
+    timing = run_bundle(configs, overrides, log_beside(work))
     done.write_text(json.dumps(timing))
     return target, timing
 
@@ -111,9 +104,9 @@ def discover(common: dict, work: Path, overrides: dict) -> tuple[Path, dict]:
     if done.is_file():
         return target, json.loads(done.read_text())
     timing = run_bundle(
-        bundle_config("structure_discovery", "train.json"),
+        bundle_config("structure_discovery", "train.json", "brain.json"),
         {**common, "output_dir": str(work), **overrides},
-        work / "train.log",
+        log_beside(work),
     )
     done.write_text(json.dumps(timing))
     return target, timing
@@ -126,12 +119,26 @@ def evaluate(common: dict, spacing: float, ckpt: Path, out: Path) -> tuple[dict,
         return json.loads(report_path.read_text()), json.loads(timing_path.read_text())
     if out.exists():
         shutil.rmtree(out)
-    configs = bundle_config("structure_discovery", "train.json", "evaluate.json")
-    overrides = {**common, "ckpt_path": str(ckpt), "eval_output_dir": str(out), "report_classes": [TUMOUR]}
-    overrides |= {"hd95_levels": [0], "hd95_spacing": spacing}
-    timing = run_bundle(configs, overrides, out.parent / f"{out.name}.log")
+    configs = bundle_config("structure_discovery", "train.json", "evaluate.json", "brain.json")
+    overrides = {**common, "ckpt_path": str(ckpt), "eval_output_dir": str(out), "hd95_spacing": spacing}
+    timing = run_bundle(configs, overrides, log_beside(out, "evaluate"))
     timing_path.write_text(json.dumps(timing))
     return json.loads(report_path.read_text()), timing
+
+
+def part_tissue_shares(datalist: Path, labels: Path) -> list[dict[str, float]]:
+    """What each discovered part is made of: for the parts of every test volume, largest first, the share of
+    their voxels in each class of the phantom's ``tissue`` map, averaged over volumes."""
+    shares = []
+    for item in load_datalist(datalist, "test"):
+        subject = Path(item["image"]).parent.name
+        (path,) = (labels / subject).glob("*_l1.nii.gz")
+        parts = read_volume(path, "pred_l1").astype(np.int64)
+        tissue = read_volume(item["tissue"], "tissue").astype(np.int64)
+        by_size = np.argsort(-np.bincount(parts.ravel(), minlength=NUM_PARTS))
+        shares.append([[float(np.mean(tissue[parts == k] == v)) for v in TISSUE_LABELS.values()] for k in by_size])
+    mean = np.mean(shares, axis=0)
+    return [{name: round(float(share), 3) for name, share in zip(TISSUE_LABELS, part, strict=True)} for part in mean]
 
 
 def score(parts: np.ndarray, label: np.ndarray, spacing: float) -> tuple[float, float]:
@@ -143,10 +150,10 @@ def score(parts: np.ndarray, label: np.ndarray, spacing: float) -> tuple[float, 
     return float(dice[0, 0]), float(hd95[0, 0])
 
 
-def feature_extractor(diffusion_override: Path, ckpt: Path) -> DiffusionFeatureExtractor:
-    """The stage-2 extractor of the pretrained FLAIR diffusion model, built from the bundle's own config."""
+def feature_extractor(ckpt: Path) -> DiffusionFeatureExtractor:
+    """The stage-2 extractor of the pretrained FLAIR diffusion model, built from the bundle's own brain config."""
     bundle = str(BUNDLES / "diffusion_pretraining")
-    configs = ["configs/train.json", str(diffusion_override)]
+    configs = ["configs/train.json", "configs/brain.json"]
     unet = load_weights(bundle_component(bundle, "network_def", configs), str(ckpt))
     scheduler = bundle_component(bundle, "scheduler", configs)
     return DiffusionFeatureExtractor(
@@ -154,18 +161,18 @@ def feature_extractor(diffusion_override: Path, ckpt: Path) -> DiffusionFeatureE
     )
 
 
-def kmeans_rows(datalist: Path, spacing: float, diffusion_override: Path, ckpt: Path, work: Path) -> dict:
+def kmeans_rows(datalist: Path, spacing: float, ckpt: Path, work: Path) -> dict:
     """k-means on FLAIR intensities and on stage-2 diffusion features (K = 3) on the test split, at 96^3."""
     cache = work / "kmeans.json"
     key = {"datalist": str(datalist), "diffusion_ckpt": str(ckpt), "ckpt_mtime": ckpt.stat().st_mtime}
     if cache.is_file() and (cached := json.loads(cache.read_text())).get("key") == key:
         return cached["rows"]
-    extractor = feature_extractor(diffusion_override, ckpt)
+    extractor = feature_extractor(ckpt)
     per_volume: dict[str, dict[str, list]] = {row: {"dice": [], "hd95_mm": [], "seconds": []} for row in ROWS[4:]}
     items = load_datalist(datalist, "test")
     torch.manual_seed(0)
     for item in items:
-        flair, label = read_volume(item["image"], "image"), read_volume(item["label_l1"], "label_l1")
+        flair, label = read_volume(item["image"], "image"), read_volume(item["label"], "label")
         start = time.perf_counter()
         parts = kmeans_segment(flair, NUM_PARTS)
         per_volume["kmeans"]["seconds"].append(time.perf_counter() - start)
@@ -189,6 +196,16 @@ def kmeans_rows(datalist: Path, spacing: float, diffusion_override: Path, ckpt: 
     }
     cache.write_text(json.dumps({"key": key, "rows": rows}, indent=2) + "\n")
     return rows
+
+
+def steps_seconds(pretrain_timing: dict, rows: dict) -> float:
+    """Seconds of every step of the run, read from their records, so a rerun that reuses them reports the same."""
+    seconds = pretrain_timing.get("seconds", 0.0)
+    for row in rows.values():
+        timing = row["timing"]
+        seconds += sum(timing[step]["seconds"] for step in ("training", "evaluation") if step in timing)
+        seconds += timing.get("seconds", 0.0)
+    return seconds
 
 
 def _cell(s: dict, digits: int) -> str:
@@ -226,23 +243,11 @@ def main() -> None:
 
     data = work / "brains"
     datalist, spacing = make_data(data, args.n)
-    diffusion_override = write_overrides(work)
-    common = {"datalist": str(datalist), "dataset_dir": str(data)}
+    common = {"dataset_dir": str(data)}
     reuse = Path(args.diffusion_ckpt).resolve() if args.diffusion_ckpt else None
-    diffusion_ckpt, pretrain_timing = pretrain(
-        common, diffusion_override, work / "diffusion", args.pretrain_epochs, reuse
-    )
+    diffusion_ckpt, pretrain_timing = pretrain(common, work / "diffusion", args.pretrain_epochs, reuse)
 
-    discovery = {
-        **common,
-        "diffusion_ckpt": str(diffusion_ckpt),
-        "diffusion_bundle": str(BUNDLES / "diffusion_pretraining"),
-        "diffusion_configs": ["configs/train.json", str(diffusion_override)],
-        "num_parts": [NUM_PARTS],
-        "feature_stages": [FEATURE_STAGE],
-        "label_keys": ["label_l1"],
-        "spatial_size": IMAGE_SIZE,
-    }
+    discovery = {**common, "diffusion_ckpt": str(diffusion_ckpt)}
     if args.max_epochs is not None:
         discovery["max_epochs"] = args.max_epochs
     runs = {"ours": {}} | ({} if args.skip_ablations else ABLATIONS)
@@ -256,9 +261,10 @@ def main() -> None:
             "hd95_mm": report["matched_hd95"][0],
             "overrides": ablation,
             "timing": {"training": train_timing, "evaluation": eval_timing},
+            "part_tissue_shares": part_tissue_shares(datalist, work / f"eval_{tag}" / "labels"),
         }
 
-    rows |= kmeans_rows(datalist, spacing, diffusion_override, diffusion_ckpt, work)
+    rows |= kmeans_rows(datalist, spacing, diffusion_ckpt, work)
     n_test = len(load_datalist(datalist, "test"))
     summary = {
         **environment(),
@@ -283,7 +289,8 @@ def main() -> None:
         "paper_table3": {row: {"dice": d, "hd95_mm": h} for row, (d, h) in PAPER_TABLE3.items()},
         "runs": rows,
         "timings": timings,
-        "wall_time_s": round(time.perf_counter() - start, 1),
+        "wall_time_s": round(time.perf_counter() - start, 1),  # of this invocation, which reuses finished steps
+        "steps_seconds": round(steps_seconds(pretrain_timing, rows), 1),  # every step, whenever it ran
     }
     write_json(args.out, summary, overwrite=True)
     print(table(rows, n_test))

@@ -17,7 +17,7 @@ import shutil
 import time
 from pathlib import Path
 
-from _runner import ROOT, bundle_config, logged_seconds, run_bundle
+from _runner import ROOT, bundle_config, log_beside, logged_seconds, run_bundle
 
 from monai_ext.baselines.evaluate import PAPER_TABLE1
 from monai_ext.data.phantoms import make_phantoms
@@ -34,12 +34,12 @@ def pretrain(data: Path, work: Path, reuse: Path | None) -> tuple[Path, dict]:
     if reuse is not None:
         return reuse, {"reused": str(reuse)}
     if target.is_file():  # finished earlier: its training time is in the trainer's log
-        finished = logged_seconds(work / "train.log", "SupervisedTrainer", "Engine run finished")
+        finished = logged_seconds(log_beside(work), "SupervisedTrainer", "Engine run finished")
         return target, {"reused": str(target), "seconds_from_log": finished[-1] if finished else None}
     timing = run_bundle(
         bundle_config("diffusion_pretraining", "train.json"),
         {"dataset_dir": str(data), "output_dir": str(work)},
-        work / "train.log",
+        log_beside(work),
     )
     return target, timing
 
@@ -52,7 +52,7 @@ def discover(data: Path, diffusion_ckpt: Path, work: Path, overrides: dict) -> t
     timing = run_bundle(
         bundle_config("structure_discovery", "train.json"),
         {"dataset_dir": str(data), "diffusion_ckpt": str(diffusion_ckpt), "output_dir": str(work), **overrides},
-        work / "train.log",
+        log_beside(work),
     )
     (work / "done").write_text(json.dumps(timing))
     return target, timing
@@ -72,7 +72,7 @@ def evaluate(data: Path, diffusion_ckpt: Path, ckpt: Path, out: Path, overrides:
             "compare_baselines": baselines,
             **overrides,
         },
-        out.parent / f"{out.name}.log",
+        log_beside(out, "evaluate"),
     )
     return json.loads((out / "report.json").read_text())
 

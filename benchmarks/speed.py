@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import torch
-from _runner import BUNDLES, ROOT, bundle_config, logged_seconds, run_bundle
+from _runner import BUNDLES, ROOT, bundle_config, log_beside, logged_seconds, run_bundle
 
 from monai_ext.bundle import bundle_component
 from monai_ext.data.phantoms import make_phantoms
@@ -124,15 +124,15 @@ def cache_comparison(data: Path, work: Path, volumes: int, epochs: int) -> dict:
         timing = run_bundle(
             bundle_config("structure_discovery", "train.json"),
             {**common, "use_feature_cache": cached, "output_dir": str(run)},
-            run / "train.log",
+            log_beside(run),
         )
         run_bundle(
             bundle_config("structure_discovery", "train.json", "evaluate.json"),
             {**common, "ckpt_path": str(run / "model.pt"), "eval_output_dir": str(run / "eval")},
-            run / "eval.log",
+            log_beside(run, "evaluate"),
         )
         report = json.loads((run / "eval" / "report.json").read_text())
-        seconds = logged_seconds(run / "train.log", "DiscoveryTrainer", r"Epoch\[\d+\] Complete")
+        seconds = logged_seconds(log_beside(run), "DiscoveryTrainer", r"Epoch\[\d+\] Complete")
         result[label] = {
             "epoch_seconds": seconds,
             "median_epoch_seconds_after_first": statistics.median(seconds[1:]) if len(seconds) > 1 else None,

@@ -108,6 +108,19 @@ def table3(result: dict) -> str:
             f"{hd['mean']:.1f} ± {hd['sd']:.1f}" if hd else "-",
         ]
         lines.append(_row([row, *cells, f"{paper['dice']:.3f}", f"{paper['hd95_mm']:.1f}"]))
+    shares = result["runs"].get("ours", {}).get("part_tissue_shares")
+    if shares:
+        lines.append("")
+        lines.append(
+            "What the parts of `ours` are made of (share of their voxels per tissue class, largest part first):"
+        )
+        lines.append(_header(["part", *shares[0]]))
+        lines.extend(_row([str(k), *(f"{v:.2f}" for v in part.values())]) for k, part in enumerate(shares))
+    if "steps_seconds" in result:
+        lines.append("")
+        lines.append(
+            f"All steps (pretraining, 4 trainings and evaluations, k-means): {result['steps_seconds'] / 60:.0f} min."
+        )
     return "\n".join(lines)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -13,12 +13,17 @@ import torch
 from monai.bundle import ConfigParser
 from torch import nn
 
+from monai_ext.data.brain import make_brains
 from monai_ext.data.datalist import on_rank_zero
 from monai_ext.data.phantoms import make_phantoms
 from monai_ext.transforms.hierarchy import parse_num_parts
 
 CACHE_ENV = "MONAI_EXT_CACHE"
 DEFAULT_PHANTOMS = "phantoms_regular"
+DEFAULT_DATA: dict[str, Callable[[str], Path]] = {  # cache folder name -> generator of its dataset
+    DEFAULT_PHANTOMS: partial(make_phantoms, variant="regular", n=120, seed=0, size=50),
+    "brains": partial(make_brains, n=60, seed=0, mode="3d", resolution=2),
+}
 
 
 def resolve_bundle_root(name: str) -> str:
@@ -52,14 +57,24 @@ def cache_dir(name: str) -> Path:
     return root / name
 
 
-def default_dataset_dir() -> str:
-    """The bundles' default ``dataset_dir``: where the 120 regular cell phantoms are generated on first use."""
-    return str(cache_dir(DEFAULT_PHANTOMS))
+def default_dataset_dir(name: str = DEFAULT_PHANTOMS) -> str:
+    """A bundle's default ``dataset_dir``: the cache folder where default dataset ``name`` is generated on first use.
+
+    Args:
+        name: one of ``DEFAULT_DATA``: ``"phantoms_regular"`` (the 120 regular cell phantoms, the bundles' default)
+            or ``"brains"`` (60 BraTS-like brain phantoms, the brain configs' default).
+
+    Raises:
+        ValueError: ``name`` is not a default dataset.
+    """
+    if name not in DEFAULT_DATA:
+        raise ValueError(f"default dataset '{name}' does not exist; choose one of {sorted(DEFAULT_DATA)}.")
+    return str(cache_dir(name))
 
 
 def ensure_default_data(dataset_dir: str) -> str:
-    """Return ``dataset_dir``; when it is the default folder (:func:`default_dataset_dir`) and holds no
-    ``datalist.json`` yet, generate the default phantoms there first (120 regular, 50^3, seed 0).
+    """Return ``dataset_dir``; when it is a default folder (:func:`default_dataset_dir`) and holds no
+    ``datalist.json`` yet, generate its dataset there first (``DEFAULT_DATA``).
 
     Bundle configs call this only where the dataset is built for a run, never in what MONAI Label builds
     (transforms, network, inferer), so loading a bundle reads and writes no data. Any other folder is returned
@@ -67,22 +82,24 @@ def ensure_default_data(dataset_dir: str) -> str:
     the other ranks wait.
     """
     folder = Path(dataset_dir)
-    if folder.resolve() == Path(default_dataset_dir()).resolve() and not (folder / "datalist.json").is_file():
-        on_rank_zero(partial(make_phantoms, str(folder), variant="regular", n=120, seed=0, size=50))
+    for name, make in DEFAULT_DATA.items():
+        if folder.resolve() == Path(default_dataset_dir(name)).resolve() and not (folder / "datalist.json").is_file():
+            on_rank_zero(partial(make, str(folder)))
     return str(dataset_dir)
 
 
-def datalist_path(dataset_dir: str) -> str:
-    """``dataset_dir/datalist.json`` (default phantoms generated first, see :func:`ensure_default_data`).
+def datalist_path(dataset_dir: str, datalist_name: str = "datalist.json") -> str:
+    """``dataset_dir/datalist_name`` (default data generated first, see :func:`ensure_default_data`).
 
     Raises:
-        FileNotFoundError: the folder has no ``datalist.json``; the message says what the file must hold.
+        FileNotFoundError: the folder has no ``datalist_name``; the message says what the file must hold.
     """
-    datalist = Path(ensure_default_data(dataset_dir)) / "datalist.json"
+    datalist = Path(ensure_default_data(dataset_dir)) / datalist_name
     if not datalist.is_file():
         raise FileNotFoundError(
-            f"dataset_dir '{dataset_dir}' has no datalist.json: it must list 'training', 'validation' and 'test' "
-            f'volumes as MONAI datalists do ({{"training": [{{"image": "a.nii.gz"}}, ...], ...}}).'
+            f"dataset_dir '{dataset_dir}' has no {datalist_name} (config id datalist_name): it must list "
+            f"'training', 'validation' and 'test' volumes as MONAI datalists do "
+            f'({{"training": [{{"image": "a.nii.gz"}}, ...], ...}}).'
         )
     return str(datalist)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from monai_ext.data.brain import make_brains
 from monai_ext.data.phantoms import make_phantoms
 
 
@@ -20,4 +21,12 @@ def tiny_phantoms(tmp_path_factory: pytest.TempPathFactory):
     """Six regular 24^3 phantoms (4 / 1 / 1 split); returns the dataset folder."""
     folder = tmp_path_factory.mktemp("phantoms") / "regular"
     make_phantoms(str(folder), variant="regular", n=6, seed=0, size=24, workers=1)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_brains(tmp_path_factory: pytest.TempPathFactory):
+    """Six 3D brain phantoms (96^3 at 2 mm, 4 / 1 / 1 split) with their per-contrast datalists; returns the folder."""
+    folder = tmp_path_factory.mktemp("brains")
+    make_brains(folder, n=6, seed=0)
     return folder

@@ -23,7 +23,7 @@ from monai_ext.data.brain import (
     make_brains,
     synthesize_brain,
 )
-from monai_ext.data.tumour import TumourPlacementError, grow_tumour
+from monai_ext.data.tumour import TumourPlacementError, grow_tumour, mass_effect_coordinates, warp
 
 T1, T1CE, T2, FLAIR = (CONTRASTS.index(c) for c in ("t1", "t1ce", "t2", "flair"))
 CSF, GM, WM, TUMOUR = (TISSUE_LABELS[t] for t in ("csf", "gm", "wm", "tumour"))
@@ -187,6 +187,53 @@ def test_3d_loads_as_four_channels_with_monai(dataset_3d: Path) -> None:
     assert np.allclose(loaded["image"][FLAIR].numpy(), _load(record["flair"]))
 
 
+def test_one_datalist_per_contrast_beside_the_3d_datalist(dataset_3d: Path) -> None:
+    """``datalist_<contrast>.json`` lists the same subjects in the same splits, ``image`` one contrast file."""
+    full = json.loads(dataset_3d.read_text())
+    for index, contrast in enumerate(CONTRASTS):
+        single = json.loads(dataset_3d.with_name(f"datalist_{contrast}.json").read_text())
+        assert list(single) == list(full)
+        for split, items in full.items():
+            assert [s["image"] for s in single[split]] == [item["image"][index] for item in items]
+            assert [{**s, "image": None} for s in single[split]] == [{**i, "image": None} for i in items]
+            assert all(s["image"].endswith(f"{contrast}.nii.gz") for s in single[split])
+
+
+def test_2d_mode_writes_no_contrast_datalists(dataset_2d: Path) -> None:
+    assert not list(dataset_2d.parent.glob("datalist_*.json"))
+
+
+def test_mass_effect_pushes_away_from_the_core_and_never_moves_the_brain_surface() -> None:
+    """A blob of tissue beside a core moves outward by less than the shift; voxels on the brain's surface keep
+    their values; every displacement is at most the shift (checked on a synthetic 40^3 brain)."""
+    grid = np.indices((40, 40, 40))
+    brain = np.zeros((40, 40, 40), bool)
+    brain[4:36, 4:36, 4:36] = True
+    core = ((grid - 20) ** 2).sum(0) <= 4**2
+    blob = (((grid - np.array([27, 20, 20]).reshape(3, 1, 1, 1)) ** 2).sum(0) <= 2**2).astype(np.float32)
+    shift_mm, spacing = 6.0, 2.0
+    coordinates = mass_effect_coordinates(core, brain, spacing, shift_mm)
+    displacement = np.sqrt(((grid - coordinates) ** 2).sum(0)) * spacing
+    assert displacement.max() <= shift_mm + 1e-4 and displacement[core].max() > 0.5 * shift_mm
+    surface = brain & ~ndimage.binary_erosion(brain)
+    assert np.allclose(displacement[surface], 0)
+    moved = ndimage.center_of_mass(warp(blob, coordinates))
+    assert 0.5 < moved[0] - 27 < shift_mm / spacing and abs(moved[1] - 20) < 0.1 and abs(moved[2] - 20) < 0.1
+    assert set(np.unique(warp(blob > 0, coordinates, order=0))) <= {False, True}
+
+
+def test_mass_effect_moves_the_anatomy_around_the_same_tumour() -> None:
+    """The same seed with and without mass effect: the same tumour and BraTS labels (the push draws nothing at
+    random), the same brain outline, tissue moved next to the tumour; the tumour stays inside the brain."""
+    still, pushed = (synthesize_brain(np.random.default_rng(7), mass_effect_mm=mm) for mm in (0.0, 8.0))
+    assert np.array_equal(still["brats"], pushed["brats"])
+    brain_still, brain_pushed = still["tissue"] > 0, pushed["tissue"] > 0
+    assert (brain_still != brain_pushed).mean() < 0.002
+    assert np.all(brain_pushed[pushed["label"] > 0])
+    near = ndimage.binary_dilation(pushed["label"] > 0, iterations=5) & (pushed["label"] == 0)
+    assert (still["tissue"][near] != pushed["tissue"][near]).mean() > 0.05
+
+
 def test_2d_slices(dataset_2d: Path) -> None:
     meta = json.loads((dataset_2d.parent / "dataset.json").read_text())
     assert meta["splits"] == {"training": 3, "validation": 3, "test": 3}
@@ -260,6 +307,8 @@ def test_refuses_non_empty_folder(tmp_path: Path) -> None:
         ("min_volume_cm3", 0.0),
         ("max_volume_cm3", 10.0),  # below the default min_volume_cm3: reversed bounds
         ("max_volume_cm3", 1000.0),  # beyond the brain's capacity
+        ("mass_effect_mm", -1.0),
+        ("mass_effect_mm", 25.0),  # beyond a mild push
     ],
 )
 def test_bad_options_raise(tmp_path: Path, option: str, value: object) -> None:

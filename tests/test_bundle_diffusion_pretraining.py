@@ -236,3 +236,20 @@ def test_bundle_root_from_repository_or_own_folder_only(monkeypatch):
     assert resolve_bundle_root("diffusion_pretraining") == "."
     with pytest.raises(FileNotFoundError, match="cannot find bundle 'structure_discovery'"):
         resolve_bundle_root("structure_discovery")  # another bundle's folder is not this bundle
+
+
+def test_brain_config_pretrains_on_flair_alone(tiny_brains, tmp_path):
+    """configs/brain.json reads datalist_flair.json: one-channel FLAIR volumes, whose records also carry the
+    label keys the diffusion model never reads (they once collided with its validation copy of the image)."""
+    out = tmp_path / "train"
+    wf = workflow(
+        [TRAIN, str(CONFIGS / "brain.json")], "train", dataset_dir=str(tiny_brains), output_dir=str(out),
+        max_epochs=1, **TINY_TRAIN,
+    )  # fmt: skip
+    assert wf.parser.get_parsed_content("datalist") == str(tiny_brains / "datalist_flair.json")
+    wf.run()
+    wf.finalize()
+    assert (out / "model.pt").is_file()
+    batch = wf.parser.get_parsed_content("validate#dataset")[0]
+    assert sorted(batch) == ["image", "label"] and batch["image"].shape == (1, *SIZE)
+    assert torch.equal(batch["image"], batch["label"]), "validation compares the model's output with the image"

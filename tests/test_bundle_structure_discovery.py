@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 from bundle_support import error_messages
-from monai.bundle import ConfigWorkflow
+from monai.bundle import ConfigParser, ConfigWorkflow
 
 from monai_ext.bundle import bundle_component
 
@@ -237,3 +237,63 @@ def test_shipped_diffusion_definition_is_the_diffusion_bundles():
     shipped = BUNDLE / "models" / "diffusion_pretraining" / "model.pt"
     published = ROOT / "bundles" / "diffusion_pretraining" / "models" / "model.pt"
     assert shipped.read_bytes() == published.read_bytes()
+
+
+def test_brain_config_trains_evaluates_and_serves_k3_on_flair(tiny_brains, diffusion, tmp_path):
+    """configs/brain.json, layered last: K = 3 on the FLAIR datalist, whole-tumour Dice and HD95 in mm, and one
+    3-part label map served on the phantom's 96^3 grid (the benchmarks/brain.py setting, tiny networks)."""
+    tiny = {**TINY, "dataset_dir": str(tiny_brains), "diffusion_image_size": [16, 16, 16]}
+    train = _workflow(
+        ["train.json", "brain.json"], "train", output_dir=str(tmp_path / "run"), max_epochs=1, **diffusion, **tiny
+    )
+    train.initialize()
+    train.run()
+    train.finalize()
+    assert json.loads((tmp_path / "run" / "model_selection.json").read_text())["epochs"] == [1]
+    assert train.parser.get_parsed_content("datalist").endswith("datalist_flair.json")
+    ckpt = str(tmp_path / "run" / "model.pt")
+
+    files = ["train.json", "evaluate.json", "brain.json"]
+    evaluate = _workflow(files, "eval", ckpt_path=ckpt, eval_output_dir=str(tmp_path / "eval"), **diffusion, **tiny)
+    evaluate.initialize()
+    evaluate.run()
+    evaluate.finalize()
+    report = json.loads((tmp_path / "eval" / "report.json").read_text())
+    assert len(report["matched_dice"]["ours"]) == 1 and 0 <= report["matched_dice"]["ours"][0]["mean"] <= 1
+    assert report["matched_hd95"][0]["n"] == 1 and report["hd95_unit"] == "mm"
+
+    network = {k: v for k, v in TINY.items() if k.startswith("network_def") or k == "spatial_size"}
+    infer = _workflow(
+        ["inference.json", "brain.json"], "infer", dataset_dir=str(tiny_brains), ckpt_path=ckpt,
+        output_dir=str(tmp_path / "infer"), **network,
+    )  # fmt: skip
+    infer.initialize()
+    infer.run()
+    (written,) = (tmp_path / "infer").rglob("*.nii.gz")  # data_root_dir keeps the subject folder
+    assert written.relative_to(tmp_path / "infer").as_posix() == "brain_005/flair_l1.nii.gz"
+    label = np.asarray(nib.load(written).dataobj)
+    assert label.shape == (96, 96, 96) and set(np.unique(label).tolist()) <= {0, 1, 2}
+
+
+def test_brain_configs_of_both_bundles_agree_on_the_diffusion_grid():
+    """structure_discovery's brain.json feeds the diffusion model the grid it was pretrained on by
+    diffusion_pretraining's brain.json, and reads the same dataset."""
+    ours = json.loads((CONFIGS / "brain.json").read_text())
+    theirs = json.loads((ROOT / "bundles" / "diffusion_pretraining" / "configs" / "brain.json").read_text())
+    assert ours["diffusion_image_size"] == theirs["image_size"]
+    assert (ours["dataset_dir"], ours["datalist_name"]) == (theirs["dataset_dir"], theirs["datalist_name"])
+
+
+def test_shipped_brain_weights_load_into_the_brain_networks():
+    """models/brain/model.pt is a K = 3 segmenter and the diffusion copy beside it is diffusion_pretraining's own
+    brain weights; the brain configs build networks that take them as they are."""
+    diffusion_bundle = ROOT / "bundles" / "diffusion_pretraining"
+    shipped = BUNDLE / "models" / "brain" / "diffusion_pretraining" / "model.pt"
+    assert shipped.read_bytes() == (diffusion_bundle / "models" / "brain" / "model.pt").read_bytes()
+    for bundle, config in ((BUNDLE, "inference.json"), (diffusion_bundle, "inference.json")):
+        parser = ConfigParser()
+        parser.read_config([str(bundle / "configs" / config), str(bundle / "configs" / "brain.json")])
+        parser["bundle_root"] = str(bundle)
+        network = parser.get_parsed_content("network_def")
+        state = torch.load(parser.get_parsed_content("ckpt_path"), map_location="cpu", weights_only=True)
+        network.load_state_dict(state)  # strict: every key and shape

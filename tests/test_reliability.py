@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
+from bundle_support import error_messages
 from ignite.engine import Engine, Events
 from monai.networks.schedulers import DDPMScheduler
-from monai.transforms import LoadImaged
+from monai.transforms import Compose, LoadImaged
 
 from monai_ext.data.datalist import (
     RUN_MARKER,
@@ -28,7 +29,7 @@ from monai_ext.engines import BestPerLevel, ResumeFromLatest, SaveForResume, lat
 from monai_ext.engines.handlers import epoch_checkpoints
 from monai_ext.inferers import DiffusionSamplingInferer
 from monai_ext.losses import ConsistencyLoss, DiscoveryLoss
-from monai_ext.transforms import ReadImaged
+from monai_ext.transforms import ReadImaged, read_image_and_labels
 
 # ---------------------------------------------------------------- resuming from checkpoints
 
@@ -281,3 +282,19 @@ def test_sampling_inferer_reads_progress_from_the_command_line():
     assert DiffusionSamplingInferer(scheduler, progress="true").progress is True
     with pytest.raises(ValueError, match="option 'progress'"):
         DiffusionSamplingInferer(scheduler, progress="quiet")
+
+
+def test_reading_keeps_only_the_image_and_the_labels_and_stacks_the_labels(tmp_path):
+    """A record's other keys (a path the run never reads) are dropped; the label maps become one (L, ...) label."""
+    volume = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
+    paths = {}
+    for key in ("image", "label_l1", "label_l2", "flair"):
+        paths[key] = str(tmp_path / f"{key}.nii.gz")
+        nib.save(nib.Nifti1Image(volume, np.eye(4)), paths[key])
+    record = {**paths, "noise_std": 0.1}
+    read = Compose(read_image_and_labels(["label_l1", "label_l2"]))(record)
+    assert sorted(read) == ["image", "label", "label_l1", "label_l2"] and read["label"].shape == (2, 2, 3, 4)
+    assert sorted(Compose(read_image_and_labels())(record)) == ["image"]
+    with pytest.raises(RuntimeError) as error:
+        Compose(read_image_and_labels(["label_l3"]))(record)
+    assert "label_l3" in error_messages(error.value)

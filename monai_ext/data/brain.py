@@ -27,6 +27,7 @@ Typical use::
 from __future__ import annotations
 
 import functools
+import json
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,15 @@ from tqdm import tqdm
 
 import monai_ext
 from monai_ext.data.datalist import prepare_output_dir, save_nifti, split_counts, write_datalist
-from monai_ext.data.tumour import VOLUME_BOUNDS_CM3, draw_tumour_volume, grow_tumour, soft_fractions
+from monai_ext.data.tumour import (
+    MAX_MASS_EFFECT_MM,
+    VOLUME_BOUNDS_CM3,
+    draw_tumour_volume,
+    grow_tumour,
+    mass_effect_coordinates,
+    soft_fractions,
+    warp,
+)
 
 nilearn_datasets, _ = optional_import("nilearn.datasets")
 
@@ -241,11 +250,18 @@ def _ventricles(tissue: np.ndarray, spacing: float) -> np.ndarray:
     return np.isin(components, index[keep])
 
 
+def _background_and_labels(healthy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The background fraction of healthy tissue fractions (3, *grid) and the hard tissue labels (argmax)."""
+    background = np.clip(1 - healthy.sum(0), 0, 1)
+    return background, np.argmax(np.concatenate([background[None], healthy]), axis=0).astype(np.uint8)
+
+
 def synthesize_brain(
     rng: np.random.Generator,
     resolution: int = 2,
     volume_cm3: tuple[float, float] = VOLUME_BOUNDS_CM3,
     subject: str = "subject",
+    mass_effect_mm: float = 0.0,
 ) -> dict[str, np.ndarray]:
     """Simulate one BraTS-like subject in memory: deformed MNI152 anatomy, one tumour, four MR contrasts.
 
@@ -255,6 +271,9 @@ def synthesize_brain(
         volume_cm3: bounds of the whole-tumour volume, drawn from the truncated log-normal law of
             ``monai_ext.data.tumour.draw_tumour_volume``.
         subject: names the subject in error messages.
+        mass_effect_mm: push the healthy anatomy (tissue maps and ventricles) away from the tumour core by up to
+            this many mm (``monai_ext.data.tumour.mass_effect_coordinates``); 0 leaves it in place. It uses no
+            random draw, so a subject differs from its 0-mm twin only by the displacement.
 
     Returns:
         ``image`` (4, X, Y, Z) float32 in [0, 1], channels ``CONTRASTS``; ``label`` whole tumour (X, Y, Z) uint8 0/1;
@@ -270,12 +289,16 @@ def synthesize_brain(
     state = np.random.RandomState(int(rng.integers(2**31)))
     spacing = float(resolution)
     healthy = _deform(_mni152_tissues(resolution), spacing, state)
-    background = np.clip(1 - healthy.sum(0), 0, 1)
-    tissue = np.argmax(np.concatenate([background[None], healthy]), axis=0).astype(np.uint8)
+    background, tissue = _background_and_labels(healthy)
     ventricles = _ventricles(tissue, spacing)
     volume = draw_tumour_volume(volume_cm3, rng)
     csf = tissue == TISSUE_LABELS["csf"]
     masks = grow_tumour(tissue > 0, healthy[2], csf, spacing, volume, rng, subject)
+    if mass_effect_mm > 0:
+        coordinates = mass_effect_coordinates(masks.core, tissue > 0, spacing, mass_effect_mm)
+        healthy = np.stack([warp(fraction, coordinates) for fraction in healthy])
+        ventricles = warp(ventricles, coordinates, order=0)
+        background, tissue = _background_and_labels(healthy)
     tumour = soft_fractions(masks)
     whole_tumour = tumour.sum(0)
     tissue[masks.whole] = TISSUE_LABELS["tumour"]
@@ -350,6 +373,7 @@ def _check_options(
     slice_size: int,
     min_volume_cm3: float,
     max_volume_cm3: float,
+    mass_effect_mm: float,
 ) -> None:
     """Raise ValueError naming the first option outside its allowed range."""
     if n < 1:
@@ -377,6 +401,8 @@ def _check_options(
             f"max_volume_cm3 must be <= {capacity:.0f} cm^3 ({MAX_TUMOUR_SHARE:.0%} of the brain's volume), "
             f"got {max_volume_cm3}."
         )
+    if not 0 <= mass_effect_mm <= MAX_MASS_EFFECT_MM:
+        raise ValueError(f"mass_effect_mm must be in [0, {MAX_MASS_EFFECT_MM}] (mm), got {mass_effect_mm}.")
 
 
 def make_brains(
@@ -389,6 +415,7 @@ def make_brains(
     slice_size: int = 128,
     min_volume_cm3: float = VOLUME_BOUNDS_CM3[0],
     max_volume_cm3: float = VOLUME_BOUNDS_CM3[1],
+    mass_effect_mm: float = 0.0,
     overwrite: bool = False,
 ) -> Path:
     """Generate a dataset of BraTS-like multi-contrast brain MRI phantoms with one tumour each.
@@ -407,7 +434,8 @@ def make_brains(
       ``ventricles`` (lateral ventricles, uint8 0/1) ``.nii.gz`` on the ``GRIDS[resolution]`` grid. Datalist records
       are ``{"image": [t1, t1ce, t2, flair], "flair": ..., "label": ..., "brats": ..., "tissue": ...,
       "ventricles": ...}``; ``LoadImaged(keys="image", image_only=True)`` + ``EnsureChannelFirstd(keys="image")``
-      stack the four paths into a (4, X, Y, Z) image.
+      stack the four paths into a (4, X, Y, Z) image. ``datalist_t1.json`` ... ``datalist_flair.json`` hold the
+      same records with ``image`` set to one contrast (:func:`write_contrast_datalists`).
     - ``mode="2d"``: per axial slice ``z``, ``z{z:03d}_image`` (``slice_size`` x ``slice_size`` x 4 channel-last
       float32, channels ``CONTRASTS``) and ``z{z:03d}_label``, ``_brats``, ``_tissue``, ``_ventricles``
       (``slice_size`` x ``slice_size`` uint8). ``LoadImaged(keys=["image", "label"], image_only=True)`` then
@@ -425,6 +453,8 @@ def make_brains(
         min_volume_cm3: smallest whole-tumour volume (> 0).
         max_volume_cm3: largest whole-tumour volume (>= ``min_volume_cm3``, at most a fifth of the brain,
             ``brain_capacity_cm3(resolution)``, about 377 cm^3).
+        mass_effect_mm: optional mild mass effect: the healthy anatomy is pushed away from the tumour core by up to
+            this many mm (0 to ``MAX_MASS_EFFECT_MM`` = 10; default 0, no displacement).
         overwrite: replace the contents of a non-empty ``out``.
 
     Returns:
@@ -437,7 +467,9 @@ def make_brains(
         FileExistsError: ``out`` is not empty and ``overwrite`` is False.
         monai_ext.data.tumour.TumourPlacementError: a tumour found no room in its brain (names subject and seed).
     """
-    _check_options(n, seed, mode, resolution, slices_per_subject, slice_size, min_volume_cm3, max_volume_cm3)
+    _check_options(
+        n, seed, mode, resolution, slices_per_subject, slice_size, min_volume_cm3, max_volume_cm3, mass_effect_mm
+    )
     out = prepare_output_dir(out, overwrite)
     rng = np.random.default_rng(seed)
     spacing = float(resolution)
@@ -445,7 +477,8 @@ def make_brains(
     volumes = []
     for index in tqdm(range(n), desc="brain phantoms", unit="subject"):
         name = f"brain_{index:03d}"
-        phantom = synthesize_brain(rng, resolution, (min_volume_cm3, max_volume_cm3), f"{name} (seed {seed})")
+        bounds, subject = (min_volume_cm3, max_volume_cm3), f"{name} (seed {seed})"
+        phantom = synthesize_brain(rng, resolution, bounds, subject, mass_effect_mm)
         volumes.append(round(float(phantom["label"].sum()) * spacing**3 / 1000, 3))
         if mode == "3d":
             records.append(_write_subject_3d(out, name, phantom, spacing))
@@ -468,6 +501,7 @@ def make_brains(
             "slice_size": slice_size,
             "min_volume_cm3": min_volume_cm3,
             "max_volume_cm3": max_volume_cm3,
+            "mass_effect_mm": mass_effect_mm,
         },
         "modality": dict(enumerate(CONTRASTS)),
         "labels": {"0": "background", "1": "whole tumour"},
@@ -478,4 +512,21 @@ def make_brains(
         "spacing_mm": spacing if mode == "3d" else spacing * GRIDS[resolution][0] / slice_size,
         "shape": list(GRIDS[resolution]) if mode == "3d" else [slice_size, slice_size, len(CONTRASTS)],
     }
-    return write_datalist(out, records, counts, meta)
+    datalist = write_datalist(out, records, counts, meta)
+    if mode == "3d":
+        write_contrast_datalists(datalist)
+    return datalist
+
+
+def write_contrast_datalists(datalist: Path) -> list[Path]:
+    """Beside a 3D ``datalist.json``, write one ``datalist_<contrast>.json`` per contrast whose ``image`` is that
+    contrast alone (the single-channel input of the structure discovery and diffusion bundles' brain configs);
+    every other key is kept. Returns the paths written."""
+    full = json.loads(datalist.read_text())
+    paths = []
+    for index, contrast in enumerate(CONTRASTS):
+        single = {split: [{**item, "image": item["image"][index]} for item in items] for split, items in full.items()}
+        path = datalist.with_name(f"datalist_{contrast}.json")
+        path.write_text(json.dumps(single, indent=2) + "\n")
+        paths.append(path)
+    return paths

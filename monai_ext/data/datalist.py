@@ -266,8 +266,8 @@ def read_volume(path: str | Path, key: str = "image") -> np.ndarray:
     return array
 
 
-def inference_items(dataset_dir: str | Path, split: str = "test") -> list[dict]:
-    """Images to run a bundle on: the ``split`` of ``dataset_dir/datalist.json`` when the folder has one,
+def inference_items(dataset_dir: str | Path, split: str = "test", datalist_name: str = "datalist.json") -> list[dict]:
+    """Images to run a bundle on: the ``split`` of ``dataset_dir/datalist_name`` when the folder has one,
     else every NIfTI file (``*.nii``, ``*.nii.gz``) in it, sorted by name.
 
     Raises:
@@ -277,9 +277,9 @@ def inference_items(dataset_dir: str | Path, split: str = "test") -> list[dict]:
     folder = Path(dataset_dir)
     if not folder.is_dir():
         raise FileNotFoundError(f"dataset_dir '{folder}' is not a folder.")
-    if (folder / "datalist.json").is_file():
-        return [{"image": item["image"]} for item in load_datalist(folder / "datalist.json", split)]
+    if (folder / datalist_name).is_file():
+        return [{"image": item["image"]} for item in load_datalist(folder / datalist_name, split)]
     files = sorted(p for p in folder.iterdir() if p.name.endswith((".nii", ".nii.gz")))
     if not files:
-        raise FileNotFoundError(f"dataset_dir '{folder}' has no datalist.json and no .nii / .nii.gz files.")
+        raise FileNotFoundError(f"dataset_dir '{folder}' has no {datalist_name} and no .nii / .nii.gz files.")
     return [{"image": str(p)} for p in files]

@@ -18,6 +18,9 @@ Shape, by front propagation (minimal-path arrival times, ``skimage.graph.MCP_Geo
 
 A seed whose reachable region is too small (an enclosed pocket) is redrawn; after ``MAX_TRIES`` seeds the growth
 raises :class:`TumourPlacementError` naming the subject, never loops forever.
+
+Mass effect (optional, :func:`mass_effect_coordinates`): the surrounding anatomy is pushed radially away from the core
+by up to a given number of mm, the push fading with distance from the core and vanishing at the brain surface.
 """
 
 from __future__ import annotations
@@ -35,7 +38,9 @@ __all__ = [
     "TumourPlacementError",
     "draw_tumour_volume",
     "grow_tumour",
+    "mass_effect_coordinates",
     "soft_fractions",
+    "warp",
 ]
 
 VOLUME_BOUNDS_CM3 = (15.0, 250.0)
@@ -50,6 +55,9 @@ SEED_WM = 0.6  # the seed lies in white matter at least this pure
 MARGIN_VOXELS = 2  # distance kept between the whole tumour and the brain surface
 EDGE_SIGMA_VOXELS = 0.6  # Gaussian blur of the label masks giving the partial-volume fractions
 MAX_TRIES = 8
+MAX_MASS_EFFECT_MM = 10.0  # largest push of the anatomy away from the core ("mild": a few mm)
+MASS_EFFECT_DECAY_MM = 15.0  # the push decays as exp(-distance from the core / this)
+MASS_EFFECT_EDGE_MM = 10.0  # and ramps from 0 at the brain surface (the skull does not move) to full over this
 
 
 class TumourPlacementError(ValueError):
@@ -157,3 +165,38 @@ def soft_fractions(masks: TumourMasks) -> np.ndarray:
         for mask in (masks.whole, masks.core, masks.necrosis)
     ]
     return np.stack([inside[0] - inside[1], inside[1] - inside[2], inside[2]]).clip(0, 1)
+
+
+def mass_effect_coordinates(core: np.ndarray, brain: np.ndarray, spacing: float, shift_mm: float) -> np.ndarray:
+    """Sampling coordinates (3, *grid) of a backward warp that pushes the anatomy radially away from the tumour core.
+
+    The displacement at a voxel x points from the core's centroid c to x; its length is
+    ``shift_mm * exp(-d_core(x) / MASS_EFFECT_DECAY_MM) * min(1, d_out(x) / MASS_EFFECT_EDGE_MM)`` (in mm, at most the
+    distance |x - c|), with d_core the distance to the core and d_out the depth inside ``brain``: full next to the
+    core, fading away from it, and zero on the brain surface, so the brain's outline stays where it is. Resampling a
+    map at ``x - u(x)`` (:func:`warp`) moves its content outward by u.
+
+    Args:
+        core: boolean tumour core (necrosis + enhancing), the source of the push.
+        brain: boolean brain mask (CSF included) on the same grid.
+        spacing: isotropic voxel size in mm.
+        shift_mm: largest displacement in mm, in [0, ``MAX_MASS_EFFECT_MM``].
+    """
+    if not 0 <= shift_mm <= MAX_MASS_EFFECT_MM:
+        raise ValueError(f"mass_effect_mm must be in [0, {MAX_MASS_EFFECT_MM}] (mm), got {shift_mm}.")
+    if core.shape != brain.shape or not core.any():
+        raise ValueError(f"core must be a non-empty mask of the brain's shape {brain.shape}, got {core.shape}.")
+    grid = np.indices(core.shape, dtype=np.float32)
+    offset = grid - np.array(ndimage.center_of_mass(core), np.float32).reshape(3, 1, 1, 1)
+    radius = np.sqrt((offset**2).sum(0))
+    d_core = ndimage.distance_transform_edt(~core) * spacing
+    d_out = (ndimage.distance_transform_edt(brain) - 1).clip(0) * spacing  # 0 on the surface voxels
+    length = shift_mm * np.exp(-d_core / MASS_EFFECT_DECAY_MM) * np.minimum(1.0, d_out / MASS_EFFECT_EDGE_MM)
+    length = np.minimum(length / spacing, radius)  # in voxels, never past the centroid
+    return grid - offset * (length / np.maximum(radius, 1e-6))
+
+
+def warp(volume: np.ndarray, coordinates: np.ndarray, order: int = 1) -> np.ndarray:
+    """``volume`` (X, Y, Z) resampled at ``coordinates`` (3, X, Y, Z): linear (``order=1``) for partial-volume maps,
+    nearest (``order=0``) for masks; outside the grid the edge value is repeated."""
+    return ndimage.map_coordinates(volume, coordinates, order=order, mode="nearest").astype(volume.dtype)

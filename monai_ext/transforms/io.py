@@ -1,11 +1,11 @@
-"""Image loading whose failures name the key and the file."""
+"""Image loading whose failures name the key and the file, and the reading steps of a labelled datalist record."""
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Mapping, Sequence
 
 from monai.data import ImageReader
-from monai.transforms import LoadImaged
+from monai.transforms import ConcatItemsd, EnsureChannelFirstd, LoadImaged, MapTransform, SelectItemsd
 
 
 class ReadImaged(LoadImaged):
@@ -32,3 +32,28 @@ class ReadImaged(LoadImaged):
                 self._loader(data[key], reader)
             except Exception as error:  # readers raise many types (EOFError, OSError, RuntimeError, ...)
                 raise ValueError(f"'{key}' file '{data[key]}' could not be read as an image: {error}") from error
+
+
+def read_image_and_labels(label_keys: Sequence[str] = ()) -> list[MapTransform]:
+    """The reading steps of a datalist record whose ``image`` is read with the label maps under ``label_keys``.
+
+    Keeps only ``image`` and the label keys (a record's other keys, e.g. paths a run never reads, would otherwise
+    reach the later transforms as strings), reads them with :class:`ReadImaged`, and stacks the label maps into one
+    channel-first ``label`` (one channel per key, in order). A missing key fails in :class:`ReadImaged`, naming it.
+    The image's channel handling is left to the caller.
+
+    Args:
+        label_keys: datalist keys of the label maps, e.g. ``["label_l1", "label_l2", "label_l3"]``; empty for
+            label-free reading.
+    """
+    keys = ["image", *label_keys]
+    steps: list[MapTransform] = [
+        SelectItemsd(keys=keys, allow_missing_keys=True),
+        ReadImaged(keys=keys, image_only=True),
+    ]
+    if label_keys:
+        steps += [
+            EnsureChannelFirstd(keys=list(label_keys), allow_missing_keys=True),
+            ConcatItemsd(keys=list(label_keys), name="label"),
+        ]
+    return steps
