@@ -3,13 +3,18 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
-from monai_ext.baselines import bm4d_denoise, estimate_noise_std, kmeans_segment
+from monai_ext.baselines import DiffusionBaselines, bm4d_denoise, estimate_noise_std, gaussian_smooth, kmeans_segment
 from monai_ext.baselines.evaluate import format_table, run_baselines
+from monai_ext.bundle import bundle_component
 from monai_ext.metrics import matched_dice
+
+BUNDLES = Path(__file__).resolve().parents[1] / "bundles"
 
 
 def _blocks(noise: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -100,3 +105,52 @@ def test_default_output_goes_to_benchmarks_results_without_replacing(tiny_phanto
         run_baselines(str(tiny_phantoms), split="test", methods="kmeans", verbose=False)
     written = sorted(p.name for p in (tmp_path / "benchmarks" / "results").iterdir())
     assert written == ["baselines_regular_test.json", "baselines_regular_test_1.json"]
+
+
+def test_smoothing_before_kmeans_rescues_noisy_blocks():
+    """With noise that k-means on raw intensities cannot separate, a sigma-1 Gaussian makes the blocks separable."""
+    image, labels = _blocks(noise=0.2)
+    raw = matched_dice(kmeans_segment(image, 3), labels).mean
+    smoothed = matched_dice(kmeans_segment(gaussian_smooth(image, 1.0), 3), labels).mean
+    assert raw < 0.5 and smoothed > 0.7
+    with pytest.raises(ValueError, match="sigma must be > 0"):
+        gaussian_smooth(image, 0.0)
+
+
+@pytest.fixture(scope="module")
+def tiny_diffusion(tmp_path_factory) -> DiffusionBaselines:
+    """The diffusion bundle's own definition, shrunk, with random weights: the diffusion baselines' plumbing."""
+    folder = tmp_path_factory.mktemp("tiny_diffusion")
+    tiny = folder / "tiny.json"
+    tiny.write_text(json.dumps({"network_def#channels": [8, 8, 16], "network_def#norm_num_groups": 8}))
+    bundle = str(BUNDLES / "diffusion_pretraining")
+    configs = ["configs/train.json", str(tiny)]
+    torch.manual_seed(0)
+    unet = bundle_component(bundle, "network_def", configs)
+    for parameter in unet.out.parameters():  # MONAI zero-initialises the output layer: x0 would be constant
+        torch.nn.init.normal_(parameter, std=0.1)
+    torch.save(unet.state_dict(), folder / "model.pt")
+    return DiffusionBaselines(bundle, configs, str(folder / "model.pt"), image_size=(16, 16, 16), num_draws=2)
+
+
+def test_default_baselines_need_no_diffusion_model_and_its_methods_ask_for_one(tiny_phantoms):
+    result = run_baselines(str(tiny_phantoms), split="test", out=None, verbose=False)
+    assert list(result["matched_dice"]) == ["kmeans", "bm4d_kmeans", "smooth_kmeans"]
+    with pytest.raises(ValueError, match=r"\['x0_kmeans'\] need the diffusion model"):
+        run_baselines(str(tiny_phantoms), methods=["kmeans", "x0_kmeans"], out=None)
+
+
+def test_diffusion_baselines_run_with_the_bundles_model_and_repeat_exactly(tiny_phantoms, tiny_diffusion):
+    methods = ["features_kmeans", "x0_kmeans"]
+    runs = [
+        run_baselines(
+            str(tiny_phantoms), split="test", methods=methods, out=None, verbose=False, diffusion=tiny_diffusion
+        )
+        for _ in range(2)
+    ]
+    for method in methods:
+        scores = [runs[0]["matched_dice"][method][key]["mean"] for key in ("label_l1", "label_l2", "label_l3")]
+        assert all(0.0 < score <= 1.0 for score in scores)
+    assert runs[0]["matched_dice"] == runs[1]["matched_dice"], "seeded noise draws"
+    extractor, denoiser = tiny_diffusion.build()
+    assert extractor.stages == [3] and extractor.num_draws == denoiser.num_draws == 2 and denoiser.timestep == 50

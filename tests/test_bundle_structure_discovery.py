@@ -44,6 +44,8 @@ def diffusion(tmp_path_factory: pytest.TempPathFactory) -> dict:
     configs = ["configs/diffusion.json", str(override)]
     torch.manual_seed(0)
     net = bundle_component(str(BUNDLE), "network_def", configs)
+    for parameter in net.out.parameters():  # MONAI zero-initialises the output layer: the x0 prediction
+        torch.nn.init.normal_(parameter, std=0.1)  # (x0 + k-means baseline) would be constant
     ckpt = folder / "model.pt"
     torch.save(net.state_dict(), ckpt)
     return {"diffusion_configs": configs, "diffusion_ckpt": str(ckpt)}
@@ -133,6 +135,26 @@ def test_evaluate_reports_matched_dice_hierarchy_and_figure(tiny_phantoms, diffu
     assert (tmp_path / "eval" / "metrics.csv").is_file()
     labels = sorted((tmp_path / "eval" / "labels").glob("*.nii.gz"))
     assert len(labels) == 3 and nib.load(labels[0]).shape == (24, 24, 24)
+
+
+def test_evaluate_compares_with_every_baseline_in_the_same_run(tiny_phantoms, diffusion, trained, tmp_path):
+    """--compare_baselines true: k-means, BM4D, smoothing, and k-means on the diffusion model's features and on its
+    x0 prediction, every level, on the evaluated volumes; the diffusion model is read from the bundle's own ids."""
+    output_dir, _ = trained
+    workflow = _workflow(
+        ["train.json", "evaluate.json"], "eval", dataset_dir=str(tiny_phantoms), ckpt_path=str(output_dir / "model.pt"),
+        eval_output_dir=str(tmp_path / "eval"), compare_baselines=True, **{"baseline_diffusion#num_draws": 2},
+        **diffusion, **TINY,
+    )  # fmt: skip
+    workflow.initialize()
+    workflow.run()
+    workflow.finalize()
+    columns = json.loads((tmp_path / "eval" / "report.json").read_text())["matched_dice"]
+    expected = ["ours", "kmeans", "bm4d_kmeans", "smooth_kmeans", "features_kmeans", "x0_kmeans"]
+    assert list(columns) == expected
+    assert all(len(columns[m]) == 3 and all(0 < level["mean"] <= 1 for level in columns[m]) for m in expected)
+    built = workflow.parser.get_parsed_content("baseline_diffusion")
+    assert built.ckpt == diffusion["diffusion_ckpt"] and list(built.feature_stages) == [3]
 
 
 def test_inference_serves_one_label_map_of_the_served_level(tiny_phantoms, trained, tmp_path):

@@ -8,14 +8,18 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
-from monai_ext.baselines.kmeans import bm4d_denoise, estimate_noise_std, kmeans_segment
+from monai_ext.baselines.diffusion import DiffusionBaselines
+from monai_ext.baselines.kmeans import bm4d_denoise, estimate_noise_std, gaussian_smooth, kmeans_segment
 from monai_ext.data.datalist import load_datalist, read_volume
 from monai_ext.metrics import matched_dice
 from monai_ext.provenance import environment, peak_memory_mb, write_json
 
-METHODS = ("kmeans", "bm4d_kmeans")
+DIFFUSION_METHODS = ("features_kmeans", "x0_kmeans")  # need the diffusion model (``DiffusionBaselines``)
+METHODS = ("kmeans", "bm4d_kmeans", "smooth_kmeans", *DIFFUSION_METHODS)
+SMOOTHING_SIGMA = 1.0  # voxels, of smooth_kmeans
 NOISE_STD_MODES = ("auto", "known", "estimate")
 # Tursynbek & Niethammer (MICCAI 2023), Table 1: matched Dice at levels 1 / 2 / 3.
 PAPER_TABLE1: dict[str, dict[str, tuple[float, float, float]]] = {
@@ -58,17 +62,47 @@ def _noise_std(image: np.ndarray, item: dict, mode: str, path: str) -> float:
     return float(item["noise_std"])
 
 
-def evaluate_volume(
-    image: np.ndarray, labels: dict[str, np.ndarray], levels: dict[str, int], methods: Sequence[str], noise_std: float
-) -> dict[str, dict[str, float]]:
-    """Matched Dice of every method at every level for one volume."""
-    inputs = {"kmeans": image}
+def method_inputs(
+    image: np.ndarray, methods: Sequence[str], noise_std: float, diffusion: tuple | None = None
+) -> dict[str, tuple[np.ndarray, bool]]:
+    """What k-means clusters for each method, with whether it is channel-first features: the intensities
+    (``kmeans``), BM4D-denoised (``bm4d_kmeans``) or Gaussian-smoothed ones (``smooth_kmeans``), the diffusion
+    features (``features_kmeans``) or the diffusion model's x0 prediction (``x0_kmeans``); ``diffusion`` is the
+    (feature extractor, denoiser) pair of ``DiffusionBaselines.build``, which see the image min-max scaled to [0, 1]
+    as the segmenter does."""
+    inputs: dict[str, tuple[np.ndarray, bool]] = {}
+    if "kmeans" in methods:
+        inputs["kmeans"] = (image, False)
     if "bm4d_kmeans" in methods:
-        inputs["bm4d_kmeans"] = bm4d_denoise(image, noise_std)
-    return {
-        method: {key: matched_dice(kmeans_segment(inputs[method], k), labels[key]).mean for key, k in levels.items()}
-        for method in methods
-    }
+        inputs["bm4d_kmeans"] = (bm4d_denoise(image, noise_std), False)
+    if "smooth_kmeans" in methods:
+        inputs["smooth_kmeans"] = (gaussian_smooth(image, SMOOTHING_SIGMA), False)
+    if set(methods) & set(DIFFUSION_METHODS):
+        extractor, denoiser = diffusion
+        device = next(extractor.unet.parameters()).device
+        low, high = float(image.min()), float(image.max())
+        unit = torch.as_tensor((image - low) / max(high - low, 1e-12), dtype=torch.float32, device=device)[None, None]
+        if "features_kmeans" in methods:
+            inputs["features_kmeans"] = (extractor(unit)[0].cpu().numpy(), True)
+        if "x0_kmeans" in methods:
+            inputs["x0_kmeans"] = (denoiser(unit)[0, 0].cpu().numpy(), False)
+    return inputs
+
+
+def evaluate_volume(
+    image: np.ndarray,
+    labels: dict[str, np.ndarray],
+    levels: dict[str, int],
+    methods: Sequence[str],
+    noise_std: float,
+    diffusion: tuple | None = None,
+) -> dict[str, dict[str, float]]:
+    """Matched Dice of every method at every level for one volume (inputs of :func:`method_inputs`)."""
+    scores = {}
+    for method, (values, channel_first) in method_inputs(image, methods, noise_std, diffusion).items():
+        parts = {k: kmeans_segment(values, k, channel_first=channel_first) for k in set(levels.values())}
+        scores[method] = {key: matched_dice(parts[k], labels[key]).mean for key, k in levels.items()}
+    return {method: scores[method] for method in methods}
 
 
 def format_table(summary: dict, levels: dict[str, int], variant: str | None) -> str:
@@ -89,18 +123,22 @@ def format_table(summary: dict, levels: dict[str, int], variant: str | None) -> 
 def run_baselines(
     data: str,
     split: str = "test",
-    methods: Sequence[str] = METHODS,
+    methods: Sequence[str] | None = None,
     noise_std: str = "auto",
     out: str | None = "auto",
     overwrite: bool = False,
     verbose: bool = True,
+    diffusion: DiffusionBaselines | None = None,
+    device: str | torch.device = "cpu",
 ) -> dict:
-    """Run k-means and BM4D + k-means on every volume of a split and report matched Dice per level.
+    """Run the k-means baselines on every volume of a split and report matched Dice per level.
 
     Args:
         data: dataset folder holding ``datalist.json`` and ``dataset.json`` (e.g. from ``make-phantoms``).
         split: datalist split to evaluate.
-        methods: any of ``"kmeans"``, ``"bm4d_kmeans"``.
+        methods: any of ``METHODS``: ``"kmeans"``, ``"bm4d_kmeans"``, ``"smooth_kmeans"`` (Gaussian, sigma
+            ``SMOOTHING_SIGMA`` voxels) and, with ``diffusion``, ``"features_kmeans"`` and ``"x0_kmeans"``. None: all
+            that can run (the last two only when ``diffusion`` is given).
         noise_std: noise level given to BM4D: ``"known"`` reads each entry's ``noise_std`` (recorded by the
             phantom generator), ``"estimate"`` uses a wavelet estimate, ``"auto"`` the first when available.
         out: JSON file for the results; ``"auto"`` (default) writes
@@ -108,13 +146,20 @@ def run_baselines(
             to the name rather than replacing an earlier file; None writes no file.
         overwrite: replace an existing ``out``.
         verbose: print the table.
+        diffusion: the diffusion model of the two diffusion baselines (built here, on ``device``, only when one
+            of them runs; their noise draws are seeded).
+        device: where the diffusion model runs.
 
     Returns:
         the results as written to ``out``.
     """
+    if methods is None:
+        methods = METHODS if diffusion is not None else tuple(m for m in METHODS if m not in DIFFUSION_METHODS)
     methods = (methods,) if isinstance(methods, str) else tuple(methods)
     if unknown := set(methods) - set(METHODS):
         raise ValueError(f"unknown methods {sorted(unknown)}; choose from {METHODS}.")
+    if diffusion is None and (needs := sorted(set(methods) & set(DIFFUSION_METHODS))):
+        raise ValueError(f"methods {needs} need the diffusion model: pass diffusion=DiffusionBaselines(...).")
     if noise_std not in NOISE_STD_MODES:
         raise ValueError(f"noise_std must be one of {NOISE_STD_MODES}, got '{noise_std}'.")
     folder = Path(data)
@@ -127,6 +172,8 @@ def run_baselines(
     if out is not None and Path(out).exists() and not overwrite:
         raise FileExistsError(f"'{out}' exists; pass --overwrite to replace it.")
     start = time.perf_counter()
+    models = diffusion.build(device) if set(methods) & set(DIFFUSION_METHODS) else None
+    torch.manual_seed(0)
     per_volume: dict[str, dict[str, list[float]]] = {m: {key: [] for key in levels} for m in methods}
     for item in tqdm(items, desc=f"baselines on {split}"):
         image = read_volume(item["image"], "image")
@@ -135,7 +182,7 @@ def run_baselines(
             if label.shape != image.shape:
                 raise ValueError(f"'{key}' of '{item['image']}' has shape {label.shape}, the image {image.shape}.")
         std = _noise_std(image, item, noise_std, item["image"])
-        for method, scores in evaluate_volume(image, labels, levels, methods, std).items():
+        for method, scores in evaluate_volume(image, labels, levels, methods, std, models).items():
             for key, value in scores.items():
                 per_volume[method][key].append(value)
     summary = {

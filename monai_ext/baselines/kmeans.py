@@ -1,5 +1,6 @@
 """Non-deep-learning baselines of Tursynbek & Niethammer (MICCAI 2023, Table 1 and 3): k-means on voxel
-intensities (or on any voxel features), and BM4D denoising (Maggioni et al., IEEE TIP 2012) followed by k-means."""
+intensities (or on any voxel features), and BM4D denoising (Maggioni et al., IEEE TIP 2012) followed by k-means;
+and the simplest one a user would try first, Gaussian smoothing followed by k-means."""
 
 from __future__ import annotations
 
@@ -47,6 +48,15 @@ def kmeans_segment(
         raise ValueError("k-means input is constant: there is nothing to cluster.")
     model = KMeans(n_clusters=num_parts, n_init=n_init, random_state=seed)
     return model.fit_predict(points).reshape(spatial).astype(np.int64)
+
+
+def gaussian_smooth(image: np.ndarray, sigma: float = 1.0) -> np.ndarray:
+    """``image`` smoothed by a Gaussian of standard deviation ``sigma`` voxels (> 0; edges reflected)."""
+    from scipy import ndimage
+
+    if not sigma > 0:
+        raise ValueError(f"sigma must be > 0 (voxels), got {sigma}.")
+    return ndimage.gaussian_filter(np.asarray(image, dtype=np.float32), sigma, mode="reflect")
 
 
 def estimate_noise_std(image: np.ndarray) -> float:

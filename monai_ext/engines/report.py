@@ -7,8 +7,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import torch
 from ignite.engine import Engine
 
+from monai_ext.baselines.diffusion import DiffusionBaselines
 from monai_ext.baselines.evaluate import PAPER_TABLE1, run_baselines
 from monai_ext.flags import as_flag
 from monai_ext.provenance import environment, peak_memory_mb, write_json
@@ -45,8 +47,10 @@ def discovery_report(
     compare_baselines: bool = False,
     hd95_unit: str = "voxels",
     overwrite: bool = False,
+    diffusion: DiffusionBaselines | None = None,
+    device: str | torch.device = "cpu",
 ) -> dict:
-    """Print and save matched Dice (and HD95 where computed) per level, with k-means and BM4D + k-means
+    """Print and save matched Dice (and HD95 where computed) per level, with the k-means baselines
     measured on the same volumes when ``compare_baselines`` (and the paper's Table 1 for phantom data).
 
     Args:
@@ -58,6 +62,9 @@ def discovery_report(
         compare_baselines: also run the baselines on ``dataset_dir`` / ``split``.
         hd95_unit: unit of the HD95 values (``"mm"`` when the metric was given the voxel spacing).
         overwrite: replace an existing ``out``.
+        diffusion: the diffusion model the segmenter's features come from; with it the baselines add k-means on
+            its features and on its x0 prediction (``monai_ext.baselines.DiffusionBaselines``, loaded only here).
+        device: where the diffusion model runs.
     """
     ours = evaluator_scores(evaluator, "matched_dice", len(num_parts))
     hd95 = evaluator_scores(evaluator, "matched_hd95", len(num_parts))
@@ -67,7 +74,7 @@ def discovery_report(
     if compare_baselines:
         if dataset_dir is None:
             raise ValueError("compare_baselines needs dataset_dir.")
-        baselines = run_baselines(dataset_dir, split=split, out=None, verbose=False)
+        baselines = run_baselines(dataset_dir, split=split, out=None, verbose=False, diffusion=diffusion, device=device)
         for method, per_level in baselines["matched_dice"].items():
             columns[method] = [{k: v for k, v in stats.items() if k != "per_volume"} for stats in per_level.values()]
         meta_path = Path(dataset_dir) / "dataset.json"

@@ -10,8 +10,10 @@ from monai.networks.nets import DiffusionModelUNet
 from monai.networks.schedulers import Scheduler
 from torch import nn
 
+from monai_ext.networks.frozen_diffusion import FrozenDiffusionUNet
 
-class DiffusionFeatureExtractor(nn.Module):
+
+class DiffusionFeatureExtractor(FrozenDiffusionUNet):
     """Noise a clean image to timestep t, run a frozen diffusion U-Net and read its decoder stages.
 
     The clean image x0 (min-max scaled to [0, 1]) is mapped to [-1, 1], noised with eq. 2 of the paper,
@@ -44,7 +46,6 @@ class DiffusionFeatureExtractor(nn.Module):
         num_draws: int = 1,
         input_size: Sequence[int] | None = None,
     ) -> None:
-        super().__init__()
         num_stages = len(unet.up_blocks)
         stages = [int(s) for s in stages]
         if not stages or any(not 1 <= s <= num_stages for s in stages):
@@ -52,16 +53,8 @@ class DiffusionFeatureExtractor(nn.Module):
                 f"stages (bundle config id feature_stages) must be decoder stages in 1..{num_stages} of this U-Net "
                 f"(1 = lowest resolution, {num_stages} = highest), got {stages}."
             )
-        if not 0 <= timestep < scheduler.num_train_timesteps:
-            raise ValueError(f"timestep must be in [0, {scheduler.num_train_timesteps}), got {timestep}.")
-        if num_draws < 1:
-            raise ValueError(f"num_draws must be >= 1, got {num_draws}.")
-        self.unet = unet.eval().requires_grad_(False)
-        self.scheduler = scheduler
+        super().__init__(unet, scheduler, timestep, num_draws, input_size)
         self.stages = stages
-        self.timestep = timestep
-        self.num_draws = num_draws
-        self.input_size = tuple(input_size) if input_size is not None else None
         self._recorded: dict[int, torch.Tensor] = {}
         for stage in sorted(set(stages)):
             self._hook(stage)
@@ -86,12 +79,6 @@ class DiffusionFeatureExtractor(nn.Module):
         out = self.unet.block_out_channels[::-1]
         return [out[s - 1] for s in self.stages]
 
-    def train(self, mode: bool = True) -> DiffusionFeatureExtractor:
-        """The U-Net stays in eval mode: it is a frozen feature extractor."""
-        super().train(mode)
-        self.unet.eval()
-        return self
-
     @torch.no_grad()
     def native(self, x0: torch.Tensor, noise: torch.Tensor | None = None) -> dict[int, torch.Tensor]:
         """Stage activations of one noise draw, on the stages' own grids, keyed by stage.
@@ -115,13 +102,6 @@ class DiffusionFeatureExtractor(nn.Module):
                 f"divide by 2^(levels - 1); set input_size."
             ) from error
         return {s: self._recorded[s] for s in self.stages}
-
-    def unet_input(self, x0: torch.Tensor) -> torch.Tensor:
-        """x0 in [0, 1] mapped to [-1, 1] and resized to ``input_size``: what the U-Net (and its noise) sees."""
-        x = 2.0 * x0.float() - 1.0
-        if self.input_size is not None and tuple(x.shape[2:]) != self.input_size:
-            x = F.interpolate(x, size=self.input_size, mode="trilinear" if x.ndim == 5 else "bilinear")
-        return x
 
     @torch.no_grad()
     def native_mean(self, x0: torch.Tensor) -> dict[int, torch.Tensor]:
