@@ -37,8 +37,7 @@ from monai_ext.baselines.kmeans import kmeans_segment
 from monai_ext.bundle import bundle_component, load_weights
 from monai_ext.data.brain import GENERATOR_VERSION, TISSUE_LABELS, make_brains
 from monai_ext.data.datalist import load_datalist, read_volume
-from monai_ext.engines.report import finite_stats
-from monai_ext.metrics import MatchedDiceMetric, MatchedHausdorffDistanceMetric
+from monai_ext.metrics import MatchedDiceMetric, MatchedHausdorffDistanceMetric, finite_stats
 from monai_ext.networks import DiffusionFeatureExtractor
 from monai_ext.provenance import environment, write_json
 

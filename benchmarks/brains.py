@@ -35,7 +35,7 @@ from skimage.segmentation import felzenszwalb, slic, watershed
 from monai_ext.baselines.kmeans import kmeans_segment
 from monai_ext.data.brain import CONTRASTS, make_brains
 from monai_ext.data.datalist import load_datalist, read_volume
-from monai_ext.engines.report import finite_stats
+from monai_ext.metrics import finite_stats
 from monai_ext.provenance import environment, peak_memory_mb, write_json
 
 ROOT = Path(__file__).resolve().parents[1]

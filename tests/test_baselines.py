@@ -135,7 +135,15 @@ def tiny_diffusion(tmp_path_factory) -> DiffusionBaselines:
 
 def test_default_baselines_need_no_diffusion_model_and_its_methods_ask_for_one(tiny_phantoms):
     result = run_baselines(str(tiny_phantoms), split="test", out=None, verbose=False)
-    assert list(result["matched_dice"]) == ["kmeans", "bm4d_kmeans", "smooth_kmeans"]
+    assert list(result["matched_dice"]) == list(result["matched_hd95_first_level"]) == [
+        "kmeans", "bm4d_kmeans", "smooth_kmeans",
+    ]  # fmt: skip
+    in_mm = run_baselines(str(tiny_phantoms), split="test", methods="kmeans", out=None, verbose=False, hd95_spacing=2.0)
+    voxels, mm = (
+        result["matched_hd95_first_level"]["kmeans"]["mean"],
+        in_mm["matched_hd95_first_level"]["kmeans"]["mean"],
+    )
+    assert in_mm["hd95_unit"] == "mm" and mm == pytest.approx(2 * voxels)
     with pytest.raises(ValueError, match=r"\['x0_kmeans'\] need the diffusion model"):
         run_baselines(str(tiny_phantoms), methods=["kmeans", "x0_kmeans"], out=None)
 

@@ -149,10 +149,13 @@ def test_evaluate_compares_with_every_baseline_in_the_same_run(tiny_phantoms, di
     workflow.initialize()
     workflow.run()
     workflow.finalize()
-    columns = json.loads((tmp_path / "eval" / "report.json").read_text())["matched_dice"]
+    report = json.loads((tmp_path / "eval" / "report.json").read_text())
+    columns, hd95 = report["matched_dice"], report["matched_hd95_first_level"]
     expected = ["ours", "kmeans", "bm4d_kmeans", "smooth_kmeans", "features_kmeans", "x0_kmeans"]
-    assert list(columns) == expected
+    assert list(columns) == list(hd95) == expected and report["hd95_unit"] == "voxels"
     assert all(len(columns[m]) == 3 and all(0 < level["mean"] <= 1 for level in columns[m]) for m in expected)
+    assert all(hd95[m]["n"] == 1 and hd95[m]["mean"] >= 0 for m in expected)
+    assert hd95["ours"] == report["matched_hd95"][0]
     built = workflow.parser.get_parsed_content("baseline_diffusion")
     assert built.ckpt == diffusion["diffusion_ckpt"] and list(built.feature_stages) == [3]
 

@@ -14,7 +14,7 @@ from tqdm import tqdm
 from monai_ext.baselines.diffusion import DiffusionBaselines
 from monai_ext.baselines.kmeans import bm4d_denoise, estimate_noise_std, gaussian_smooth, kmeans_segment
 from monai_ext.data.datalist import load_datalist, read_volume
-from monai_ext.metrics import matched_dice
+from monai_ext.metrics import MatchedHausdorffDistanceMetric, finite_stats, matched_dice
 from monai_ext.provenance import environment, peak_memory_mb, write_json
 
 DIFFUSION_METHODS = ("features_kmeans", "x0_kmeans")  # need the diffusion model (``DiffusionBaselines``)
@@ -96,13 +96,20 @@ def evaluate_volume(
     methods: Sequence[str],
     noise_std: float,
     diffusion: tuple | None = None,
-) -> dict[str, dict[str, float]]:
-    """Matched Dice of every method at every level for one volume (inputs of :func:`method_inputs`)."""
-    scores = {}
+    hd95_spacing: float | Sequence[float] | None = None,
+) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
+    """Matched Dice of every method at every level for one volume (inputs of :func:`method_inputs`), and the
+    matched HD95 of every method at the first level (``MatchedHausdorffDistanceMetric``; in voxels unless
+    ``hd95_spacing``)."""
+    dice, hd95 = {}, {}
+    first_key = next(iter(levels))
+    hausdorff = MatchedHausdorffDistanceMetric(spacing=hd95_spacing)
     for method, (values, channel_first) in method_inputs(image, methods, noise_std, diffusion).items():
         parts = {k: kmeans_segment(values, k, channel_first=channel_first) for k in set(levels.values())}
-        scores[method] = {key: matched_dice(parts[k], labels[key]).mean for key, k in levels.items()}
-    return {method: scores[method] for method in methods}
+        dice[method] = {key: matched_dice(parts[k], labels[key]).mean for key, k in levels.items()}
+        first = torch.as_tensor(parts[levels[first_key]])[None, None]
+        hd95[method] = float(hausdorff(first, torch.as_tensor(labels[first_key])[None, None])[0, 0])
+    return {m: dice[m] for m in methods}, {m: hd95[m] for m in methods}
 
 
 def format_table(summary: dict, levels: dict[str, int], variant: str | None) -> str:
@@ -130,6 +137,7 @@ def run_baselines(
     verbose: bool = True,
     diffusion: DiffusionBaselines | None = None,
     device: str | torch.device = "cpu",
+    hd95_spacing: float | Sequence[float] | None = None,
 ) -> dict:
     """Run the k-means baselines on every volume of a split and report matched Dice per level.
 
@@ -149,6 +157,8 @@ def run_baselines(
         diffusion: the diffusion model of the two diffusion baselines (built here, on ``device``, only when one
             of them runs; their noise draws are seeded).
         device: where the diffusion model runs.
+        hd95_spacing: voxel spacing of the first level's matched HD95 (e.g. 2.0 for mm on a 2 mm grid); None
+            measures it in voxels.
 
     Returns:
         the results as written to ``out``.
@@ -175,6 +185,7 @@ def run_baselines(
     models = diffusion.build(device) if set(methods) & set(DIFFUSION_METHODS) else None
     torch.manual_seed(0)
     per_volume: dict[str, dict[str, list[float]]] = {m: {key: [] for key in levels} for m in methods}
+    hd95_per_volume: dict[str, list[float]] = {m: [] for m in methods}
     for item in tqdm(items, desc=f"baselines on {split}"):
         image = read_volume(item["image"], "image")
         labels = {key: read_volume(item[key], key).astype(np.int64) for key in levels}
@@ -182,13 +193,16 @@ def run_baselines(
             if label.shape != image.shape:
                 raise ValueError(f"'{key}' of '{item['image']}' has shape {label.shape}, the image {image.shape}.")
         std = _noise_std(image, item, noise_std, item["image"])
-        for method, scores in evaluate_volume(image, labels, levels, methods, std, models).items():
+        dice, hd95 = evaluate_volume(image, labels, levels, methods, std, models, hd95_spacing)
+        for method, scores in dice.items():
             for key, value in scores.items():
                 per_volume[method][key].append(value)
+            hd95_per_volume[method].append(hd95[method])
     summary = {
         m: {key: {"mean": float(np.mean(v)), "sd": float(np.std(v)), "per_volume": v} for key, v in levels_.items()}
         for m, levels_ in per_volume.items()
     }
+    hd95_summary = {m: {**finite_stats(v), "per_volume": v} for m, v in hd95_per_volume.items()}
     meta = json.loads((folder / "dataset.json").read_text())
     variant = meta.get("options", {}).get("variant")
     result = {
@@ -200,6 +214,8 @@ def run_baselines(
         "noise_std": noise_std,
         "levels": levels,
         "matched_dice": summary,
+        "matched_hd95_first_level": hd95_summary,
+        "hd95_unit": "voxels" if hd95_spacing is None else "mm",
         "paper_table1": PAPER_TABLE1.get(variant or ""),
         "wall_time_s": round(time.perf_counter() - start, 2),
         "peak_memory_mb": round(peak_memory_mb(), 1),

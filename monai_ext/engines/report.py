@@ -6,21 +6,14 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import torch
 from ignite.engine import Engine
 
 from monai_ext.baselines.diffusion import DiffusionBaselines
 from monai_ext.baselines.evaluate import PAPER_TABLE1, run_baselines
 from monai_ext.flags import as_flag
+from monai_ext.metrics import finite_stats
 from monai_ext.provenance import environment, peak_memory_mb, write_json
-
-
-def finite_stats(values: np.ndarray | list[float]) -> dict[str, float]:
-    """Mean, sd (population) and count of the finite values (an empty dict when there are none)."""
-    values = np.asarray(values, dtype=np.float64).ravel()
-    values = values[np.isfinite(values)]
-    return {"mean": float(values.mean()), "sd": float(values.std()), "n": int(values.size)} if values.size else {}
 
 
 def evaluator_scores(evaluator: Engine, prefix: str, num_levels: int) -> list[dict[str, float]]:
@@ -45,7 +38,7 @@ def discovery_report(
     dataset_dir: str | None = None,
     split: str = "test",
     compare_baselines: bool = False,
-    hd95_unit: str = "voxels",
+    hd95_spacing: float | Sequence[float] | None = None,
     overwrite: bool = False,
     diffusion: DiffusionBaselines | None = None,
     device: str | torch.device = "cpu",
@@ -60,7 +53,8 @@ def discovery_report(
         dataset_dir: dataset folder (``datalist.json`` + ``dataset.json``) for the baselines.
         split: the split that was evaluated.
         compare_baselines: also run the baselines on ``dataset_dir`` / ``split``.
-        hd95_unit: unit of the HD95 values (``"mm"`` when the metric was given the voxel spacing).
+        hd95_spacing: the voxel spacing the evaluator's HD95 was measured with (None: voxels, else mm); the
+            baselines' HD95 at level 1 uses the same.
         overwrite: replace an existing ``out``.
         diffusion: the diffusion model the segmenter's features come from; with it the baselines add k-means on
             its features and on its x0 prediction (``monai_ext.baselines.DiffusionBaselines``, loaded only here).
@@ -69,14 +63,20 @@ def discovery_report(
     ours = evaluator_scores(evaluator, "matched_dice", len(num_parts))
     hd95 = evaluator_scores(evaluator, "matched_hd95", len(num_parts))
     columns: dict[str, list[dict[str, float]]] = {"ours": ours}
+    hd95_unit = "voxels" if hd95_spacing is None else "mm"
+    hd95_first_level = {"ours": hd95[0] if hd95 else {}}
     variant = None
     compare_baselines = as_flag(compare_baselines, "compare_baselines")
     if compare_baselines:
         if dataset_dir is None:
             raise ValueError("compare_baselines needs dataset_dir.")
-        baselines = run_baselines(dataset_dir, split=split, out=None, verbose=False, diffusion=diffusion, device=device)
+        baselines = run_baselines(
+            dataset_dir, split, out=None, verbose=False, diffusion=diffusion, device=device, hd95_spacing=hd95_spacing
+        )
         for method, per_level in baselines["matched_dice"].items():
             columns[method] = [{k: v for k, v in stats.items() if k != "per_volume"} for stats in per_level.values()]
+        for method, stats in baselines["matched_hd95_first_level"].items():
+            hd95_first_level[method] = {k: v for k, v in stats.items() if k != "per_volume"}
         meta_path = Path(dataset_dir) / "dataset.json"
         variant = json.loads(meta_path.read_text()).get("options", {}).get("variant") if meta_path.is_file() else None
     paper = PAPER_TABLE1.get(variant or "", {})
@@ -90,6 +90,9 @@ def discovery_report(
         lines.append(row)
     if any(hd95):
         lines.append(f"HD95 ({hd95_unit}): " + ", ".join(f"l{i + 1} {_cell(s)}" for i, s in enumerate(hd95) if s))
+    if len(hd95_first_level) > 1:
+        cells = "".join(f"{_cell(s) if s else '-':<18}" for s in hd95_first_level.values())
+        lines.append(f"{'HD95 l1':<12}{cells}({hd95_unit}, same columns)")
     table = "\n".join(lines)
     print(table)
     report = {
@@ -98,6 +101,7 @@ def discovery_report(
         "num_parts": list(num_parts),
         "matched_dice": columns,
         "matched_hd95": hd95,
+        "matched_hd95_first_level": hd95_first_level,
         "hd95_unit": hd95_unit,
         "paper_table1": paper or None,
         "peak_memory_mb": round(peak_memory_mb(), 1),

@@ -29,6 +29,7 @@ from .confidence import MeanMaxProbabilityMetric
 from .ergas import ERGASMetric, ergas
 from .matched_dice import MatchedDiceMetric, MatchedDiceResult, matched_dice, relabel
 from .matched_hausdorff import MatchedHausdorffDistanceMetric
+from .per_volume import finite_stats
 
 __all__ = [
     "ERGASMetric",
@@ -37,6 +38,7 @@ __all__ = [
     "MatchedHausdorffDistanceMetric",
     "MeanMaxProbabilityMetric",
     "ergas",
+    "finite_stats",
     "matched_dice",
     "relabel",
 ]

@@ -1,7 +1,8 @@
-"""Base of the metrics that buffer one score per volume."""
+"""Base of the metrics that buffer one score per volume, and the summary of such scores."""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from monai.metrics import CumulativeIterationMetric
 from monai.metrics.utils import do_metric_reduction
@@ -35,3 +36,10 @@ class PerVolumeMetric(CumulativeIterationMetric):
             raise ValueError("nothing to aggregate: the buffer is empty; call the metric on some outputs first.")
         value, not_nans = do_metric_reduction(data, reduction or self.reduction)
         return (value, not_nans) if self.get_not_nans else value
+
+
+def finite_stats(values: np.ndarray | list[float]) -> dict[str, float]:
+    """Mean, sd (population) and count of the finite values (an empty dict when there are none)."""
+    values = np.asarray(values, dtype=np.float64).ravel()
+    values = values[np.isfinite(values)]
+    return {"mean": float(values.mean()), "sd": float(values.std()), "n": int(values.size)} if values.size else {}
