@@ -2,9 +2,10 @@
 
 For each variant it generates the 120 phantoms (seed 0), pretrains the diffusion model with the CPU recipe of
 bundles/diffusion_pretraining (or reuses a checkpoint), trains structure discovery (K = 2 / 4 / 8 with stage
-1 / 2 / 3 features) and evaluates on the 20 test volumes beside k-means and BM4D + k-means measured in the same
-run. With --stages it also trains with a single feature stage for all levels (Table 2 rows). Everything goes
-through the bundles' own configs (`python -m monai.bundle run`), so the numbers are those of the bundles.
+1 / 2 / 3 features) and evaluates on the 20 test volumes beside k-means, BM4D + k-means, Gaussian smoothing +
+k-means, k-means on the diffusion features and k-means on its x0 prediction, all measured in the same run. With
+--stages it also trains with a single feature stage for all levels (Table 2 rows). Everything goes through the
+bundles' own configs (`python -m monai.bundle run`), so the numbers are those of the bundles.
 
     python benchmarks/discovery.py --variants regular irregular --stages --workdir benchmarks/.work
 """
@@ -23,7 +24,7 @@ from monai_ext.baselines.evaluate import PAPER_TABLE1
 from monai_ext.data.phantoms import make_phantoms
 from monai_ext.provenance import environment, write_json
 
-COLUMNS = ("ours", "kmeans", "bm4d_kmeans")
+COLUMNS = ("ours", "kmeans", "bm4d_kmeans", "smooth_kmeans", "features_kmeans", "x0_kmeans")
 NUM_PARTS = (2, 4, 8)
 PAPER_TABLE2 = {1: (0.986, 0.366, 0.273), 2: (0.923, 0.577, 0.327), 3: (0.878, 0.489, 0.397)}
 
@@ -108,11 +109,14 @@ def means(report: dict, column: str) -> list[float]:
 def table1(results: dict) -> str:
     lines = ["Table 1 (matched Dice, 20 test volumes; ours = this run, paper = Tursynbek & Niethammer 2023)"]
     for variant, result in results.items():
-        lines.append(f"{variant}:  level 1 / level 2 / level 3")
+        lines.append(f"{variant}:  level 1 / level 2 / level 3   HD95 l1 (voxels)")
+        hd95 = result["report"]["matched_hd95_first_level"]
         for column in COLUMNS:
             measured = " / ".join(f"{v:.3f}" for v in means(result["report"], column))
-            paper = " / ".join(f"{v:.3f}" for v in PAPER_TABLE1[variant][column])
-            lines.append(f"  {column:<12} {measured}   (paper {paper})")
+            paper = PAPER_TABLE1[variant].get(column)
+            reference = f"   (paper {' / '.join(f'{v:.3f}' for v in paper)})" if paper else ""
+            distance = hd95.get(column, {}).get("mean", float("nan"))
+            lines.append(f"  {column:<16} {measured}   {distance:6.2f}{reference}")
     return "\n".join(lines)
 
 

@@ -124,6 +124,21 @@ def check_num_parts(num_parts: Sequence[int], spatial_size: Sequence[int]) -> li
     return parts
 
 
+VISUAL_TARGETS = ("image", "denoised")
+
+
+def visual_denoiser(visual_target: str, denoiser: nn.Module) -> nn.Module | None:
+    """The denoiser the visual term reads (config id ``visual_target``): None for ``"image"`` (the paper's L_v on
+    x0), ``denoiser`` for ``"denoised"`` (L_v on the diffusion model's x0 prediction).
+
+    Raises:
+        ValueError: ``visual_target`` is neither; the message names the config id.
+    """
+    if visual_target not in VISUAL_TARGETS:
+        raise ValueError(f"visual_target must be one of {VISUAL_TARGETS}, got {visual_target!r}.")
+    return denoiser if visual_target == "denoised" else None
+
+
 def require_file(path: str | Path, how_to_make: str) -> str:
     """Return ``path`` when it is a file; otherwise fail with a message that names it and says how to make it.
 

@@ -89,7 +89,7 @@ def test_structure_discovery_folder_alone(phantoms, installed, tmp_path):
 
     train = _run(
         _bundle("--config_file", "configs/train.json", "--dataset_dir", str(phantoms), "--output_dir", "train",
-                "--max_epochs", "1", "--feature_cache_draws", "1", *TINY_SEGMENTER),
+                "--max_epochs", "1", "--feature_cache_draws", "1", "--denoise_draws", "1", *TINY_SEGMENTER),
         folder, installed,
     )  # fmt: skip
     assert train.returncode == 0, train.stderr[-3000:]
@@ -125,8 +125,8 @@ def _torchrun(name: str, config_files: list[str], overrides: list[str], cwd: Pat
 
 
 TORCHRUN = {
-    "structure_discovery": ["--max_epochs", "1", "--feature_cache_draws", "1", "--batch_size", "2",
-                            *TINY_SEGMENTER],
+    "structure_discovery": ["--max_epochs", "1", "--feature_cache_draws", "1", "--denoise_draws", "1",
+                            "--batch_size", "2", *TINY_SEGMENTER],
     "diffusion_pretraining": ["--max_epochs", "1", "--val_interval", "1", "--batch_size", "2", "--num_crops", "1",
                               "--crop_size", SIZE, *TINY_DIFFUSION],
 }  # fmt: skip

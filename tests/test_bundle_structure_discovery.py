@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 import subprocess
@@ -81,6 +82,25 @@ def _train(tiny_phantoms, diffusion, output_dir, max_epochs: int) -> ConfigWorkf
     return workflow
 
 
+def _evaluate(tiny_phantoms, diffusion, ckpt: Path, eval_output_dir: Path, **overrides) -> ConfigWorkflow:
+    """Run evaluate.json (layered on train.json) on the tiny phantoms with the checks of a zoo evaluation."""
+    workflow = _workflow(
+        ["train.json", "evaluate.json"],
+        "eval",
+        dataset_dir=str(tiny_phantoms),
+        ckpt_path=str(ckpt),
+        eval_output_dir=str(eval_output_dir),
+        **diffusion,
+        **TINY,
+        **overrides,
+    )
+    workflow.initialize()
+    assert workflow.check_properties() in (None, [])
+    workflow.run()
+    workflow.finalize()
+    return workflow
+
+
 @pytest.fixture(scope="module")
 def trained(tiny_phantoms, diffusion, tmp_path_factory):
     output_dir = tmp_path_factory.mktemp("train")
@@ -111,20 +131,7 @@ def test_training_resumes_from_the_last_checkpoint(tiny_phantoms, diffusion, tra
 
 
 def test_evaluate_reports_matched_dice_hierarchy_and_figure(tiny_phantoms, diffusion, trained, tmp_path):
-    output_dir, _ = trained
-    workflow = _workflow(
-        ["train.json", "evaluate.json"],
-        "eval",
-        dataset_dir=str(tiny_phantoms),
-        ckpt_path=str(output_dir / "model.pt"),
-        eval_output_dir=str(tmp_path / "eval"),
-        **diffusion,
-        **TINY,
-    )
-    workflow.initialize()
-    assert workflow.check_properties() in (None, [])
-    workflow.run()
-    workflow.finalize()
+    _evaluate(tiny_phantoms, diffusion, trained[0] / "model.pt", tmp_path / "eval")
     report = json.loads((tmp_path / "eval" / "report.json").read_text())
     assert [len(level) for level in report["matched_dice"]["ours"]] == [3, 3, 3]
     assert all(0 <= level["mean"] <= 1 for level in report["matched_dice"]["ours"])
@@ -322,3 +329,69 @@ def test_shipped_brain_weights_load_into_the_brain_networks():
         network = parser.get_parsed_content("network_def")
         state = torch.load(parser.get_parsed_content("ckpt_path"), map_location="cpu", weights_only=True)
         network.load_state_dict(state)  # strict: every key and shape
+
+
+def test_defaults_beyond_the_paper_train_through_the_bundle(tiny_phantoms, diffusion, tmp_path):
+    """The default objective: visual term on the denoised image, reflect-padded features, the nesting term and
+    normalised consistency terms, end to end."""
+    workflow = _workflow(
+        ["train.json"],
+        "train",
+        dataset_dir=str(tiny_phantoms),
+        output_dir=str(tmp_path / "train"),
+        max_epochs=1,
+        denoise_draws=1,
+        **diffusion,
+        **TINY,
+    )
+    workflow.initialize()
+    trainer = workflow.parser.get_parsed_content("train#trainer")
+    assert trainer.visual_denoiser is not None and trainer.feature_extractor.padding == 4
+    assert trainer.visual_denoiser.padding == 4 and trainer.visual_denoiser.timestep == 50
+    assert trainer.loss_function.lambda_nest == 1.0 and trainer.loss_function.consistency.normalize
+    workflow.run()
+    assert (tmp_path / "train" / "model.pt").is_file()
+    assert len(trainer._denoised) == len(trainer.data_loader.dataset)  # one denoising per training volume
+    assert trainer.state.output[0]["loss_nest"] > 0  # decollated: every item carries the loss terms
+
+
+def test_paper_config_restores_the_papers_objective(tiny_phantoms, diffusion, tmp_path):
+    workflow = _workflow(
+        ["train.json", "paper.json"],
+        "train",
+        dataset_dir=str(tiny_phantoms),
+        output_dir=str(tmp_path / "train"),
+        **diffusion,
+        **TINY,
+    )
+    workflow.initialize()
+    trainer = workflow.parser.get_parsed_content("train#trainer")
+    loss = trainer.loss_function
+    assert trainer.visual_denoiser is None and trainer.feature_extractor.padding == 0
+    assert (loss.lambda_v, loss.lambda_f, loss.lambda_inv, loss.lambda_nest) == (1.0, 1.0, 1.0, 0.0)
+    assert not loss.consistency.normalize
+
+
+def test_unknown_visual_target_names_the_config_id(tiny_phantoms, diffusion, tmp_path):
+    workflow = _workflow(
+        ["train.json"],
+        "train",
+        dataset_dir=str(tiny_phantoms),
+        output_dir=str(tmp_path / "train"),
+        visual_target="denoise",
+        **diffusion,
+        **TINY,
+    )
+    workflow.initialize()
+    with pytest.raises(Exception) as error:
+        workflow.parser.get_parsed_content("train#trainer")
+    assert "visual_target must be one of ('image', 'denoised'), got 'denoise'" in error_messages(error.value)
+
+
+def test_evaluate_with_nested_levels_writes_label_maps_that_nest(tiny_phantoms, diffusion, trained, tmp_path):
+    _evaluate(tiny_phantoms, diffusion, trained[0] / "model.pt", tmp_path / "eval", nested_levels=True)
+    hierarchy = json.loads((tmp_path / "eval" / "hierarchy.json").read_text())
+    assert [pair["break_share"] for pair in hierarchy["dataset"]["pairs"]] == [0.0, 0.0]
+    maps = [np.asarray(nib.load(p).dataobj) for p in sorted((tmp_path / "eval" / "labels").glob("*.nii.gz"))]
+    for coarse, fine in itertools.pairwise(maps):  # l1, l2, l3 in name order
+        assert all(len(np.unique(coarse[fine == part])) == 1 for part in np.unique(fine))

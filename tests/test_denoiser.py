@@ -29,6 +29,7 @@ class Constant(nn.Module):
     def __init__(self, value: float) -> None:
         super().__init__()
         self.value, self.inputs = value, []
+        self.down_blocks = nn.ModuleList([nn.Identity()])  # one level: no downsampling
 
     def forward(self, x: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
         self.inputs.append((x.clone(), timesteps.clone()))
@@ -60,3 +61,12 @@ def test_denoiser_is_seeded_and_checks_its_arguments():
         DiffusionDenoiser(unet, scheduler, timestep=250)
     with pytest.raises(ValueError, match="num_draws must be >= 1"):
         DiffusionDenoiser(unet, scheduler, num_draws=0)
+
+
+def test_reflect_padding_reaches_the_unet_and_is_cropped_from_the_prediction():
+    scheduler = DDPMScheduler(num_train_timesteps=250, schedule="cosine", prediction_type="sample")
+    unet = Constant(0.5)
+    out = DiffusionDenoiser(unet, scheduler, num_draws=1, padding=3)(torch.rand(1, 1, 6, 7, 8))
+    assert out.shape == (1, 1, 6, 7, 8) and unet.inputs[0][0].shape == (1, 1, 12, 13, 14)
+    x_t = unet.inputs[0][0]
+    assert torch.equal(x_t[..., :3], x_t[..., 4:7].flip(-1)), "the padding is the input's reflection"

@@ -10,7 +10,7 @@ from monai.networks.nets import DiffusionModelUNet
 from monai.networks.schedulers import DDPMScheduler
 
 from monai_ext.engines import volume_keys
-from monai_ext.losses import ConsistencyLoss, DiscoveryLoss, PhotometricInvarianceLoss
+from monai_ext.losses import ConsistencyLoss, DiscoveryLoss, NestingLoss, PhotometricInvarianceLoss
 from monai_ext.metrics import MeanMaxProbabilityMetric
 from monai_ext.networks import DiffusionFeatureExtractor, FeatureCache, HierarchicalSegmenter
 
@@ -219,3 +219,98 @@ def test_mean_max_probability():
     metric(torch.cat([certain, torch.full((1, 2, 4, 4), 0.5)]))
     torch.testing.assert_close(metric.get_buffer().flatten(), torch.tensor([1.0, 0.5]))
     assert float(metric.aggregate()) == pytest.approx(0.75)
+
+
+def _conditional_entropy(coarse: np.ndarray, fine: np.ndarray, k_coarse: int) -> float:
+    """H(coarse | fine) / log K_coarse of two hard label maps, by counting voxel pairs (independent of the loss)."""
+    total = 0.0
+    for j in np.unique(fine):
+        inside = coarse[fine == j]
+        for k in np.unique(inside):
+            p_jk, p_k_given_j = np.sum(inside == k) / fine.size, np.mean(inside == k)
+            total -= p_jk * np.log(p_k_given_j)
+    return total / np.log(k_coarse)
+
+
+def _one_hot(labels: np.ndarray, k: int) -> torch.Tensor:
+    return torch.nn.functional.one_hot(torch.as_tensor(labels), k).movedim(-1, 0)[None].double()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_nesting_loss_is_the_conditional_entropy_of_hard_partitions(seed):
+    rng = np.random.default_rng(seed)
+    coarse, fine = rng.integers(0, 2, size=(5, 6, 4)), rng.integers(0, 4, size=(5, 6, 4))
+    loss = NestingLoss(eps=1e-12)(_one_hot(coarse, 2), _one_hot(fine, 4))
+    assert float(loss) == pytest.approx(_conditional_entropy(coarse, fine, 2), rel=1e-6)
+
+
+def test_nesting_loss_is_zero_for_nested_levels_and_one_for_even_spread():
+    rng = np.random.default_rng(0)
+    fine = rng.integers(0, 8, size=(6, 6, 6))
+    nested = fine // 2  # every fine part inside one coarse part
+    assert float(NestingLoss()(_one_hot(nested, 4), _one_hot(fine, 8))) == pytest.approx(0.0, abs=1e-6)
+    uniform = torch.full((1, 4, 6, 6, 6), 0.25, dtype=torch.float64)  # every voxel spread over all coarse parts
+    assert float(NestingLoss()(uniform, _one_hot(fine, 8))) == pytest.approx(1.0, rel=1e-6)
+    with pytest.raises(ValueError, match="must share batch and spatial shape"):
+        NestingLoss()(uniform, _one_hot(fine, 8)[..., :5])
+
+
+def test_discovery_loss_adds_the_nesting_term_of_consecutive_levels():
+    torch.manual_seed(0)
+    masks = [torch.softmax(torch.randn(1, k, 4, 4, 4), 1) for k in (2, 4, 8)]
+    image = torch.rand(1, 1, 4, 4, 4)
+    total, terms = DiscoveryLoss(1.0, 0.0, 0.0, lambda_nest=0.5)(masks, None, image, [None] * 3)
+    nesting = NestingLoss()
+    expected_nest = float(nesting(masks[0], masks[1]) + nesting(masks[1], masks[2]))
+    assert terms["loss_nest"] == pytest.approx(expected_nest, rel=1e-6)
+    assert float(total) == pytest.approx(terms["loss_v"] + 0.5 * expected_nest, rel=1e-6)
+    with pytest.raises(ValueError, match="loss weights must be >= 0"):
+        DiscoveryLoss(lambda_nest=-1.0)
+
+
+def test_reflect_padded_features_equal_the_plain_path_on_the_reflected_volume(tiny_unet):
+    """Padding after noising is the plain extraction of the reflect-extended volume (with the noise reflected
+    alike), cropped back to the volume: stage by stage, on each stage's own grid."""
+    unet, scheduler = tiny_unet
+    x0, noise = torch.rand(1, 1, 16, 16, 16), torch.randn(1, 1, 16, 16, 16)
+    padded = DiffusionFeatureExtractor(unet, scheduler, stages=(1, 2, 3), padding=4)
+    plain = DiffusionFeatureExtractor(unet, scheduler, stages=(1, 2, 3))
+    reflect = torch.nn.functional.pad
+    # x0 -> 2 x0 - 1 commutes with reflection, so reflecting x0 in [0, 1] reflects the U-Net input
+    reference = plain.native(reflect(x0, [4] * 6, mode="reflect"), noise=reflect(noise, [4] * 6, mode="reflect"))
+    features = padded.native(x0, noise=noise)
+    for stage, margin in ((1, 1), (2, 2), (3, 4)):
+        assert features[stage].shape[2:] == (16 // 2 ** (3 - stage),) * 3  # the plain path's shapes
+        crop = reference[stage][..., margin:-margin, margin:-margin, margin:-margin]
+        torch.testing.assert_close(features[stage], crop)
+    assert not torch.allclose(features[3], plain.native(x0, noise=noise)[3]), "padding changes the border"
+
+
+def test_padding_must_be_a_multiple_of_the_downsampling(tiny_unet):
+    unet, scheduler = tiny_unet
+    with pytest.raises(ValueError, match=r"feature_padding.*multiple of 4"):
+        DiffusionFeatureExtractor(unet, scheduler, padding=6)
+    with pytest.raises(ValueError, match="above it"):
+        DiffusionFeatureExtractor(unet, scheduler, padding=16).native(torch.rand(1, 1, 16, 16, 16))
+
+
+def test_visual_target_is_the_denoised_volume_computed_once_per_volume():
+    from monai_ext.engines.discovery import DiscoveryTrainer
+
+    calls = []
+
+    def denoiser(x: torch.Tensor) -> torch.Tensor:
+        calls.append(x.shape)
+        return 1.0 - x
+
+    trainer = DiscoveryTrainer.__new__(DiscoveryTrainer)  # only the visual target's state, no engine
+    trainer.visual_denoiser, trainer._denoised = denoiser, {}
+    trainer.loss_function = DiscoveryLoss()
+    images = MetaTensor(torch.rand(2, 1, 4, 4, 4), meta={"filename_or_obj": ["a.nii.gz", "b.nii.gz"]})
+    first = trainer.visual_target(images)
+    second = trainer.visual_target(images)
+    torch.testing.assert_close(first, 1.0 - images.as_tensor())
+    torch.testing.assert_close(second, first)
+    assert len(calls) == 2, "one denoising per volume, reused afterwards"
+    trainer.visual_denoiser = None
+    assert trainer.visual_target(images) is images

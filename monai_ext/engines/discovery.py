@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 from monai_ext.engines.handlers import MeanMaxProbability
 from monai_ext.losses import DiscoveryLoss
 from monai_ext.metrics import MatchedDiceMetric, MatchedHausdorffDistanceMetric
-from monai_ext.networks import DiffusionFeatureExtractor, FeatureCache, HierarchicalSegmenter
+from monai_ext.networks import DiffusionDenoiser, DiffusionFeatureExtractor, FeatureCache, HierarchicalSegmenter
 from monai_ext.transforms.hierarchy import level_output_transform
 
 
@@ -42,6 +42,10 @@ class DiscoveryTrainer(SupervisedTrainer):
     (MONAI ``RandAdjustContrast``), then L = lambda_v C(x0) + lambda_f C(phi) + lambda_inv Dice(M, M') summed
     over levels (``DiscoveryLoss``). Level l reads the concatenated features of ``feature_stages[l]``.
 
+    With a ``visual_denoiser`` the visual term is C(D(x0)) on the diffusion model's own denoising of the image
+    (``DiffusionDenoiser``: its x0 prediction from a lightly noised copy, averaged over draws; computed once per
+    volume and kept in memory), not on the noisy x0 (not in the paper; it keeps the method label-free).
+
     Args:
         device: training device.
         max_epochs: epochs to train.
@@ -54,6 +58,7 @@ class DiscoveryTrainer(SupervisedTrainer):
         feature_cache: a ``FeatureCache`` over the same extractor; None recomputes features every step.
         gamma_range: range of the gamma of the photometric transform.
         seed: seed of the gamma draws.
+        visual_denoiser: the frozen ``DiffusionDenoiser`` whose output the visual term reads; None: the image.
         kwargs: passed to ``SupervisedTrainer`` (amp, train_handlers, postprocessing, ...).
     """
 
@@ -70,6 +75,7 @@ class DiscoveryTrainer(SupervisedTrainer):
         feature_cache: FeatureCache | None = None,
         gamma_range: tuple[float, float] = (0.9, 1.1),
         seed: int = 0,
+        visual_denoiser: DiffusionDenoiser | None = None,
         **kwargs,
     ) -> None:
         segmenter = network.module if isinstance(network, DistributedDataParallel) else network
@@ -102,6 +108,8 @@ class DiscoveryTrainer(SupervisedTrainer):
         self.feature_stages = stages
         self.feature_extractor = extractor
         self.feature_cache = feature_cache
+        self.visual_denoiser = visual_denoiser
+        self._denoised: dict[str, torch.Tensor] = {}
         self.photometric = RandAdjustContrast(prob=1.0, gamma=gamma_range)
         self.photometric.set_random_state(seed)
 
@@ -116,12 +124,24 @@ class DiscoveryTrainer(SupervisedTrainer):
         size = images.shape[2:]
         return [DiffusionFeatureExtractor.upsample([native[s] for s in level], size) for level in self.feature_stages]
 
+    def visual_target(self, images: torch.Tensor) -> torch.Tensor:
+        """What the visual term clusters: the images, or their denoising by ``visual_denoiser`` (once per volume)."""
+        if self.visual_denoiser is None or not self.loss_function.lambda_v:
+            return images
+        targets = []
+        for index, key in enumerate(volume_keys(images)):
+            if key not in self._denoised:
+                self._denoised[key] = self.visual_denoiser(images[index : index + 1]).cpu()
+            targets.append(self._denoised[key])
+        return torch.cat(targets).to(images.device)
+
     def _iteration(self, engine: Engine, batchdata: dict[str, torch.Tensor]) -> dict:  # type: ignore[override]
         """One optimisation step; fires MONAI's iteration events (so decollation and handlers work as usual)."""
         if batchdata is None:
             raise ValueError("must provide batch data for current iteration.")
         images = batchdata[CommonKeys.IMAGE].to(engine.state.device, non_blocking=engine.non_blocking)
         features = self.level_features(images)
+        visual = self.visual_target(images)
         engine.state.output = {CommonKeys.IMAGE: images}
         engine.network.train()
         engine.optimizer.zero_grad(set_to_none=engine.optim_set_to_none)
@@ -132,7 +152,7 @@ class DiscoveryTrainer(SupervisedTrainer):
                 transformed = self.segmenter.split(engine.network(self.photometric(images)))
             engine.state.output[CommonKeys.PRED] = masks
             engine.fire_event(IterationEvents.FORWARD_COMPLETED)
-            loss, terms = engine.loss_function(self.segmenter.split(masks), transformed, images, features)
+            loss, terms = engine.loss_function(self.segmenter.split(masks), transformed, visual, features)
             engine.state.output.update({CommonKeys.LOSS: loss, **terms})
             engine.fire_event(IterationEvents.LOSS_COMPLETED)
         if engine.amp and engine.scaler is not None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
+import math
+
 import torch
 from monai.losses import DiceLoss
 from torch import nn
@@ -87,14 +90,56 @@ class PhotometricInvarianceLoss(_Loss):
         return self.dice(masks, masks_transformed)
 
 
+class NestingLoss(_Loss):
+    """Normalised conditional entropy of the coarse part given the fine part, H(coarse | fine) / log K_coarse: how
+    much the fine parts of a hierarchy straddle the coarse parts' boundaries (not in the paper).
+
+    With P_jk = 1/N sum_u F_ju C_ku the joint share of fine part j and coarse part k over the N voxels and
+    P_j = sum_k P_jk, H = -sum_jk P_jk log(P_jk / P_j). For hard masks it is 0 exactly when every fine part lies
+    inside one coarse part (the nesting ``hierarchy.json`` reports), and 1 when every fine part spreads evenly over
+    all coarse parts; averaged over the batch.
+
+    Args:
+        eps: floor of the shares inside the logarithm, > 0.
+    """
+
+    def __init__(self, eps: float = 1e-8) -> None:
+        super().__init__()
+        if not eps > 0:
+            raise ValueError(f"eps must be > 0, got {eps}.")
+        self.eps = eps
+
+    def forward(self, coarse: torch.Tensor, fine: torch.Tensor) -> torch.Tensor:
+        """
+        Args:
+            coarse: soft masks of the coarser level (B, K_c, *spatial), summing to 1 over K_c (K_c >= 2).
+            fine: soft masks of the finer level (B, K_f, *spatial) on the same grid.
+        """
+        same_grid = coarse.shape[0] == fine.shape[0] and coarse.shape[2:] == fine.shape[2:]
+        if coarse.ndim < 3 or coarse.shape[1] < 2 or not same_grid:
+            raise ValueError(
+                f"coarse (B, K_c >= 2, *spatial) and fine (B, K_f, *spatial) masks must share batch and spatial "
+                f"shape, got {tuple(coarse.shape)} and {tuple(fine.shape)}."
+            )
+        c = coarse.flatten(2).float()  # B, Kc, N
+        f = fine.flatten(2).float()  # B, Kf, N
+        joint = torch.einsum("bjn,bkn->bjk", f, c) / c.shape[-1]  # P_jk
+        fine_share = joint.sum(-1, keepdim=True)  # P_j
+        log_conditional = torch.log(joint.clamp_min(self.eps)) - torch.log(fine_share.clamp_min(self.eps))
+        entropy = -(joint * log_conditional).sum((1, 2))
+        return (entropy / math.log(c.shape[1])).mean()
+
+
 class DiscoveryLoss(nn.Module):
     """L = lambda_v L_v + lambda_f L_f + lambda_inv L_inv (Tursynbek & Niethammer, MICCAI 2023, eq. 4), summed
-    over hierarchy levels.
+    over hierarchy levels, plus lambda_nest times the ``NestingLoss`` of each pair of consecutive levels (not in
+    the paper; 0 by default).
 
     Args:
         lambda_v: weight of the visual consistency C(x0) (eq. 7), >= 0.
         lambda_f: weight of the feature consistency C(phi(x0)) (eq. 6), >= 0.
         lambda_inv: weight of the photometric invariance (eq. 8), >= 0.
+        lambda_nest: weight of the nesting term between consecutive levels (not in the paper), >= 0.
         eps: see ``ConsistencyLoss``.
         normalize: see ``ConsistencyLoss`` (not in the paper); checked there.
     """
@@ -106,14 +151,21 @@ class DiscoveryLoss(nn.Module):
         lambda_inv: float = 1.0,
         eps: float = 1e-5,
         normalize: bool | str = False,
+        lambda_nest: float = 0.0,
     ) -> None:
         super().__init__()
-        weights = {"lambda_v": lambda_v, "lambda_f": lambda_f, "lambda_inv": lambda_inv}
+        weights = {
+            "lambda_v": lambda_v,
+            "lambda_f": lambda_f,
+            "lambda_inv": lambda_inv,
+            "lambda_nest": lambda_nest,
+        }
         if any(not w >= 0 for w in weights.values()) or not any(weights.values()):
             raise ValueError(f"loss weights must be >= 0 with at least one positive, got {weights}.")
-        self.lambda_v, self.lambda_f, self.lambda_inv = lambda_v, lambda_f, lambda_inv
+        self.lambda_v, self.lambda_f, self.lambda_inv, self.lambda_nest = lambda_v, lambda_f, lambda_inv, lambda_nest
         self.consistency = ConsistencyLoss(eps, normalize)
         self.invariance = PhotometricInvarianceLoss()
+        self.nesting = NestingLoss()
 
     def forward(
         self,
@@ -127,13 +179,13 @@ class DiscoveryLoss(nn.Module):
             masks: per level, the soft masks (B, K_l, *spatial) of the image.
             masks_transformed: per level, the masks of the photometrically transformed image (needed when
                 ``lambda_inv > 0``).
-            image: x0 (B, 1, *spatial).
+            image: the image term's target (B, C, *spatial): x0 in the paper, or a denoised x0.
             features: per level, phi(x0) (B, C_l, *spatial) (needed when ``lambda_f > 0``).
 
         Returns:
             the total loss and its terms (summed over levels) as floats, for logging.
         """
-        terms = {"loss_v": image.new_zeros(()), "loss_f": image.new_zeros(()), "loss_inv": image.new_zeros(())}
+        terms = {name: image.new_zeros(()) for name in ("loss_v", "loss_f", "loss_inv", "loss_nest")}
         for level, m in enumerate(masks):
             if self.lambda_v:
                 terms["loss_v"] = terms["loss_v"] + self.consistency(m, image)
@@ -141,5 +193,13 @@ class DiscoveryLoss(nn.Module):
                 terms["loss_f"] = terms["loss_f"] + self.consistency(m, features[level])
             if self.lambda_inv:
                 terms["loss_inv"] = terms["loss_inv"] + self.invariance(m, masks_transformed[level])
-        total = self.lambda_v * terms["loss_v"] + self.lambda_f * terms["loss_f"] + self.lambda_inv * terms["loss_inv"]
+        if self.lambda_nest:
+            for coarse, fine in itertools.pairwise(masks):
+                terms["loss_nest"] = terms["loss_nest"] + self.nesting(coarse, fine)
+        total = (
+            self.lambda_v * terms["loss_v"]
+            + self.lambda_f * terms["loss_f"]
+            + self.lambda_inv * terms["loss_inv"]
+            + self.lambda_nest * terms["loss_nest"]
+        )
         return total, {name: float(value.detach()) for name, value in terms.items()}

@@ -48,6 +48,7 @@ class DiffusionDenoiser(FrozenDiffusionUNet):
         num_draws: noise draws averaged (>= 1, default 8).
         input_size: spatial size the U-Net runs at (None: the input's size).
         seed: seed of the noise draws (None: the global random state).
+        padding: reflect padding of the noised input, cropped from the prediction (see ``FrozenDiffusionUNet``).
     """
 
     def __init__(
@@ -58,8 +59,9 @@ class DiffusionDenoiser(FrozenDiffusionUNet):
         num_draws: int = 8,
         input_size: Sequence[int] | None = None,
         seed: int | None = 0,
+        padding: int = 0,
     ) -> None:
-        super().__init__(unet, scheduler, timestep, num_draws, input_size)
+        super().__init__(unet, scheduler, timestep, num_draws, input_size, padding)
         self.seed = seed
 
     @torch.no_grad()
@@ -72,8 +74,9 @@ class DiffusionDenoiser(FrozenDiffusionUNet):
         total = torch.zeros_like(x)
         for _ in range(self.num_draws):
             noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-            x_t = self.scheduler.add_noise(original_samples=x, noise=noise, timesteps=timesteps)
-            total += predicted_x0(self.scheduler, self.unet(x_t, timesteps=timesteps), x_t, timesteps)
+            x_t = self.pad(self.scheduler.add_noise(original_samples=x, noise=noise, timesteps=timesteps))
+            x0_hat = predicted_x0(self.scheduler, self.unet(x_t, timesteps=timesteps), x_t, timesteps)
+            total += self.crop(x0_hat, x_t.shape[2:])
         mean = total / self.num_draws
         if tuple(mean.shape[2:]) != size:
             mean = F.interpolate(mean, size=size, mode="trilinear" if mean.ndim == 5 else "bilinear")

@@ -21,7 +21,7 @@ class FeatureCache:
     grids in ``dtype`` (float16 by default), in memory or as ``.pt`` files, and upsampled when used. The noise of
     draw d of volume v comes from a generator seeded by (seed, v, d), so a cache entry equals what
     ``extractor.native(x0, noise)`` gives with that noise, whether it was computed now or in an earlier run.
-    Disk entries are named by a fingerprint of the extractor (U-Net weights, stages, timestep, input size) and
+    Disk entries are named by a fingerprint of the extractor (U-Net weights, stages, timestep, input size, padding) and
     of the storage settings, so a folder shared by runs with another diffusion checkpoint or other stages never
     serves their features. Each training step samples one of the draws (the draws act as an augmentation; the
     paper's averaged features are ``DiffusionFeatureExtractor.native_mean``).
@@ -73,7 +73,14 @@ class FeatureCache:
         """Checksum of everything an entry depends on besides the volume and the draw."""
         checksum = zlib.crc32(
             repr(
-                (self.extractor.stages, self.extractor.timestep, self.extractor.input_size, self.dtype, self.seed)
+                (
+                    self.extractor.stages,
+                    self.extractor.timestep,
+                    self.extractor.input_size,
+                    self.extractor.padding,
+                    self.dtype,
+                    self.seed,
+                )
             ).encode()
         )
         for tensor in self.extractor.unet.state_dict().values():

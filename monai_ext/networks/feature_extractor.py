@@ -35,6 +35,8 @@ class DiffusionFeatureExtractor(FrozenDiffusionUNet):
         num_draws: noise draws averaged per call (>= 1).
         input_size: spatial size the U-Net runs at; inputs of another size are resized trilinearly to it
             and the features brought back to the input size. None runs at the input size.
+        padding: reflect padding of the noised input, cropped from every stage (see ``FrozenDiffusionUNet``; not
+            in the paper). 0: none.
     """
 
     def __init__(
@@ -45,6 +47,7 @@ class DiffusionFeatureExtractor(FrozenDiffusionUNet):
         timestep: int = 25,
         num_draws: int = 1,
         input_size: Sequence[int] | None = None,
+        padding: int = 0,
     ) -> None:
         num_stages = len(unet.up_blocks)
         stages = [int(s) for s in stages]
@@ -53,7 +56,7 @@ class DiffusionFeatureExtractor(FrozenDiffusionUNet):
                 f"stages (bundle config id feature_stages) must be decoder stages in 1..{num_stages} of this U-Net "
                 f"(1 = lowest resolution, {num_stages} = highest), got {stages}."
             )
-        super().__init__(unet, scheduler, timestep, num_draws, input_size)
+        super().__init__(unet, scheduler, timestep, num_draws, input_size, padding)
         self.stages = stages
         self._recorded: dict[int, torch.Tensor] = {}
         for stage in sorted(set(stages)):
@@ -92,7 +95,7 @@ class DiffusionFeatureExtractor(FrozenDiffusionUNet):
         if noise.shape != x.shape:
             raise ValueError(f"noise has shape {tuple(noise.shape)}, the U-Net input {tuple(x.shape)}.")
         timesteps = torch.full((x.shape[0],), self.timestep, device=x.device, dtype=torch.long)
-        x_t = self.scheduler.add_noise(original_samples=x, noise=noise, timesteps=timesteps)
+        x_t = self.pad(self.scheduler.add_noise(original_samples=x, noise=noise, timesteps=timesteps))
         self._recorded.clear()
         try:
             self.unet(x_t, timesteps=timesteps)
@@ -101,7 +104,7 @@ class DiffusionFeatureExtractor(FrozenDiffusionUNet):
                 f"the diffusion U-Net cannot run on input of shape {tuple(x.shape)}: {error}. Its spatial size must "
                 f"divide by 2^(levels - 1); set input_size."
             ) from error
-        return {s: self._recorded[s] for s in self.stages}
+        return {s: self.crop(self._recorded[s], x_t.shape[2:]) for s in self.stages}
 
     @torch.no_grad()
     def native_mean(self, x0: torch.Tensor) -> dict[int, torch.Tensor]:

@@ -16,16 +16,20 @@ from monai_ext.transforms.hierarchy import (
     split_levels,
     tree_from_tables,
 )
+from monai_ext.transforms.nesting import NestLevelsd, assign_parents, nest_probabilities
 
 __all__ += [
     "HierarchyAccumulator",
     "HierarchyWriter",
+    "NestLevelsd",
     "SplitLevelsd",
+    "assign_parents",
     "contingency_tables",
     "hierarchy_tree",
     "level_label_maps",
     "level_output_transform",
     "level_slices",
+    "nest_probabilities",
     "split_levels",
     "tree_from_tables",
 ]
