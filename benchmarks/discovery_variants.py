@@ -20,7 +20,8 @@ import json
 import time
 from pathlib import Path
 
-from _runner import ROOT, bundle_config, log_beside, run_bundle
+from _runner import ROOT
+from discovery import discover, evaluate
 
 from monai_ext.data.phantoms import make_phantoms
 from monai_ext.provenance import environment, write_json
@@ -73,47 +74,27 @@ def reduced_datalist(data: Path) -> str:
     return name
 
 
-def evaluate(overrides: dict, ckpt: Path, out: Path, baselines: bool) -> dict:
-    """The evaluation report of a trained variant on the test split (reused when present)."""
-    if not (out / "report.json").is_file():
-        run_bundle(
-            bundle_config("structure_discovery", "train.json", "evaluate.json"),
-            {**overrides, "ckpt_path": str(ckpt), "eval_output_dir": str(out), "compare_baselines": baselines},
-            log_beside(out, "evaluate"),
-        )
-    return json.loads((out / "report.json").read_text())
+def evaluate_once(data: Path, ckpt: Path, out: Path, overrides: dict, baselines: bool) -> dict:
+    """The evaluation report of a trained variant on the test split: ``discovery.evaluate``'s, reused when present."""
+    if (out / "report.json").is_file():
+        return json.loads((out / "report.json").read_text())
+    return evaluate(data, DIFFUSION_CKPT, ckpt, out, overrides, baselines)
 
 
 def run_variant(name: str, data: Path, datalist: str, work: Path, max_epochs: int, baselines: bool) -> dict:
     """Train and evaluate one variant (reusing finished steps); the evaluation runs twice, as trained and with the
     levels nested by construction (``nested_levels``, evaluation only). Returns both reports and the training
     time."""
-    overrides = {
-        **PAPER,
-        **VARIANTS[name],
-        "dataset_dir": str(data),
-        "datalist_name": datalist,
-        "diffusion_ckpt": str(DIFFUSION_CKPT),
-        "max_epochs": max_epochs,
-        "seed": 0,
-        "overwrite": True,
-    }
-    train_dir = work / name / "train"
-    done = work / name / "train_done.json"
-    if not done.is_file():
-        timing = run_bundle(
-            bundle_config("structure_discovery", "train.json"),
-            {**overrides, "output_dir": str(train_dir)},
-            log_beside(train_dir),
-        )
-        done.write_text(json.dumps(timing))
-    ckpt = train_dir / "model.pt"
+    overrides = {**PAPER, **VARIANTS[name], "datalist_name": datalist, "max_epochs": max_epochs, "seed": 0}
+    ckpt, timing = discover(data, DIFFUSION_CKPT, work / name / "train", {**overrides, "overwrite": True})
     return {
         "overrides": VARIANTS[name],
-        "training": json.loads(done.read_text()),
-        "report": evaluate(overrides, ckpt, work / name / "eval", baselines),
+        "training": timing,
+        "report": evaluate_once(data, ckpt, work / name / "eval", overrides, baselines),
         "parts_used": parts_used(work / name / "eval" / "hierarchy.json"),
-        "report_nested": evaluate({**overrides, "nested_levels": True}, ckpt, work / name / "eval_nested", False),
+        "report_nested": evaluate_once(
+            data, ckpt, work / name / "eval_nested", {**overrides, "nested_levels": True}, False
+        ),
     }
 
 

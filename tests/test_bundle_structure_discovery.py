@@ -65,17 +65,22 @@ def _workflow(config_files, workflow_type: str, **overrides) -> ConfigWorkflow:
     return workflow
 
 
-def _train(tiny_phantoms, diffusion, output_dir, max_epochs: int) -> ConfigWorkflow:
+def _train_workflow(tiny_phantoms, diffusion, output_dir, configs=("train.json",), **overrides) -> ConfigWorkflow:
+    """The initialised train workflow of ``configs`` on the tiny phantoms with the tiny settings and ``overrides``."""
     workflow = _workflow(
-        ["train.json"],
+        list(configs),
         "train",
         dataset_dir=str(tiny_phantoms),
         output_dir=str(output_dir),
-        max_epochs=max_epochs,
         **diffusion,
-        **TINY,
+        **{**TINY, **overrides},
     )
     workflow.initialize()
+    return workflow
+
+
+def _train(tiny_phantoms, diffusion, output_dir, max_epochs: int) -> ConfigWorkflow:
+    workflow = _train_workflow(tiny_phantoms, diffusion, output_dir, max_epochs=max_epochs)
     assert workflow.check_properties() in (None, [])
     workflow.run()
     workflow.finalize()
@@ -334,17 +339,7 @@ def test_shipped_brain_weights_load_into_the_brain_networks():
 def test_defaults_beyond_the_paper_train_through_the_bundle(tiny_phantoms, diffusion, tmp_path):
     """The default objective: visual term on the denoised image, reflect-padded features, the nesting term and
     normalised consistency terms, end to end."""
-    workflow = _workflow(
-        ["train.json"],
-        "train",
-        dataset_dir=str(tiny_phantoms),
-        output_dir=str(tmp_path / "train"),
-        max_epochs=1,
-        denoise_draws=1,
-        **diffusion,
-        **TINY,
-    )
-    workflow.initialize()
+    workflow = _train_workflow(tiny_phantoms, diffusion, tmp_path / "train", max_epochs=1, denoise_draws=1)
     trainer = workflow.parser.get_parsed_content("train#trainer")
     assert trainer.visual_denoiser is not None and trainer.feature_extractor.padding == 4
     assert trainer.visual_denoiser.padding == 4 and trainer.visual_denoiser.timestep == 50
@@ -356,15 +351,7 @@ def test_defaults_beyond_the_paper_train_through_the_bundle(tiny_phantoms, diffu
 
 
 def test_paper_config_restores_the_papers_objective(tiny_phantoms, diffusion, tmp_path):
-    workflow = _workflow(
-        ["train.json", "paper.json"],
-        "train",
-        dataset_dir=str(tiny_phantoms),
-        output_dir=str(tmp_path / "train"),
-        **diffusion,
-        **TINY,
-    )
-    workflow.initialize()
+    workflow = _train_workflow(tiny_phantoms, diffusion, tmp_path / "train", ("train.json", "paper.json"))
     trainer = workflow.parser.get_parsed_content("train#trainer")
     loss = trainer.loss_function
     assert trainer.visual_denoiser is None and trainer.feature_extractor.padding == 0
@@ -373,16 +360,7 @@ def test_paper_config_restores_the_papers_objective(tiny_phantoms, diffusion, tm
 
 
 def test_unknown_visual_target_names_the_config_id(tiny_phantoms, diffusion, tmp_path):
-    workflow = _workflow(
-        ["train.json"],
-        "train",
-        dataset_dir=str(tiny_phantoms),
-        output_dir=str(tmp_path / "train"),
-        visual_target="denoise",
-        **diffusion,
-        **TINY,
-    )
-    workflow.initialize()
+    workflow = _train_workflow(tiny_phantoms, diffusion, tmp_path / "train", visual_target="denoise")
     with pytest.raises(Exception) as error:
         workflow.parser.get_parsed_content("train#trainer")
     assert "visual_target must be one of ('image', 'denoised'), got 'denoise'" in error_messages(error.value)
