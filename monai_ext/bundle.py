@@ -11,11 +11,13 @@ from typing import Any
 
 import torch
 from monai.bundle import ConfigParser
+from monai.networks.schedulers import DDIMScheduler, Scheduler
 from torch import nn
 
 from monai_ext.data.brain import make_brains
 from monai_ext.data.datalist import on_rank_zero
 from monai_ext.data.phantoms import make_phantoms
+from monai_ext.schedulers import LearnedVarianceDDPMScheduler
 from monai_ext.transforms.hierarchy import parse_num_parts
 
 CACHE_ENV = "MONAI_EXT_CACHE"
@@ -23,6 +25,9 @@ DEFAULT_PHANTOMS = "phantoms_regular"
 DEFAULT_DATA: dict[str, Callable[[str], Path]] = {  # cache folder name -> generator of its dataset
     DEFAULT_PHANTOMS: partial(make_phantoms, variant="regular", n=120, seed=0, size=50),
     "brains": partial(make_brains, n=60, seed=0, mode="3d", resolution=2),
+    "brain_slices": partial(
+        make_brains, n=60, seed=0, mode="2d", resolution=2, slices_per_subject=4, empty_slices_per_subject=1
+    ),
 }
 
 
@@ -61,8 +66,10 @@ def default_dataset_dir(name: str = DEFAULT_PHANTOMS) -> str:
     """A bundle's default ``dataset_dir``: the cache folder where default dataset ``name`` is generated on first use.
 
     Args:
-        name: one of ``DEFAULT_DATA``: ``"phantoms_regular"`` (the 120 regular cell phantoms, the bundles' default)
-            or ``"brains"`` (60 BraTS-like brain phantoms, the brain configs' default).
+        name: one of ``DEFAULT_DATA``: ``"phantoms_regular"`` (the 120 regular cell phantoms, the bundles' default),
+            ``"brains"`` (60 BraTS-like brain phantoms, the brain configs' default) or ``"brain_slices"`` (their 2D
+            axial slices, 128 x 128 x 4 contrasts: 4 through the tumour and 1 without it per subject; the
+            diffusion_segmentation bundle's default).
 
     Raises:
         ValueError: ``name`` is not a default dataset.
@@ -137,6 +144,24 @@ def visual_denoiser(visual_target: str, denoiser: nn.Module) -> nn.Module | None
     if visual_target not in VISUAL_TARGETS:
         raise ValueError(f"visual_target must be one of {VISUAL_TARGETS}, got {visual_target!r}.")
     return denoiser if visual_target == "denoised" else None
+
+
+SAMPLERS = ("ddim", "ddpm")
+
+
+def sampling_scheduler(sampler: str, num_train_timesteps: int, schedule: str = "linear_beta") -> Scheduler:
+    """The scheduler an ensemble sampler runs with (config id ``sampler``): ``"ddim"`` (Song et al., ICLR 2021;
+    any number of steps, the noise prediction only) or ``"ddpm"`` (all T steps, with the learned variance of
+    ``LearnedVarianceDDPMScheduler``), over the training noise schedule.
+
+    Raises:
+        ValueError: ``sampler`` is neither.
+    """
+    if sampler == "ddim":
+        return DDIMScheduler(num_train_timesteps=num_train_timesteps, schedule=schedule)
+    if sampler == "ddpm":
+        return LearnedVarianceDDPMScheduler(num_train_timesteps=num_train_timesteps, schedule=schedule)
+    raise ValueError(f"config id 'sampler' must be one of {SAMPLERS}, got {sampler!r}.")
 
 
 def require_file(path: str | Path, how_to_make: str) -> str:

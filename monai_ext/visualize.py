@@ -1,7 +1,9 @@
-"""Figures of discovered hierarchical parts (Tursynbek & Niethammer, MICCAI 2023, Fig. 3 style).
+"""Figures: discovered hierarchical parts (Tursynbek & Niethammer, MICCAI 2023, Fig. 3 style) and segmentation
+ensembles (Wolleb et al., MIDL 2022, Fig. 3 style).
 
-One PNG, one row per volume: the image slice, the predicted part map of each level and, when given, the
-ground truth of each level. Written with matplotlib's Agg canvas (no display, no pyplot state).
+Discovery: one PNG, one row per volume: the image slice, the predicted part map of each level and, when given,
+the ground truth of each level. Ensembles: one PNG per image: the image, a few samples, the mean, the variance
+and, when given, the ground truth. Written with matplotlib's Agg canvas (no display, no pyplot state).
 """
 
 from __future__ import annotations
@@ -18,14 +20,15 @@ from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
-from monai.transforms import LoadImage
+from monai.config import KeysCollection
+from monai.transforms import LoadImage, MapTransform
 from monai.utils import convert_to_numpy
 
 from monai_ext.metrics import matched_dice, relabel
 from monai_ext.provenance import refuse_existing
 from monai_ext.transforms.hierarchy import _items, level_label_maps, parse_num_parts
 
-__all__ = ["DiscoveryFigureWriter", "discovery_figure"]
+__all__ = ["DiscoveryFigureWriter", "SaveEnsemblePaneld", "discovery_figure", "ensemble_panel"]
 
 ArrayLike = np.ndarray | torch.Tensor
 
@@ -274,3 +277,107 @@ class DiscoveryFigureWriter:
             return
         discovery_figure(self.path, self.images, self.level_maps, self.labels, self.titles)
         self.logger.info(f"{len(self.images)} volume(s) drawn to '{self.path}'.")
+
+
+def ensemble_panel(
+    path: str | Path,
+    image: ArrayLike,
+    samples: ArrayLike,
+    mean: ArrayLike,
+    variance: ArrayLike,
+    label: ArrayLike | None = None,
+    max_samples: int = 3,
+    title: str = "",
+) -> Path:
+    """Draw one 2D image with its sampled masks, their mean and variance, and the ground truth when given.
+
+    Args:
+        path: PNG file to write.
+        image: (C, H, W); its last channel is shown (FLAIR for the BraTS order T1, T1ce, T2, FLAIR).
+        samples: (n, H, W) sampled masks in [0, 1]; the first ``max_samples`` are shown.
+        mean: (1, H, W) or (H, W) mean map.
+        variance: (1, H, W) or (H, W) variance map.
+        label: (1, H, W) or (H, W) ground truth, or None.
+        max_samples: samples drawn, >= 1.
+        title: figure title (e.g. the file name).
+    """
+    maps = [np.squeeze(convert_to_numpy(x)) for x in (mean, variance)]
+    shown = [convert_to_numpy(s) for s in convert_to_numpy(samples)[:max_samples]]
+    panels = [(convert_to_numpy(image)[-1], "image", "gray", None)]
+    panels += [(s, f"sample {i + 1}", "gray", (0, 1)) for i, s in enumerate(shown)]
+    panels += [(maps[0], "mean", "gray", (0, 1)), (maps[1], "variance", "magma", (0, 0.25))]
+    if label is not None:
+        panels.append((np.squeeze(convert_to_numpy(label)), "ground truth", "gray", (0, 1)))
+    figure = Figure(figsize=(2.2 * len(panels), 2.6))
+    FigureCanvasAgg(figure)
+    for index, (array, name, cmap, limits) in enumerate(panels):
+        axis = figure.add_subplot(1, len(panels), index + 1)
+        vmin, vmax = limits if limits else (None, None)
+        axis.imshow(np.asarray(array).T, cmap=cmap, vmin=vmin, vmax=vmax, origin="lower")
+        axis.set_title(name, fontsize=9)
+        axis.axis("off")
+    if title:
+        figure.suptitle(title, fontsize=9)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100, bbox_inches="tight")
+    return path
+
+
+class SaveEnsemblePaneld(MapTransform):
+    """Postprocessing step that writes :func:`ensemble_panel` for each item, named after its image file.
+
+    Reads ``{key}_samples``, ``{key}_mean`` and ``{key}_variance`` (``monai_ext.transforms.SplitEnsembled``), the
+    image and, when the item has it, the label; writes ``<image name>_panel.png`` into ``output_dir``, in the
+    image's sub-folder relative to ``data_root_dir`` as ``SaveImaged`` does (so slices of different subjects with
+    the same file name do not collide). All maps must be on one grid (place it before ``Invertd``). The item
+    passes through unchanged.
+
+    Args:
+        keys: the ensemble output keys (``"pred"``).
+        output_dir: folder of the PNGs.
+        data_root_dir: the dataset folder the image paths are relative to ("" keeps only the file name).
+        image_key: key of the image (C, H, W).
+        label_key: key of the ground truth; None never draws it.
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        output_dir: str | Path,
+        data_root_dir: str | Path = "",
+        image_key: str = "image",
+        label_key: str | None = "label",
+    ) -> None:
+        super().__init__(keys)
+        self.output_dir = Path(output_dir)
+        self.data_root_dir = Path(data_root_dir).resolve() if str(data_root_dir) else None
+        self.image_key = image_key
+        self.label_key = label_key
+
+    def _path(self, name: str) -> Path:
+        source = Path(name)
+        folder = Path()
+        if self.data_root_dir is not None and source.resolve().is_relative_to(self.data_root_dir):
+            folder = source.resolve().parent.relative_to(self.data_root_dir)
+        return self.output_dir / folder / f"{source.name.split('.')[0]}_panel.png"
+
+    def __call__(self, data: dict) -> dict:
+        for key in self.key_iterator(data):
+            image = data[self.image_key]
+            name = str(getattr(image, "meta", {}).get("filename_or_obj", f"item_{id(data)}"))
+            if image.ndim != 3:
+                raise ValueError(
+                    f"the ensemble panel draws 2D images (C, H, W); '{name}' has shape {tuple(image.shape)}."
+                )
+            label = data.get(self.label_key) if self.label_key else None
+            ensemble_panel(
+                self._path(name),
+                image,
+                data[f"{key}_samples"],
+                data[f"{key}_mean"],
+                data[f"{key}_variance"],
+                label,
+                title=Path(name).name,
+            )
+        return data

@@ -256,6 +256,23 @@ def test_2d_slices(dataset_2d: Path) -> None:
     assert all(len(s) == 1 for s in subjects_per_split) and len(set.union(*subjects_per_split)) == 3
 
 
+def test_2d_tumour_free_slices_follow_the_tumour_slices(tmp_path: Path) -> None:
+    datalist = make_brains(
+        tmp_path / "b", n=1, seed=5, mode="2d", slices_per_subject=2, empty_slices_per_subject=3, slice_size=32
+    )
+    records = [
+        {k: str(datalist.parent / v) for k, v in r.items()} for r in json.loads(datalist.read_text())["training"]
+    ]
+    assert len(records) == 5
+    tumour = [int(_load(r["label"]).sum()) for r in records]
+    assert all(t > 0 for t in tumour[:2]) and tumour[2:] == [0, 0, 0]
+    brain = [(_load(r["tissue"]) > 0).mean() for r in records[2:]]
+    assert min(brain) > 0.1  # each shows a good part of the brain
+    assert len({r["image"] for r in records}) == 5
+    meta = json.loads((datalist.parent / "dataset.json").read_text())
+    assert meta["options"]["empty_slices_per_subject"] == 3
+
+
 def test_2d_loads_channel_first_with_monai(dataset_2d: Path) -> None:
     record = load_decathlon_datalist(dataset_2d, True, "test")[0]
     transform = Compose(
@@ -303,6 +320,8 @@ def test_refuses_non_empty_folder(tmp_path: Path) -> None:
         ("resolution", 3),
         ("slices_per_subject", 0),
         ("slices_per_subject", 13),
+        ("empty_slices_per_subject", -1),
+        ("empty_slices_per_subject", 13),
         ("slice_size", 8),
         ("min_volume_cm3", 0.0),
         ("max_volume_cm3", 10.0),  # below the default min_volume_cm3: reversed bounds

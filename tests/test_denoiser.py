@@ -8,7 +8,8 @@ from monai.networks.nets import DiffusionModelUNet
 from monai.networks.schedulers import DDPMScheduler
 from torch import nn
 
-from monai_ext.networks import DiffusionDenoiser, predicted_x0
+from monai_ext.networks import DiffusionDenoiser
+from monai_ext.schedulers import predicted_x0
 
 
 @pytest.mark.parametrize("kind", ["epsilon", "sample", "v_prediction"])

@@ -238,6 +238,17 @@ def test_empty_splits_are_errors_that_name_file_and_split(tmp_path):
     assert load_datalist(datalist, "training") == [{"image": str(tmp_path / "a.nii.gz")}]
 
 
+def test_inference_items_keep_only_the_image_and_the_optional_keys_present(tmp_path):
+    records = [{"image": "a.nii.gz", "label": "a_l.nii.gz", "tissue": "t.nii.gz"}, {"image": "b.nii.gz"}]
+    (tmp_path / "datalist.json").write_text(json.dumps({"training": records, "validation": records, "test": records}))
+    items = inference_items(tmp_path, "test", optional_keys=["label"])
+    assert items == [
+        {"image": str(tmp_path / "a.nii.gz"), "label": str(tmp_path / "a_l.nii.gz")},
+        {"image": str(tmp_path / "b.nii.gz")},
+    ]
+    assert inference_items(tmp_path, "test") == [{"image": str(tmp_path / n)} for n in ("a.nii.gz", "b.nii.gz")]
+
+
 # ---------------------------------------------------------------- unreadable images
 
 

@@ -7,7 +7,7 @@ import torch
 from monai.data import MetaTensor
 
 from monai_ext.flags import as_flag
-from monai_ext.transforms import ValidateImaged
+from monai_ext.transforms import ValidateImaged, ValidateMaskd
 
 
 def _item(image: torch.Tensor, **extra) -> dict:
@@ -39,6 +39,15 @@ def test_label_of_another_shape_is_rejected():
     item = _item(torch.rand(1, 8, 8, 8), label=torch.zeros(1, 8, 8, 6))
     with pytest.raises(ValueError, match=r"case_007.*\(8, 8, 6\)"):
         ValidateImaged("image", match_keys=["label"])(item)
+
+
+def test_masks_must_be_binary_and_may_be_empty():
+    mask = MetaTensor(torch.zeros(1, 8, 8), meta={"filename_or_obj": "/data/z040_label.nii.gz"})
+    assert ValidateMaskd("label")({"label": mask})["label"] is mask  # an empty mask is a valid slice
+    with pytest.raises(ValueError, match=r"'label' of '/data/z040_label.nii.gz' must be a binary mask.*2\.0"):
+        ValidateMaskd("label")({"label": mask + 2})
+    with pytest.raises(ValueError, match="2 channels; expected 1"):
+        ValidateMaskd("label")({"label": torch.zeros(2, 8, 8)})
 
 
 def test_arguments_are_checked():

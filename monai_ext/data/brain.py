@@ -328,6 +328,18 @@ def _tumour_slices(label: np.ndarray, count: int) -> list[int]:
     return [int(z) for z in through[picks]]
 
 
+def _tumour_free_slices(tissue: np.ndarray, label: np.ndarray, count: int) -> list[int]:
+    """``count`` distinct axial slices without tumour, evenly spread over those whose brain area is at least half
+    the largest slice's (so each shows a good part of the brain); no random draw."""
+    area = (tissue > 0).sum(axis=(0, 1))
+    free = np.flatnonzero(~label.any(axis=(0, 1)) & (area >= area.max() / 2))
+    if len(free) < count:
+        raise ValueError(f"empty_slices_per_subject={count} exceeds the {len(free)} tumour-free slices of a brain.")
+    if count == 0:
+        return []
+    return [int(z) for z in free[np.round(np.linspace(0, len(free) - 1, count)).astype(int)]]
+
+
 def _write_subject_3d(out: Path, name: str, phantom: dict[str, np.ndarray], spacing: float) -> dict[str, Any]:
     """Write one subject as NIfTI files in ``out/name`` and return its datalist record (paths relative to ``out``)."""
     (out / name).mkdir(exist_ok=True)
@@ -339,9 +351,10 @@ def _write_subject_3d(out: Path, name: str, phantom: dict[str, np.ndarray], spac
 
 
 def _write_subject_2d(
-    out: Path, name: str, phantom: dict[str, np.ndarray], spacing: float, slices: int, size: int
+    out: Path, name: str, phantom: dict[str, np.ndarray], spacing: float, slices: int, empty: int, size: int
 ) -> list[dict[str, Any]]:
-    """Write axial slices through the tumour, resampled to ``size`` x ``size``; return their datalist records.
+    """Write ``slices`` axial slices through the tumour and ``empty`` tumour-free ones, resampled to ``size`` x
+    ``size``; return their datalist records (tumour slices first, each group in z order).
 
     Images are (H, W, 4) channel-last NIfTI (each channel min-max scaled to [0, 1]); label maps are (H, W) uint8.
     """
@@ -351,7 +364,8 @@ def _write_subject_2d(
     grid = phantom["label"].shape
     pixel = (spacing * grid[0] / size, spacing * grid[1] / size, 1.0)
     records = []
-    for z in _tumour_slices(phantom["label"], slices):
+    picks = _tumour_slices(phantom["label"], slices) + _tumour_free_slices(phantom["tissue"], phantom["label"], empty)
+    for z in picks:
         image = convert_to_numpy(resize_image(phantom["image"][..., z]))
         low, high = image.min(axis=(1, 2), keepdims=True), image.max(axis=(1, 2), keepdims=True)
         image = ((image - low) / (high - low)).astype(np.float32)
@@ -370,6 +384,7 @@ def _check_options(
     mode: str,
     resolution: int,
     slices_per_subject: int,
+    empty_slices_per_subject: int,
     slice_size: int,
     min_volume_cm3: float,
     max_volume_cm3: float,
@@ -386,6 +401,10 @@ def _check_options(
         raise ValueError(f"resolution must be one of {tuple(GRIDS)} (mm), got {resolution}.")
     if not 1 <= slices_per_subject <= MAX_SLICES_PER_SUBJECT:
         raise ValueError(f"slices_per_subject must be in [1, {MAX_SLICES_PER_SUBJECT}], got {slices_per_subject}.")
+    if not 0 <= empty_slices_per_subject <= MAX_SLICES_PER_SUBJECT:
+        raise ValueError(
+            f"empty_slices_per_subject must be in [0, {MAX_SLICES_PER_SUBJECT}], got {empty_slices_per_subject}."
+        )
     if not 16 <= slice_size <= 1024:
         raise ValueError(f"slice_size must be in [16, 1024], got {slice_size}.")
     if not min_volume_cm3 > 0:
@@ -412,6 +431,7 @@ def make_brains(
     mode: str = "3d",
     resolution: int = 2,
     slices_per_subject: int = 4,
+    empty_slices_per_subject: int = 0,
     slice_size: int = 128,
     min_volume_cm3: float = VOLUME_BOUNDS_CM3[0],
     max_volume_cm3: float = VOLUME_BOUNDS_CM3[1],
@@ -436,7 +456,8 @@ def make_brains(
       "ventricles": ...}``; ``LoadImaged(keys="image", image_only=True)`` + ``EnsureChannelFirstd(keys="image")``
       stack the four paths into a (4, X, Y, Z) image. ``datalist_t1.json`` ... ``datalist_flair.json`` hold the
       same records with ``image`` set to one contrast (:func:`write_contrast_datalists`).
-    - ``mode="2d"``: per axial slice ``z``, ``z{z:03d}_image`` (``slice_size`` x ``slice_size`` x 4 channel-last
+    - ``mode="2d"``: per axial slice ``z`` (``slices_per_subject`` through the tumour, then
+      ``empty_slices_per_subject`` without it), ``z{z:03d}_image`` (``slice_size`` x ``slice_size`` x 4 channel-last
       float32, channels ``CONTRASTS``) and ``z{z:03d}_label``, ``_brats``, ``_tissue``, ``_ventricles``
       (``slice_size`` x ``slice_size`` uint8). ``LoadImaged(keys=["image", "label"], image_only=True)`` then
       ``EnsureChannelFirstd(keys="image", channel_dim=-1)`` and ``EnsureChannelFirstd(keys="label")`` give a
@@ -449,6 +470,8 @@ def make_brains(
         mode: ``"3d"`` volumes or ``"2d"`` axial slices through the tumour.
         resolution: voxel size in mm: 2 (96^3 grid) or 1 (200 x 200 x 155 BraTS-like grid).
         slices_per_subject: in 2D mode, number of distinct slices taken through each tumour (1 to 12).
+        empty_slices_per_subject: in 2D mode, number of tumour-free slices added per subject (0 to 12; each shows
+            at least half the largest brain section), for the empty-prediction count of a segmenter.
         slice_size: in 2D mode, height and width of the resampled slices (16 to 1024).
         min_volume_cm3: smallest whole-tumour volume (> 0).
         max_volume_cm3: largest whole-tumour volume (>= ``min_volume_cm3``, at most a fifth of the brain,
@@ -468,7 +491,16 @@ def make_brains(
         monai_ext.data.tumour.TumourPlacementError: a tumour found no room in its brain (names subject and seed).
     """
     _check_options(
-        n, seed, mode, resolution, slices_per_subject, slice_size, min_volume_cm3, max_volume_cm3, mass_effect_mm
+        n,
+        seed,
+        mode,
+        resolution,
+        slices_per_subject,
+        empty_slices_per_subject,
+        slice_size,
+        min_volume_cm3,
+        max_volume_cm3,
+        mass_effect_mm,
     )
     out = prepare_output_dir(out, overwrite)
     rng = np.random.default_rng(seed)
@@ -483,8 +515,10 @@ def make_brains(
         if mode == "3d":
             records.append(_write_subject_3d(out, name, phantom, spacing))
         else:
-            records.extend(_write_subject_2d(out, name, phantom, spacing, slices_per_subject, slice_size))
-    per_subject = 1 if mode == "3d" else slices_per_subject
+            records.extend(
+                _write_subject_2d(out, name, phantom, spacing, slices_per_subject, empty_slices_per_subject, slice_size)
+            )
+    per_subject = 1 if mode == "3d" else slices_per_subject + empty_slices_per_subject
     counts = [count * per_subject for count in split_counts(n)]
     meta = {
         "name": "brain",
@@ -498,6 +532,7 @@ def make_brains(
             "mode": mode,
             "resolution": resolution,
             "slices_per_subject": slices_per_subject,
+            "empty_slices_per_subject": empty_slices_per_subject,
             "slice_size": slice_size,
             "min_volume_cm3": min_volume_cm3,
             "max_volume_cm3": max_volume_cm3,

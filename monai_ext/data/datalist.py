@@ -266,9 +266,17 @@ def read_volume(path: str | Path, key: str = "image") -> np.ndarray:
     return array
 
 
-def inference_items(dataset_dir: str | Path, split: str = "test", datalist_name: str = "datalist.json") -> list[dict]:
+def inference_items(
+    dataset_dir: str | Path,
+    split: str = "test",
+    datalist_name: str = "datalist.json",
+    optional_keys: Sequence[str] = (),
+) -> list[dict]:
     """Images to run a bundle on: the ``split`` of ``dataset_dir/datalist_name`` when the folder has one,
     else every NIfTI file (``*.nii``, ``*.nii.gz``) in it, sorted by name.
+
+    Records keep ``image`` and, where the datalist has them, the ``optional_keys`` (e.g. ``["label"]`` for a
+    figure that shows the ground truth); every other key is dropped.
 
     Raises:
         FileNotFoundError: the folder does not exist or holds neither a datalist nor NIfTI files.
@@ -278,7 +286,8 @@ def inference_items(dataset_dir: str | Path, split: str = "test", datalist_name:
     if not folder.is_dir():
         raise FileNotFoundError(f"dataset_dir '{folder}' is not a folder.")
     if (folder / datalist_name).is_file():
-        return [{"image": item["image"]} for item in load_datalist(folder / datalist_name, split)]
+        keep = ("image", *optional_keys)
+        return [{k: item[k] for k in keep if k in item} for item in load_datalist(folder / datalist_name, split)]
     files = sorted(p for p in folder.iterdir() if p.name.endswith((".nii", ".nii.gz")))
     if not files:
         raise FileNotFoundError(f"dataset_dir '{folder}' has no {datalist_name} and no .nii / .nii.gz files.")

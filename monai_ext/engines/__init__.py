@@ -6,6 +6,7 @@ except ImportError:  # pytorch-ignite 0.4.x, pinned by monai[ignite] 1.5.x
     from ignite.contrib.handlers import ProgressBar
 
 from monai_ext.engines.discovery import DiscoveryTrainer, discovery_metrics, volume_keys
+from monai_ext.engines.ensemble_report import EnsembleReport, ensemble_table, slice_scores
 from monai_ext.engines.handlers import (
     BestPerLevel,
     MeanMaxProbability,
@@ -13,12 +14,14 @@ from monai_ext.engines.handlers import (
     SaveForResume,
     latest_checkpoint,
 )
-from monai_ext.engines.prepare_batch import SamplePredictionPrepareBatch
+from monai_ext.engines.prepare_batch import MaskDiffusionPrepareBatch, SamplePredictionPrepareBatch
 from monai_ext.engines.report import discovery_report
 
 __all__ = [
     "BestPerLevel",
     "DiscoveryTrainer",
+    "EnsembleReport",
+    "MaskDiffusionPrepareBatch",
     "MeanMaxProbability",
     "ProgressBar",
     "ResumeFromLatest",
@@ -26,6 +29,8 @@ __all__ = [
     "SaveForResume",
     "discovery_metrics",
     "discovery_report",
+    "ensemble_table",
     "latest_checkpoint",
+    "slice_scores",
     "volume_keys",
 ]

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 from monai.engines import DiffusionPrepareBatch
+
+from monai_ext.inferers.ensemble import mask_to_signal
 
 
 class SamplePredictionPrepareBatch(DiffusionPrepareBatch):
@@ -27,3 +31,44 @@ class SamplePredictionPrepareBatch(DiffusionPrepareBatch):
     def get_target(self, images: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
         """The clean image x0: the network predicts the sample, not the noise."""
         return images
+
+
+class MaskDiffusionPrepareBatch(DiffusionPrepareBatch):
+    """Diffuse the segmentation mask, conditioned on the image concatenated at every step (Wolleb et al., 2022).
+
+    Wolleb et al. (MIDL 2022, "Diffusion Models for Implicit Image Segmentation Ensembles", sec. 2) add noise to
+    the mask only and give the network the noisy mask and the image, concatenated along channels. The mask
+    {0, 1} is diffused as {-1, 1} (``mask_to_signal``; data in [-1, 1] as in Ho et al.). Returns the mask
+    signal as the input, the loss target ``{"x0", "noise", "timesteps"}`` (``HybridDiffusionLoss``), and the
+    inferer keyword arguments of ``monai.inferers.DiffusionInferer`` in ``"concat"`` mode (noisy mask first,
+    then the image).
+
+    Args:
+        num_train_timesteps: T; timesteps are drawn uniformly from [0, T).
+        image_key: batch key of the conditioning image.
+        mask_key: batch key of the binary mask.
+    """
+
+    def __init__(self, num_train_timesteps: int, image_key: str = "image", mask_key: str = "label") -> None:
+        if num_train_timesteps < 1:
+            raise ValueError(f"num_train_timesteps must be >= 1, got {num_train_timesteps}.")
+        super().__init__(num_train_timesteps=num_train_timesteps, condition_name=image_key)
+        self.image_key = image_key
+        self.mask_key = mask_key
+
+    def __call__(
+        self,
+        batchdata: Mapping[str, torch.Tensor],
+        device: str | torch.device | None = None,
+        non_blocking: bool = False,
+        **kwargs,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor], tuple, dict]:
+        missing = {self.image_key, self.mask_key} - set(batchdata)
+        if missing:
+            raise KeyError(f"the batch needs '{self.image_key}' and '{self.mask_key}'; missing {sorted(missing)}.")
+        image = batchdata[self.image_key].to(device, non_blocking=non_blocking, **kwargs)
+        x0 = mask_to_signal(batchdata[self.mask_key].to(device, non_blocking=non_blocking, **kwargs))
+        noise = self.get_noise(x0)
+        timesteps = self.get_timesteps(x0)
+        target = {"x0": x0, "noise": noise, "timesteps": timesteps}
+        return x0, target, (), {"noise": noise, "timesteps": timesteps, "condition": image, "mode": "concat"}

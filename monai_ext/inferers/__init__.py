@@ -1,5 +1,6 @@
-"""Inferers: diffusion sampling (DDIM) and held-out denoising evaluation."""
+"""Inferers: diffusion sampling (DDIM), held-out denoising evaluation, implicit segmentation ensembles."""
 
 from monai_ext.inferers.diffusion import DenoisingInferer, DiffusionSamplingInferer
+from monai_ext.inferers.ensemble import DiffusionEnsembleInferer
 
-__all__ = ["DenoisingInferer", "DiffusionSamplingInferer"]
+__all__ = ["DenoisingInferer", "DiffusionEnsembleInferer", "DiffusionSamplingInferer"]

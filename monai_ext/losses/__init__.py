@@ -1,4 +1,5 @@
-"""Losses: the consistency (volume-normalised K-means) and photometric-invariance losses of discovery."""
+"""Losses: the consistency (volume-normalised K-means) and photometric-invariance losses of discovery; the hybrid
+DDPM loss of the segmentation diffusion model."""
 
 from monai_ext.losses.consistency import (
     ConsistencyLoss,
@@ -6,5 +7,6 @@ from monai_ext.losses.consistency import (
     NestingLoss,
     PhotometricInvarianceLoss,
 )
+from monai_ext.losses.hybrid_diffusion import HybridDiffusionLoss
 
-__all__ = ["ConsistencyLoss", "DiscoveryLoss", "NestingLoss", "PhotometricInvarianceLoss"]
+__all__ = ["ConsistencyLoss", "DiscoveryLoss", "HybridDiffusionLoss", "NestingLoss", "PhotometricInvarianceLoss"]

@@ -5,6 +5,8 @@
 - :func:`ergas` / :class:`ERGASMetric`: ERGAS (Wald, 2000), for the reconstructions of CUTS.
 - :class:`MatchedHausdorffDistanceMetric`: HD95 of matched parts (binary targets: the BraTS-style HD95).
 - :class:`MeanMaxProbabilityMetric`: the label-free model-selection score of structure discovery.
+- :func:`boundary_variance_ratio`, :func:`error_auroc`, :func:`expected_calibration_error`: whether an ensemble's
+  variance and mean maps can be trusted (diffusion segmentation ensembles, Wolleb et al., MIDL 2022).
 
 HD95 and Jaccard (IoU) come from MONAI (``HausdorffDistanceMetric(percentile=95)``, ``MeanIoU``); to score
 unsupervised parts with them, first map the parts to their matched classes with :func:`relabel`, then one-hot
@@ -30,6 +32,7 @@ from .ergas import ERGASMetric, ergas
 from .matched_dice import MatchedDiceMetric, MatchedDiceResult, matched_dice, relabel
 from .matched_hausdorff import MatchedHausdorffDistanceMetric
 from .per_volume import finite_stats
+from .uncertainty import boundary_band, boundary_variance_ratio, error_auroc, expected_calibration_error
 
 __all__ = [
     "ERGASMetric",
@@ -37,7 +40,11 @@ __all__ = [
     "MatchedDiceResult",
     "MatchedHausdorffDistanceMetric",
     "MeanMaxProbabilityMetric",
+    "boundary_band",
+    "boundary_variance_ratio",
     "ergas",
+    "error_auroc",
+    "expected_calibration_error",
     "finite_stats",
     "matched_dice",
     "relabel",

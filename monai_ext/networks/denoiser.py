@@ -10,25 +10,7 @@ from monai.networks.nets import DiffusionModelUNet
 from monai.networks.schedulers import Scheduler
 
 from monai_ext.networks.frozen_diffusion import FrozenDiffusionUNet
-
-PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
-
-
-def predicted_x0(
-    scheduler: Scheduler, model_output: torch.Tensor, x_t: torch.Tensor, timesteps: torch.Tensor
-) -> torch.Tensor:
-    """x0 from a U-Net output at timesteps t, for the scheduler's ``prediction_type`` (Ho et al. 2020, eq. 15):
-    ``sample``: the output itself; ``epsilon``: (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t); ``v_prediction``:
-    sqrt(abar_t) x_t - sqrt(1 - abar_t) v."""
-    kind = str(getattr(scheduler.prediction_type, "value", scheduler.prediction_type))
-    if kind not in PREDICTION_TYPES:
-        raise ValueError(f"scheduler prediction_type must be one of {PREDICTION_TYPES}, got '{kind}'.")
-    if kind == "sample":
-        return model_output
-    abar = scheduler.alphas_cumprod.to(x_t.device)[timesteps].float().view(-1, *([1] * (x_t.ndim - 1)))
-    if kind == "epsilon":
-        return (x_t - (1 - abar).sqrt() * model_output) / abar.sqrt()
-    return abar.sqrt() * x_t - (1 - abar).sqrt() * model_output
+from monai_ext.schedulers import predicted_x0
 
 
 class DiffusionDenoiser(FrozenDiffusionUNet):
@@ -36,10 +18,9 @@ class DiffusionDenoiser(FrozenDiffusionUNet):
 
     The image x0 (min-max scaled to [0, 1]) is mapped to [-1, 1] and resized to ``input_size`` as for
     :class:`~monai_ext.networks.DiffusionFeatureExtractor`, noised to x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps,
-    and the U-Net's prediction of x0 (:func:`predicted_x0`) is mapped back to the [0, 1] scale (not clipped) at the
-    input size. The mean
-    over ``num_draws`` noise draws is returned: a label-free denoiser built from the pretrained generative model
-    alone (issue 9's "x0 prediction + k-means" baseline).
+    and the U-Net's prediction of x0 (:func:`monai_ext.schedulers.predicted_x0`) is mapped back to the [0, 1]
+    scale (not clipped) at the input size. The mean over ``num_draws`` noise draws is returned: a label-free
+    denoiser built from the pretrained generative model alone (issue 9's "x0 prediction + k-means" baseline).
 
     Args:
         unet: a trained ``DiffusionModelUNet`` (frozen here: eval mode, no gradients).

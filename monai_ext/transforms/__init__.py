@@ -1,9 +1,17 @@
 """Transforms MONAI core lacks: image reading that names the file, input validation and hierarchy helpers."""
 
+from monai_ext.transforms.ensemble import SplitEnsembled
 from monai_ext.transforms.io import ReadImaged, read_image_and_labels
-from monai_ext.transforms.validation import ValidateImaged, check_same_spatial_shape
+from monai_ext.transforms.validation import ValidateImaged, ValidateMaskd, check_same_spatial_shape
 
-__all__ = ["ReadImaged", "ValidateImaged", "check_same_spatial_shape", "read_image_and_labels"]
+__all__ = [
+    "ReadImaged",
+    "SplitEnsembled",
+    "ValidateImaged",
+    "ValidateMaskd",
+    "check_same_spatial_shape",
+    "read_image_and_labels",
+]
 from monai_ext.transforms.hierarchy import (
     HierarchyAccumulator,
     HierarchyWriter,

@@ -26,6 +26,7 @@ class ValidateImaged(MapTransform):
         channels: required channel count (the network's ``in_channels``), or None for any.
         match_keys: keys (e.g. labels) that must have each image's spatial shape; absent ones are skipped.
         allow_missing_keys: skip keys absent from the data.
+        channels_config_id: the config id that sets ``channels``, named in the error.
     """
 
     def __init__(
@@ -35,6 +36,7 @@ class ValidateImaged(MapTransform):
         channels: int | None = 1,
         match_keys: Sequence[Hashable] = (),
         allow_missing_keys: bool = False,
+        channels_config_id: str = "network_def#in_channels",
     ) -> None:
         super().__init__(keys, allow_missing_keys)
         if spatial_dims not in (2, 3):
@@ -44,6 +46,7 @@ class ValidateImaged(MapTransform):
         self.spatial_dims = spatial_dims
         self.channels = channels
         self.match_keys = list(match_keys)
+        self.channels_config_id = channels_config_id
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
         d = dict(data)
@@ -58,7 +61,7 @@ class ValidateImaged(MapTransform):
                 )
             if self.channels is not None and image.shape[0] != self.channels:
                 raise ValueError(
-                    f"{where} has {image.shape[0]} channels; the network (config id network_def#in_channels) "
+                    f"{where} has {image.shape[0]} channels; the network (config id {self.channels_config_id}) "
                     f"expects {self.channels}."
                 )
             if not torch.isfinite(image).all():
@@ -76,3 +79,35 @@ def check_same_spatial_shape(data: Mapping[Hashable, torch.Tensor], keys: Sequen
         raise ValueError(
             f"image and label spatial shapes differ for '{_source(data, keys[0])}': {shapes}; they must be equal."
         )
+
+
+class ValidateMaskd(MapTransform):
+    """Check channel-first binary masks: the channel count, values in {0, 1} only, finite.
+
+    A mask that is empty (all 0) is valid: training sets of axial slices hold many (Wolleb et al., MIDL 2022, train
+    on every slice of their range). A failure raises ``ValueError`` naming the file and key.
+
+    Args:
+        keys: keys of the masks to check.
+        channels: required channel count (the network's mask channels).
+        allow_missing_keys: skip keys absent from the data.
+    """
+
+    def __init__(self, keys: KeysCollection, channels: int = 1, allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        if channels < 1:
+            raise ValueError(f"channels must be >= 1, got {channels}.")
+        self.channels = channels
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            mask = torch.as_tensor(d[key])
+            where = f"'{key}' of '{_source(d, key)}'"
+            if mask.shape[0] != self.channels:
+                raise ValueError(f"{where} has {mask.shape[0]} channels; expected {self.channels} (binary masks).")
+            values = torch.unique(mask)
+            if not torch.isin(values, torch.tensor([0, 1], dtype=values.dtype)).all():
+                shown = values[:8].tolist()
+                raise ValueError(f"{where} must be a binary mask (values 0 and 1), got values {shown}.")
+        return d

@@ -1,0 +1,17 @@
+"""Scheduler pieces on top of MONAI's DDPM: the x0 a network output implies, the learned reverse-process variance
+and its variational bound."""
+
+from monai_ext.schedulers.learned_variance import (
+    LearnedVarianceDDPMScheduler,
+    discretized_gaussian_log_likelihood,
+    gaussian_kl,
+)
+from monai_ext.schedulers.prediction import PREDICTION_TYPES, predicted_x0
+
+__all__ = [
+    "PREDICTION_TYPES",
+    "LearnedVarianceDDPMScheduler",
+    "discretized_gaussian_log_likelihood",
+    "gaussian_kl",
+    "predicted_x0",
+]

@@ -1,0 +1,51 @@
+"""Unpacking the output of ``monai_ext.inferers.DiffusionEnsembleInferer`` into its maps."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping
+
+import torch
+from monai.transforms import MapTransform
+
+
+class SplitEnsembled(MapTransform):
+    """Split an ensemble inferer's output into the mask (kept under its key), mean, variance and samples.
+
+    The ``DiffusionEnsembleInferer`` returns channel blocks of C channels: mask, mean, variance, then n samples
+    (Wolleb et al., MIDL 2022). This puts the mask back under ``keys`` (the ``pred`` a MONAI Label viewer
+    shows) and the others under ``{key}_mean``, ``{key}_variance`` and ``{key}_samples`` (n * C channels), so
+    that writers and metrics read each by name. Works on one item (channel-first, no batch axis), as
+    postprocessing after decollation.
+
+    Args:
+        keys: keys of the ensemble outputs.
+        num_samples: n, the inferer's ensemble size, >= 1.
+        mask_channels: C, >= 1.
+        allow_missing_keys: skip absent keys.
+    """
+
+    def __init__(
+        self, keys: str | list[str], num_samples: int, mask_channels: int = 1, allow_missing_keys: bool = False
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        if num_samples < 1 or mask_channels < 1:
+            raise ValueError(f"num_samples and mask_channels must be >= 1, got {num_samples} and {mask_channels}.")
+        self.num_samples = num_samples
+        self.mask_channels = mask_channels
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
+        d = dict(data)
+        c = self.mask_channels
+        expected = (3 + self.num_samples) * c
+        for key in self.key_iterator(d):
+            output = d[key]
+            if output.shape[0] != expected:
+                raise ValueError(
+                    f"'{key}' has {output.shape[0]} channels; an ensemble of {self.num_samples} samples of a "
+                    f"{c}-channel mask has {expected} (mask, mean, variance, samples)."
+                )
+            d[key] = output[:c]
+            d[f"{key}_mean"] = output[c : 2 * c]
+            d[f"{key}_variance"] = output[2 * c : 3 * c]
+            d[f"{key}_samples"] = output[3 * c :]
+        return d

@@ -1,0 +1,69 @@
+"""Scoring of segmentation ensembles in the layout of Wolleb et al. (MIDL 2022, Table 1)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from ignite.engine import Engine
+
+from monai_ext.engines import EnsembleReport, ensemble_table, slice_scores
+from monai_ext.engines.ensemble_report import summarize_scores
+
+
+def test_slice_scores_count_overlaps_and_empty_predictions() -> None:
+    label = np.zeros((10, 10))
+    label[2:6, 2:6] = 1  # 16 pixels
+    mask = np.zeros((10, 10))
+    mask[2:6, 4:8] = 1  # 16 pixels, 8 shared
+    scores = slice_scores(mask, label)
+    assert scores["dice"] == pytest.approx(2 * 8 / 32) and scores["jaccard"] == pytest.approx(8 / 24)
+    assert scores["hd95"] == pytest.approx(2.0) and not scores["empty"]
+    empty = slice_scores(np.zeros((10, 10)), label)
+    assert empty == {"dice": 0.0, "jaccard": 0.0, "hd95": None, "empty": True}
+    with pytest.raises(ValueError, match="non-empty label"):
+        slice_scores(mask, np.zeros((10, 10)))
+    summary = summarize_scores([scores, empty])
+    assert summary["dice"]["mean"] == pytest.approx(0.25) and summary["dice_without_empty"]["mean"] == 0.5
+    assert summary["hd95"]["n"] == 1 and summary["empty_predictions"] == 1 and summary["slices"] == 2
+
+
+def test_report_handler_pools_every_slice(tmp_path: Path) -> None:
+    label = torch.zeros(1, 8, 8)
+    label[0, 2:6, 2:6] = 1
+    samples = torch.stack([label[0], torch.roll(label[0], 1, 0)])  # two samples that disagree on one edge
+    mean, variance = samples.mean(0, keepdim=True), samples.var(0, unbiased=False, keepdim=True)
+    image = torch.ones(4, 8, 8)
+    items = [
+        {
+            "image": image,
+            "label": label,
+            "pred": (mean > 0.5).float(),
+            "pred_mean": mean,
+            "pred_variance": variance,
+            "pred_samples": samples,
+        },
+        {
+            "image": image,
+            "label": torch.zeros(1, 8, 8),
+            "pred": label.clone(),
+            "pred_mean": label.clone(),
+            "pred_variance": torch.zeros(1, 8, 8),
+            "pred_samples": label.repeat(2, 1, 1),
+        },
+    ]
+    engine = Engine(lambda e, batch: batch)
+    handler = EnsembleReport(tmp_path)
+    handler.attach(engine)
+    engine.run([items], max_epochs=1)
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["ensemble"]["slices"] == 1 and report["empty_label_slices"] == 1
+    assert report["false_positive_slices"] == 1  # the second slice has no tumour but the ensemble marks some
+    assert report["single_sample"]["dice"]["mean"] == pytest.approx(1.0)
+    assert report["uncertainty"]["boundary_variance_ratio"] > 1
+    assert "ensemble" in ensemble_table(report)
+    with pytest.raises(FileExistsError):
+        EnsembleReport(tmp_path).attach(Engine(lambda e, b: b))
