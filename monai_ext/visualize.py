@@ -26,7 +26,7 @@ from monai.utils import convert_to_numpy
 
 from monai_ext.metrics import matched_dice, relabel
 from monai_ext.provenance import refuse_existing
-from monai_ext.transforms.hierarchy import _items, level_label_maps, parse_num_parts
+from monai_ext.transforms.hierarchy import level_label_maps, output_items, parse_num_parts
 
 __all__ = ["DiscoveryFigureWriter", "SaveEnsemblePaneld", "discovery_figure", "ensemble_panel"]
 
@@ -251,7 +251,7 @@ class DiscoveryFigureWriter:
 
     def __call__(self, engine: Engine) -> None:
         """Keep the items of the current iteration until ``num_volumes`` are collected."""
-        for item in _items(self.output_transform(engine.state.output)):
+        for item in output_items(self.output_transform(engine.state.output)):
             if len(self.images) >= self.num_volumes:
                 return
             pred = item[self.pred_key]
@@ -301,6 +301,8 @@ def ensemble_panel(
         max_samples: samples drawn, >= 1.
         title: figure title (e.g. the file name).
     """
+    if max_samples < 1:
+        raise ValueError(f"max_samples must be >= 1, got {max_samples}.")
     maps = [np.squeeze(convert_to_numpy(x)) for x in (mean, variance)]
     shown = [convert_to_numpy(s) for s in convert_to_numpy(samples)[:max_samples]]
     panels = [(convert_to_numpy(image)[-1], "image", "gray", None)]
@@ -354,6 +356,7 @@ class SaveEnsemblePaneld(MapTransform):
         self.data_root_dir = Path(data_root_dir).resolve() if str(data_root_dir) else None
         self.image_key = image_key
         self.label_key = label_key
+        self.unnamed = 0
 
     def _path(self, name: str) -> Path:
         source = Path(name)
@@ -365,7 +368,11 @@ class SaveEnsemblePaneld(MapTransform):
     def __call__(self, data: dict) -> dict:
         for key in self.key_iterator(data):
             image = data[self.image_key]
-            name = str(getattr(image, "meta", {}).get("filename_or_obj", f"item_{id(data)}"))
+            name = getattr(image, "meta", {}).get("filename_or_obj")
+            if not name:  # an image built in memory: number it
+                self.unnamed += 1
+                name = f"item_{self.unnamed:03d}"
+            name = str(name)
             if image.ndim != 3:
                 raise ValueError(
                     f"the ensemble panel draws 2D images (C, H, W); '{name}' has shape {tuple(image.shape)}."

@@ -273,6 +273,16 @@ def test_2d_tumour_free_slices_follow_the_tumour_slices(tmp_path: Path) -> None:
     assert meta["options"]["empty_slices_per_subject"] == 3
 
 
+def test_too_many_tumour_free_slices_is_an_error() -> None:
+    from monai_ext.data.brain import _tumour_free_slices
+
+    tissue, label = np.ones((4, 4, 6)), np.zeros((4, 4, 6))
+    label[..., 1:5] = 1
+    assert _tumour_free_slices(tissue, label, 2) == [0, 5]
+    with pytest.raises(ValueError, match="empty_slices_per_subject=3 exceeds the 2 tumour-free slices"):
+        _tumour_free_slices(tissue, label, 3)
+
+
 def test_2d_loads_channel_first_with_monai(dataset_2d: Path) -> None:
     record = load_decathlon_datalist(dataset_2d, True, "test")[0]
     transform = Compose(

@@ -8,13 +8,13 @@ import math
 import numpy as np
 import pytest
 import torch
-from monai.networks.nets import DiffusionModelUNet
+from monai.networks.nets import DiffusionModelUNet, UNet
 from monai.networks.schedulers import DDIMScheduler, DDPMScheduler
 from scipy.stats import norm
 
 from monai_ext.bundle import sampling_scheduler
 from monai_ext.engines import MaskDiffusionPrepareBatch
-from monai_ext.inferers import DiffusionEnsembleInferer
+from monai_ext.inferers import DiffusionEnsembleInferer, MonteCarloDropoutInferer
 from monai_ext.losses import HybridDiffusionLoss
 from monai_ext.schedulers import LearnedVarianceDDPMScheduler
 from monai_ext.transforms import SplitEnsembled
@@ -56,20 +56,22 @@ def reference_terms(x0: np.ndarray, x_t: np.ndarray, eps: np.ndarray, v: np.ndar
     return total / x0.size
 
 
-@pytest.mark.parametrize("t", [0, 1, 3, T - 1])
-def test_variational_bound_matches_the_definitions(t: int) -> None:
+@pytest.mark.parametrize("timesteps", [[0], [1], [3], [T - 1], [0, 3, 5]])
+def test_variational_bound_matches_the_definitions(timesteps: list[int]) -> None:
     scheduler = tiny_scheduler()
-    g = torch.Generator().manual_seed(t)
-    x0 = torch.tensor([[[[-1.0, 1.0], [1.0, 0.2]]]])  # the bin edges and an inner value
+    g = torch.Generator().manual_seed(sum(timesteps))
+    batch = len(timesteps)
+    x0 = torch.tensor([[[[-1.0, 1.0], [1.0, 0.2]]]]).repeat(batch, 1, 1, 1)  # the bin edges and an inner value
     noise = torch.randn(x0.shape, generator=g)
-    timesteps = torch.tensor([t])
-    x_t = scheduler.add_noise(x0, noise, timesteps)
+    t = torch.tensor(timesteps)
+    x_t = scheduler.add_noise(x0, noise, t)
     eps_hat = noise + 0.3 * torch.randn(x0.shape, generator=g)
     v = torch.rand(x0.shape, generator=g) * 2 - 1
-    got = scheduler.variational_bound(torch.cat([eps_hat, v], 1), x0, x_t, timesteps)
-    expected = reference_terms(x0.numpy(), x_t.numpy(), eps_hat.numpy(), v.numpy(), t)
-    assert got.shape == (1,)
-    assert got.item() == pytest.approx(expected, rel=1e-4, abs=1e-6)
+    got = scheduler.variational_bound(torch.cat([eps_hat, v], 1), x0, x_t, t)
+    assert got.shape == (batch,)
+    for i, step in enumerate(timesteps):  # each element of a mixed batch with its own timestep
+        expected = reference_terms(x0[i].numpy(), x_t[i].numpy(), eps_hat[i].numpy(), v[i].numpy(), step)
+        assert got[i].item() == pytest.approx(expected, rel=1e-4, abs=1e-6)
 
 
 def test_bound_is_zero_for_the_true_posterior_and_variance_endpoints() -> None:
@@ -84,13 +86,27 @@ def test_bound_is_zero_for_the_true_posterior_and_variance_endpoints() -> None:
     assert torch.allclose(log_beta, torch.log(scheduler.betas[timesteps]))
 
 
-def test_sampler_step_uses_the_log_space_variance() -> None:
-    scheduler = tiny_scheduler()
-    v = torch.full((1, 1, 2, 2), 0.5)
-    expected = torch.exp(scheduler.model_log_variance(v, torch.tensor([3])))
-    assert torch.allclose(scheduler._get_variance(3, v), expected)
+@pytest.mark.parametrize("t", [0, 3])
+def test_sampler_step_draws_with_the_log_space_variance(t: int) -> None:
+    scheduler = LearnedVarianceDDPMScheduler(T, beta_start=0.01, beta_end=0.2, clip_sample=False)
+    betas = np.linspace(0.01, 0.2, T)
+    abar = np.cumprod(1 - betas)
+    abar_prev = np.concatenate([[1.0], abar[:-1]])
+    post = betas * (1 - abar_prev) / (1 - abar)
+    log_post = np.log(np.concatenate([[post[1]], post[1:]]))
+    x_t, eps, v = torch.randn(1, 1, 2, 2), torch.randn(1, 1, 2, 2), torch.full((1, 1, 2, 2), 0.5)
+    x0_hat = (x_t.double() - np.sqrt(1 - abar[t]) * eps.double()) / np.sqrt(abar[t])
+    mean = (betas[t] * np.sqrt(abar_prev[t]) * x0_hat + (1 - abar_prev[t]) * np.sqrt(1 - betas[t]) * x_t) / (
+        1 - abar[t]
+    )
+    sd = np.exp(0.5 * (0.75 * np.log(betas[t]) + 0.25 * log_post[t]))  # v = 0.5: frac 0.75 of log beta_t
+    drawn = torch.randn(1, 1, 2, 2, generator=torch.Generator().manual_seed(4))
+    expected = mean + (sd * drawn if t > 0 else 0)  # no noise is added at the last step
+    got, _ = scheduler.step(torch.cat([eps, v], 1), t, x_t, generator=torch.Generator().manual_seed(4))
+    assert torch.allclose(got.double(), expected, atol=1e-5)
     linear = DDPMScheduler(T, schedule="linear_beta", beta_start=0.01, beta_end=0.2, variance_type="learned_range")
-    assert not torch.allclose(linear._get_variance(3, v), expected)  # MONAI interpolates the variances linearly
+    if t > 0:
+        assert not np.isclose(linear._get_variance(t, v)[0, 0, 0, 0].item(), sd**2)  # MONAI interpolates linearly
 
 
 def test_scheduler_rejects_another_variance_type() -> None:
@@ -117,6 +133,8 @@ def test_hybrid_loss_is_mse_plus_weighted_bound_and_the_bound_trains_only_the_va
         HybridDiffusionLoss(scheduler, lambda_vlb=-1)
     with pytest.raises(TypeError, match="LearnedVarianceDDPMScheduler"):
         HybridDiffusionLoss(DDPMScheduler(T))
+    with pytest.raises(ValueError, match="'epsilon'"):
+        HybridDiffusionLoss(LearnedVarianceDDPMScheduler(T, prediction_type="sample"))
 
 
 def test_mask_prepare_batch_noises_the_mask_and_passes_the_image_as_condition() -> None:
@@ -171,12 +189,15 @@ def test_ensemble_statistics_reproducibility_and_n_equal_one() -> None:
     inferer = DiffusionEnsembleInferer(tiny_scheduler(), num_samples=3, seed=7, progress=False)
     first, second = inferer(image, network), inferer(image, network)
     assert torch.equal(first, second)
+    other = DiffusionEnsembleInferer(tiny_scheduler(), num_samples=3, seed=8, progress=False)(image, network)
+    assert not torch.allclose(first, other)
     split = SplitEnsembled("pred", num_samples=3)({"pred": first[0]})
     samples = split["pred_samples"]
     assert torch.allclose(split["pred_mean"][0], samples.mean(0))
     assert torch.allclose(split["pred_variance"][0], samples.var(0, unbiased=False))
     assert torch.equal(split["pred"][0], (samples.mean(0) > 0.5).float())
     assert samples.min() >= 0 and samples.max() <= 1
+    assert split["pred_variance"].max() > 0  # the samples of one image differ: each has its own noise
     single = DiffusionEnsembleInferer(
         DDIMScheduler(T, schedule="linear_beta"), num_samples=1, num_inference_steps=3, progress=False
     )(image, network)
@@ -194,6 +215,10 @@ def test_ensemble_inferer_rejects_bad_arguments() -> None:
         DiffusionEnsembleInferer(tiny_scheduler(), num_samples=1, progress=False)(
             torch.rand(1, 1, 4, 4), RecordingNetwork(out_channels=3)
         )
+    with pytest.raises(ValueError, match="LearnedVarianceDDPMScheduler"):
+        DiffusionEnsembleInferer(DDPMScheduler(T), num_samples=1, progress=False)(
+            torch.rand(1, 1, 4, 4), RecordingNetwork(out_channels=2)
+        )
     with pytest.raises(ValueError, match="ensemble of 2 samples"):
         SplitEnsembled("pred", num_samples=2)({"pred": torch.rand(4, 4, 4)})
 
@@ -204,3 +229,36 @@ def test_sampling_scheduler_by_config_name() -> None:
     assert isinstance(ddpm, LearnedVarianceDDPMScheduler) and ddpm.num_train_timesteps == T
     with pytest.raises(ValueError, match=r"config id 'sampler'.*'heun'"):
         sampling_scheduler("heun", T)
+
+
+def test_monte_carlo_dropout_ensemble() -> None:
+    torch.manual_seed(0)
+    network = UNet(spatial_dims=2, in_channels=4, out_channels=2, channels=(4, 8), strides=(2,), dropout=0.5).eval()
+    image = torch.rand(2, 4, 8, 8)
+    state = torch.random.get_rng_state()
+    output = MonteCarloDropoutInferer(num_samples=5, seed=3)(image, network)
+    assert torch.equal(torch.random.get_rng_state(), state)  # the caller's generator is untouched
+    assert torch.equal(output, MonteCarloDropoutInferer(num_samples=5, seed=3)(image, network))
+    assert output.shape == (2, 3 + 5, 8, 8) and not any(m.training for m in network.modules())
+    split = SplitEnsembled("pred", num_samples=5)({"pred": output[0]})
+    assert split["pred_variance"].max() > 0 and torch.allclose(split["pred_mean"][0], split["pred_samples"].mean(0))
+    assert MonteCarloDropoutInferer(num_samples=1)(image, network)[:, 2].abs().max() == 0
+
+
+@pytest.mark.parametrize("out_channels", [1, 2])
+def test_monte_carlo_dropout_without_drop_is_the_network_probability(out_channels: int) -> None:
+    torch.manual_seed(0)
+    network = UNet(spatial_dims=2, in_channels=4, out_channels=out_channels, channels=(4, 8), strides=(2,), dropout=0.0)
+    network.eval()
+    image = torch.rand(1, 4, 8, 8)
+    with torch.no_grad():
+        logits = network(image)
+    expected = torch.sigmoid(logits) if out_channels == 1 else torch.exp(logits[:, 1:]) / torch.exp(logits).sum(1)
+    output = MonteCarloDropoutInferer(num_samples=3)(image, network)
+    assert torch.allclose(output[:, 1:2], expected, atol=1e-6) and output[:, 2].abs().max() == 0
+
+
+def test_monte_carlo_dropout_needs_dropout_layers() -> None:
+    network = torch.nn.Conv2d(4, 1, 1)
+    with pytest.raises(ValueError, match="no dropout layer"):
+        MonteCarloDropoutInferer()(torch.rand(1, 4, 8, 8), network)

@@ -62,8 +62,49 @@ def test_report_handler_pools_every_slice(tmp_path: Path) -> None:
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["ensemble"]["slices"] == 1 and report["empty_label_slices"] == 1
     assert report["false_positive_slices"] == 1  # the second slice has no tumour but the ensemble marks some
-    assert report["single_sample"]["dice"]["mean"] == pytest.approx(1.0)
-    assert report["uncertainty"]["boundary_variance_ratio"] > 1
+    assert report["single_sample"]["dice"]["mean"] == pytest.approx(1.0)  # sample 1 is the label itself
+    # the ensemble keeps rows 3-5 of the label's rows 2-5: 12 of 16 pixels, none outside
+    assert report["ensemble"]["dice"]["mean"] == pytest.approx(24 / 28)
+    assert report["ensemble"]["jaccard"]["mean"] == pytest.approx(12 / 16)
+    u = report["uncertainty"]
+    assert u["boundary_variance_ratio"] == float("inf")  # the samples disagree only next to the boundary
+    # errors: 4 pixels of variance 0.25 and 16 of 0 (slice 2); correct: 4 of 0.25, 104 of 0 -> pair counting
+    assert u["variance_error_auroc"] == pytest.approx((4 * 104 + 0.5 * (4 * 4 + 16 * 104)) / (20 * 108))
+    # mean 1 on 28 pixels of which 12 are tumour, 0.5 on 8 of which 4, 0 on 92 without tumour
+    assert u["mean_map_ece"] == pytest.approx(16 / 128)
     assert "ensemble" in ensemble_table(report)
     with pytest.raises(FileExistsError):
         EnsembleReport(tmp_path).attach(Engine(lambda e, b: b))
+
+
+def test_panels_follow_the_dataset_folders(tmp_path: Path) -> None:
+    from monai.data import MetaTensor
+
+    from monai_ext.visualize import SaveEnsemblePaneld, ensemble_panel
+
+    item = {
+        "image": MetaTensor(
+            torch.rand(4, 8, 8), meta={"filename_or_obj": str(tmp_path / "data" / "s1" / "z010.nii.gz")}
+        ),
+        "label": torch.zeros(1, 8, 8),
+        "pred": torch.zeros(1, 8, 8),
+        "pred_samples": torch.rand(3, 8, 8),
+        "pred_mean": torch.rand(1, 8, 8),
+        "pred_variance": torch.rand(1, 8, 8) / 4,
+    }
+    writer = SaveEnsemblePaneld("pred", tmp_path / "out", data_root_dir=tmp_path / "data")
+    assert writer(item) is item
+    assert (tmp_path / "out" / "s1" / "z010_panel.png").stat().st_size > 0
+    writer({**item, "image": torch.rand(4, 8, 8)})  # built in memory: numbered
+    assert (tmp_path / "out" / "item_001_panel.png").is_file()
+    with pytest.raises(ValueError, match="max_samples"):
+        ensemble_panel(
+            tmp_path / "x.png",
+            item["image"],
+            item["pred_samples"],
+            item["pred_mean"],
+            item["pred_variance"],
+            max_samples=0,
+        )
+    with pytest.raises(ValueError, match="2D images"):
+        writer({**item, "image": torch.rand(1, 8, 8, 8)})

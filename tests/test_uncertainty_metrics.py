@@ -34,6 +34,7 @@ def test_ece_equals_a_loop_over_bins() -> None:
             expected += inside.sum() / p.size * abs(y[inside].mean() - p[inside].mean())
     assert expected_calibration_error(p, y) == pytest.approx(expected)
     assert expected_calibration_error(np.array([0.0, 1.0]), np.array([0.0, 1.0])) == 0.0
+    assert np.isnan(expected_calibration_error([], []))
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         expected_calibration_error(np.array([1.5]), np.array([1.0]))
 
@@ -41,14 +42,17 @@ def test_ece_equals_a_loop_over_bins() -> None:
 def test_boundary_band_and_ratio() -> None:
     label = np.zeros((9, 9), dtype=bool)
     label[2:7, 2:7] = True
-    band = boundary_band(label, width=1)
-    # brute force: a pixel is in the band when a pixel of the other class lies within distance 1
+    band = boundary_band(label, width=1.5)
+    # brute force: a pixel is in the band when a pixel of the other class lies within Euclidean distance 1.5
+    # (diagonal neighbours count, unlike a taxicab distance)
     ii, jj = np.indices(label.shape)
-    for i, j in zip(ii.ravel(), jj.ravel(), strict=False):
+    for i, j in zip(ii.ravel(), jj.ravel(), strict=True):
         other = label != label[i, j]
-        near = ((ii - i) ** 2 + (jj - j) ** 2 <= 1) & other
+        near = ((ii - i) ** 2 + (jj - j) ** 2 <= 1.5**2) & other
         assert band[i, j] == near.any()
     assert not boundary_band(np.zeros((4, 4)), 2).any()
+    assert band[1, 1] and not boundary_band(label, width=1)[1, 1]  # the corner's diagonal neighbour
+    band = boundary_band(label, width=1)
     variance = np.where(band, 0.2, 0.05)
     region = np.ones_like(label)
     assert boundary_variance_ratio([variance], [label], [region], width=1) == pytest.approx(4.0)

@@ -16,7 +16,7 @@ from monai.utils import convert_to_numpy
 
 from monai_ext.metrics import boundary_variance_ratio, error_auroc, expected_calibration_error, finite_stats
 from monai_ext.provenance import environment, refuse_existing, write_json
-from monai_ext.transforms.hierarchy import _items
+from monai_ext.transforms.hierarchy import output_items
 
 
 def slice_scores(mask: np.ndarray | torch.Tensor, label: np.ndarray | torch.Tensor, spacing: float = 1.0) -> dict:
@@ -118,6 +118,8 @@ class EnsembleReport:
     ) -> None:
         if not 0 < threshold < 1:
             raise ValueError(f"threshold must be in (0, 1), got {threshold}.")
+        if not boundary_width > 0:
+            raise ValueError(f"boundary_width must be > 0 pixels, got {boundary_width}.")
         self.path = Path(output_dir) / "report.json"
         self.pred_key, self.label_key, self.image_key = pred_key, label_key, image_key
         self.threshold = threshold
@@ -141,7 +143,7 @@ class EnsembleReport:
         self.pixels: dict[str, list[np.ndarray]] = {"variance": [], "mean": [], "label": [], "region": [], "error": []}
 
     def __call__(self, engine: Engine) -> None:
-        for item in _items(self.output_transform(engine.state.output)):
+        for item in output_items(self.output_transform(engine.state.output)):
             label = np.asarray(convert_to_numpy(item[self.label_key]))[0] > 0.5
             mask = np.asarray(convert_to_numpy(item[self.pred_key]))[0] > 0.5
             sample = np.asarray(convert_to_numpy(item[f"{self.pred_key}_samples"]))[0] > self.threshold

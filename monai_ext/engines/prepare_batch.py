@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import torch
 from monai.engines import DiffusionPrepareBatch
 
-from monai_ext.inferers.ensemble import mask_to_signal
+from monai_ext.transforms.ensemble import mask_to_signal
 
 
 class SamplePredictionPrepareBatch(DiffusionPrepareBatch):

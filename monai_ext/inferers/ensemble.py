@@ -8,18 +8,17 @@ from monai.networks.schedulers import DDIMScheduler, Scheduler
 from tqdm.auto import tqdm
 
 from monai_ext.flags import as_flag
-
-ENSEMBLE_MAPS = ("pred", "mean", "variance")  # the channel blocks before the samples, in order
-
-
-def mask_to_signal(mask: torch.Tensor) -> torch.Tensor:
-    """A {0, 1} mask as the diffused signal in {-1, 1}."""
-    return mask.float() * 2.0 - 1.0
+from monai_ext.schedulers import LearnedVarianceDDPMScheduler
+from monai_ext.transforms.ensemble import signal_to_probability
 
 
-def signal_to_probability(signal: torch.Tensor) -> torch.Tensor:
-    """A sampled signal mapped back to [0, 1] (the inverse of ``mask_to_signal``, clipped)."""
-    return ((signal + 1.0) / 2.0).clamp(0.0, 1.0)
+def ensemble_outputs(samples: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
+    """Pack n sampled probability maps (B, n, C, *spatial) into one tensor (B, (3 + n) * C, *spatial): the mask
+    (mean > ``threshold``), the mean, the variance (population, 0 for n = 1), then the samples."""
+    mean = samples.mean(dim=1)
+    variance = samples.var(dim=1, unbiased=False)
+    mask = (mean > threshold).to(mean.dtype)
+    return torch.cat([mask, mean, variance, samples.flatten(1, 2)], dim=1)
 
 
 class DiffusionEnsembleInferer(Inferer):
@@ -36,7 +35,10 @@ class DiffusionEnsembleInferer(Inferer):
     ``pred``. With a DDPM scheduler every one of the T steps runs (``DDPMScheduler`` uses t - 1 as the previous
     step, so it cannot skip steps); a ``DDIMScheduler`` (Song et al., ICLR 2021) runs ``num_inference_steps``.
     A network with 2C output channels (learned variance) is read by a ``LearnedVarianceDDPMScheduler``; DDIM
-    uses the noise prediction (the first C channels) alone.
+    uses the noise prediction (the first C channels) alone. MONAI's DDIM steps from t to t - T // steps while its
+    timesteps are ``linspace(T - 1, 0, steps)`` rounded: the two agree within one timestep for 20 or more steps,
+    not for a handful. The seeded noise is drawn for the whole batch, so a sample reproduces with the same seed
+    and the same batching.
 
     Args:
         scheduler: the trained model's scheduler (DDPM) or a ``DDIMScheduler`` over the same noise schedule.
@@ -89,8 +91,20 @@ class DiffusionEnsembleInferer(Inferer):
     def _step(
         self, output: torch.Tensor, t: torch.Tensor, x: torch.Tensor, generator: torch.Generator | None
     ) -> torch.Tensor:
+        c = self.mask_channels
+        if output.shape[1] not in (c, 2 * c):
+            raise ValueError(
+                f"the network outputs {output.shape[1]} channels; a mask of {c} channels needs {c} (noise) or "
+                f"{2 * c} (noise and variance)."
+            )
         if isinstance(self.scheduler, DDIMScheduler):
-            return self.scheduler.step(output[:, : self.mask_channels], t, x, generator=generator)[0]
+            return self.scheduler.step(output[:, :c], t, x, generator=generator)[0]
+        if output.shape[1] == 2 * c and not isinstance(self.scheduler, LearnedVarianceDDPMScheduler):
+            raise ValueError(
+                f"the network predicts a variance ({2 * c} output channels); sample it with a "
+                f"LearnedVarianceDDPMScheduler (config sampler 'ddpm') or a DDIMScheduler, not "
+                f"{type(self.scheduler).__name__}."
+            )
         return self.scheduler.step(output, t, x, generator=generator)[0]
 
     @torch.no_grad()
@@ -103,19 +117,62 @@ class DiffusionEnsembleInferer(Inferer):
         x = torch.randn((batch * n, c, *spatial), generator=generator, device=image.device, dtype=image.dtype)
         for t in tqdm(self._timesteps(image.device), desc="ensemble sampling", disable=not self.progress):
             timesteps = torch.full((batch * n,), int(t), device=image.device, dtype=torch.long)
-            output = network(torch.cat([x, image], dim=1), timesteps=timesteps)
-            if output.shape[1] not in (c, 2 * c):
-                raise ValueError(
-                    f"the network outputs {output.shape[1]} channels; a mask of {c} channels needs {c} (noise) or "
-                    f"{2 * c} (noise and variance)."
-                )
-            x = self._step(output, t, x, generator)
+            x = self._step(network(torch.cat([x, image], dim=1), timesteps=timesteps), t, x, generator)
         return signal_to_probability(x).reshape(batch, n, c, *spatial)
 
     def __call__(self, inputs: torch.Tensor, network: torch.nn.Module, *args, **kwargs) -> torch.Tensor:
         """Ensemble mask, mean, variance and samples of the images ``inputs`` (B, C_image, *spatial)."""
-        samples = self.sample(inputs, network)
-        mean = samples.mean(dim=1)
-        variance = samples.var(dim=1, unbiased=False)
-        mask = (mean > self.threshold).to(mean.dtype)
-        return torch.cat([mask, mean, variance, samples.flatten(1, 2)], dim=1)
+        return ensemble_outputs(self.sample(inputs, network), self.threshold)
+
+
+class MonteCarloDropoutInferer(Inferer):
+    """n forward passes with dropout active: the Monte-Carlo-dropout ensemble of a supervised network.
+
+    Gal & Ghahramani (ICML 2016) read dropout at test time as approximate Bayesian inference; the mean of the n
+    foreground probabilities is the prediction and their variance the uncertainty. Wolleb et al. (MIDL 2022,
+    Table 1) compare with such an ensemble (Bayesian SegNet). Only the dropout layers are switched to training
+    mode during the call (batch norm keeps its running statistics); the network's modes are restored after. The
+    output has the layout of :class:`DiffusionEnsembleInferer`, so ``SplitEnsembled`` and the same report apply.
+
+    Args:
+        num_samples: n, >= 1.
+        threshold: the mean probability above which a pixel is foreground, in (0, 1).
+        seed: seed of the dropout masks (None: torch's global generator).
+    """
+
+    def __init__(self, num_samples: int = 5, threshold: float = 0.5, seed: int | None = 0) -> None:
+        super().__init__()
+        if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+            raise ValueError(f"num_samples (the ensemble size) must be an integer >= 1, got {num_samples!r}.")
+        if not 0 < threshold < 1:
+            raise ValueError(f"threshold must be in (0, 1), got {threshold}.")
+        self.num_samples = num_samples
+        self.threshold = float(threshold)
+        self.seed = seed
+
+    @staticmethod
+    def foreground_probability(logits: torch.Tensor) -> torch.Tensor:
+        """Sigmoid of one output channel, or the softmax of channels 1.. of a background-first output."""
+        return torch.sigmoid(logits) if logits.shape[1] == 1 else torch.softmax(logits, dim=1)[:, 1:]
+
+    @torch.no_grad()
+    def __call__(self, inputs: torch.Tensor, network: torch.nn.Module, *args, **kwargs) -> torch.Tensor:
+        """Ensemble mask, mean, variance and samples of ``inputs`` (B, C_image, *spatial)."""
+        dropouts = [m for m in network.modules() if isinstance(m, torch.nn.modules.dropout._DropoutNd)]
+        if not dropouts:
+            raise ValueError("the network has no dropout layer: Monte-Carlo dropout needs dropout > 0.")
+        modes = [m.training for m in dropouts]
+        devices = [inputs.device] if inputs.device.type == "cuda" else []
+        try:
+            with torch.random.fork_rng(devices=devices, enabled=self.seed is not None):  # the caller's RNG is kept
+                if self.seed is not None:
+                    torch.manual_seed(self.seed)
+                for module in dropouts:
+                    module.train()
+                samples = torch.stack(
+                    [self.foreground_probability(network(inputs)) for _ in range(self.num_samples)], dim=1
+                )
+        finally:
+            for module, mode in zip(dropouts, modes, strict=True):
+                module.train(mode)
+        return ensemble_outputs(samples, self.threshold)

@@ -22,7 +22,8 @@ class HybridDiffusionLoss(_Loss):
     ``noise`` and ``timesteps``; x_t is rebuilt from them with the scheduler.
 
     Args:
-        scheduler: the ``LearnedVarianceDDPMScheduler`` the network is trained and sampled with.
+        scheduler: the ``LearnedVarianceDDPMScheduler`` the network is trained and sampled with
+            (``prediction_type="epsilon"``, the target of L_simple).
         lambda_vlb: lambda, >= 0 (0 trains the noise prediction alone; the variance output then stays untrained).
     """
 
@@ -30,6 +31,9 @@ class HybridDiffusionLoss(_Loss):
         super().__init__()
         if not isinstance(scheduler, LearnedVarianceDDPMScheduler):
             raise TypeError(f"scheduler must be a LearnedVarianceDDPMScheduler, got {type(scheduler).__name__}.")
+        kind = str(getattr(scheduler.prediction_type, "value", scheduler.prediction_type))
+        if kind != "epsilon":
+            raise ValueError(f"L_simple regresses the noise: the scheduler must predict 'epsilon', got '{kind}'.")
         if not lambda_vlb >= 0:
             raise ValueError(f"lambda_vlb must be >= 0, got {lambda_vlb}.")
         self.scheduler = scheduler

@@ -6,8 +6,9 @@ the tumour boundary. These pool the pixels of a whole test set and put numbers o
 - :func:`boundary_variance_ratio`: the mean variance within ``width`` pixels of the ground-truth boundary over
   the mean variance elsewhere in a region (the brain);
 - :func:`error_auroc`: the area under the ROC curve of the variance as a predictor of the ensemble's pixel errors;
-- :func:`expected_calibration_error`: the ECE of the mean map as the probability of the foreground
-  (Guo et al., ICML 2017, eq. 3, equal-width bins).
+- :func:`expected_calibration_error`: the ECE of the mean map read as the probability of the foreground (binary
+  calibration of that probability, not the top-label confidence of Guo et al., ICML 2017, eq. 3; equal-width
+  bins). MONAI 1.6 has ``CalibrationErrorMetric``, MONAI 1.5 (which MONAI Label runs with) does not.
 """
 
 from __future__ import annotations
@@ -94,13 +95,16 @@ def expected_calibration_error(
 ) -> float:
     """ECE of the foreground probabilities: sum_b |B_b| / N * |frequency of foreground in B_b - mean p in B_b|.
 
-    Bins are ``num_bins`` equal-width intervals of [0, 1] (the last one closed); pooled over all pixels.
+    Bins are ``num_bins`` equal-width intervals of [0, 1] (the last one closed); pooled over all pixels. NaN when
+    there is no pixel.
     """
     if num_bins < 1:
         raise ValueError(f"num_bins must be >= 1, got {num_bins}.")
     p, y = _pooled(probabilities).astype(np.float64), _pooled(labels).astype(np.float64)
-    if p.shape != y.shape or p.size == 0:
-        raise ValueError(f"probabilities and labels must hold as many pixels (> 0), got {p.size} and {y.size}.")
+    if p.shape != y.shape:
+        raise ValueError(f"probabilities and labels must hold as many pixels, got {p.size} and {y.size}.")
+    if p.size == 0:
+        return float("nan")
     if p.min() < 0 or p.max() > 1:
         raise ValueError(f"probabilities must lie in [0, 1], got [{p.min()}, {p.max()}].")
     bins = np.minimum((p * num_bins).astype(np.int64), num_bins - 1)

@@ -1,4 +1,5 @@
-"""Unpacking the output of ``monai_ext.inferers.DiffusionEnsembleInferer`` into its maps."""
+"""Segmentation ensembles: the mask as a diffused signal and back, and the unpacking of an ensemble inferer's
+output (``monai_ext.inferers.DiffusionEnsembleInferer``, ``MonteCarloDropoutInferer``) into its maps."""
 
 from __future__ import annotations
 
@@ -6,6 +7,16 @@ from collections.abc import Hashable, Mapping
 
 import torch
 from monai.transforms import MapTransform
+
+
+def mask_to_signal(mask: torch.Tensor) -> torch.Tensor:
+    """A {0, 1} mask as the diffused signal in {-1, 1}."""
+    return mask.float() * 2.0 - 1.0
+
+
+def signal_to_probability(signal: torch.Tensor) -> torch.Tensor:
+    """A sampled signal mapped back to [0, 1] (the inverse of ``mask_to_signal``, clipped)."""
+    return ((signal + 1.0) / 2.0).clamp(0.0, 1.0)
 
 
 class SplitEnsembled(MapTransform):

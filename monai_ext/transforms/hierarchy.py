@@ -171,7 +171,7 @@ def level_output_transform(
         raise ValueError(f"level must be a 0-based level index in 0 .. {len(parts) - 1}, got {level!r}.")
 
     def _transform(output: Any) -> tuple[list[ArrayLike], list[ArrayLike] | None]:
-        items = _items(output)
+        items = output_items(output)
         if not label:
             return [split_levels(p, parts)[level] for p in from_engine(["pred"])(items)], None
         preds, labels = from_engine(["pred", "label"])(items)
@@ -398,7 +398,7 @@ class HierarchyAccumulator:
         return tree_from_tables(self.tables, self.num_parts)
 
 
-def _items(output: Any) -> list[Mapping[Hashable, Any]]:
+def output_items(output: Any) -> list[Mapping[Hashable, Any]]:
     """The per-item dicts of an engine output: a decollated list as is, a batched dict decollated."""
     return decollate_batch(output) if isinstance(output, Mapping) else list(output)
 
@@ -468,7 +468,7 @@ class HierarchyWriter:
 
     def __call__(self, engine: Engine) -> None:
         """Count the items of the current iteration."""
-        for item in _items(self.output_transform(engine.state.output)):
+        for item in output_items(self.output_transform(engine.state.output)):
             pred = item[self.pred_key]
             tables = self.accumulator.add(level_label_maps(pred, self.num_parts))
             index = len(self.volumes)

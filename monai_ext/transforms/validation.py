@@ -91,13 +91,21 @@ class ValidateMaskd(MapTransform):
         keys: keys of the masks to check.
         channels: required channel count (the network's mask channels).
         allow_missing_keys: skip keys absent from the data.
+        channels_config_id: the config id that sets ``channels``, named in the error.
     """
 
-    def __init__(self, keys: KeysCollection, channels: int = 1, allow_missing_keys: bool = False) -> None:
+    def __init__(
+        self,
+        keys: KeysCollection,
+        channels: int = 1,
+        allow_missing_keys: bool = False,
+        channels_config_id: str = "mask_channels",
+    ) -> None:
         super().__init__(keys, allow_missing_keys)
         if channels < 1:
             raise ValueError(f"channels must be >= 1, got {channels}.")
         self.channels = channels
+        self.channels_config_id = channels_config_id
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
         d = dict(data)
@@ -105,9 +113,12 @@ class ValidateMaskd(MapTransform):
             mask = torch.as_tensor(d[key])
             where = f"'{key}' of '{_source(d, key)}'"
             if mask.shape[0] != self.channels:
-                raise ValueError(f"{where} has {mask.shape[0]} channels; expected {self.channels} (binary masks).")
+                raise ValueError(
+                    f"{where} has {mask.shape[0]} channels; expected {self.channels} binary masks "
+                    f"(config id {self.channels_config_id})."
+                )
             values = torch.unique(mask)
-            if not torch.isin(values, torch.tensor([0, 1], dtype=values.dtype)).all():
+            if not torch.isin(values, torch.tensor([0, 1], dtype=values.dtype, device=values.device)).all():
                 shown = values[:8].tolist()
                 raise ValueError(f"{where} must be a binary mask (values 0 and 1), got values {shown}.")
         return d
