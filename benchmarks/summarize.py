@@ -30,9 +30,20 @@ METHODS = {
 }
 
 
+def repo_relative(command: str) -> str:
+    """A recorded command with absolute paths into a checkout (``/any/where/benchmarks/...``,
+    ``/any/where/bundles/...``) written from the repository root, as a reader would run it."""
+    return re.sub(r"(?<![\w.])/\S*?/(?=(?:benchmarks|bundles)/)", "", command)
+
+
 def _load(name: str) -> dict | None:
     path = RESULTS / name
-    return json.loads(path.read_text()) if path.is_file() else None
+    if not path.is_file():
+        return None
+    result = json.loads(path.read_text())
+    if "command" in result:
+        result["command"] = repo_relative(result["command"])
+    return result
 
 
 def _row(cells: list[str]) -> str:
