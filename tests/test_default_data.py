@@ -28,14 +28,14 @@ def recorded(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
 
 
 def test_each_default_dataset_has_its_own_cache_folder():
-    folders = {name: Path(bundle.default_dataset_dir(name)) for name in ("phantoms_regular", "brains")}
-    assert folders["phantoms_regular"] != folders["brains"]
+    folders = {name: Path(bundle.default_dataset_dir(name)) for name in ("phantoms_regular", "brains", "brain_slices")}
+    assert len(set(folders.values())) == 3
     assert bundle.default_dataset_dir() == str(folders["phantoms_regular"])
     assert all(folder.parent == bundle.cache_dir("x").parent for folder in folders.values())
 
 
 def test_an_unknown_default_dataset_names_the_choices():
-    with pytest.raises(ValueError, match=r"'tumours'.*\['brains', 'phantoms_regular'\]"):
+    with pytest.raises(ValueError, match=r"'tumours'.*\['brain_slices', 'brains', 'phantoms_regular'\]"):
         bundle.default_dataset_dir("tumours")
 
 
