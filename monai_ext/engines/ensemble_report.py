@@ -25,8 +25,8 @@ def slice_scores(mask: np.ndarray | torch.Tensor, label: np.ndarray | torch.Tens
     An empty mask scores Dice and Jaccard 0 and has no HD95 (None), as Wolleb et al. count it (Table 1: "This
     results in a Dice of zero, and HD95 cannot be computed").
     """
-    y_pred = torch.as_tensor(np.asarray(convert_to_numpy(mask)) > 0.5).float()[None, None]
-    y = torch.as_tensor(np.asarray(convert_to_numpy(label)) > 0.5).float()[None, None]
+    y_pred = torch.as_tensor(convert_to_numpy(mask) > 0.5).float()[None, None]
+    y = torch.as_tensor(convert_to_numpy(label) > 0.5).float()[None, None]
     if y_pred.shape != y.shape:
         raise ValueError(f"mask and label shapes differ: {tuple(y_pred.shape[2:])} and {tuple(y.shape[2:])}.")
     if not y.any():
@@ -144,12 +144,12 @@ class EnsembleReport:
 
     def __call__(self, engine: Engine) -> None:
         for item in output_items(self.output_transform(engine.state.output)):
-            label = np.asarray(convert_to_numpy(item[self.label_key]))[0] > 0.5
-            mask = np.asarray(convert_to_numpy(item[self.pred_key]))[0] > 0.5
-            sample = np.asarray(convert_to_numpy(item[f"{self.pred_key}_samples"]))[0] > self.threshold
-            mean = np.asarray(convert_to_numpy(item[f"{self.pred_key}_mean"]))[0]
-            variance = np.asarray(convert_to_numpy(item[f"{self.pred_key}_variance"]))[0]
-            region = np.asarray(convert_to_numpy(item[self.image_key])).max(axis=0) > 0
+            label = convert_to_numpy(item[self.label_key])[0] > 0.5
+            mask = convert_to_numpy(item[self.pred_key])[0] > 0.5
+            sample = convert_to_numpy(item[f"{self.pred_key}_samples"])[0] > self.threshold
+            mean = convert_to_numpy(item[f"{self.pred_key}_mean"])[0]
+            variance = convert_to_numpy(item[f"{self.pred_key}_variance"])[0]
+            region = convert_to_numpy(item[self.image_key]).max(axis=0) > 0
             if label.any():
                 self.ensemble.append(slice_scores(mask, label))
                 self.single.append(slice_scores(sample, label))
@@ -163,17 +163,16 @@ class EnsembleReport:
     def uncertainty(self) -> dict[str, float]:
         """The three uncertainty scores over the pooled pixels of the run."""
         p = self.pixels
-        inside = p["region"]
+
+        def inside(name: str) -> list[np.ndarray]:  # the pixels of each slice within its region
+            return [values[region] for values, region in zip(p[name], p["region"], strict=True)]
+
         return {
-            "boundary_variance_ratio": boundary_variance_ratio(p["variance"], p["label"], inside, self.boundary_width),
-            "variance_error_auroc": error_auroc(
-                [v[r] for v, r in zip(p["variance"], inside, strict=False)],
-                [e[r] for e, r in zip(p["error"], inside, strict=False)],
+            "boundary_variance_ratio": boundary_variance_ratio(
+                p["variance"], p["label"], p["region"], self.boundary_width
             ),
-            "mean_map_ece": expected_calibration_error(
-                [m[r] for m, r in zip(p["mean"], inside, strict=False)],
-                [y[r] for y, r in zip(p["label"], inside, strict=False)],
-            ),
+            "variance_error_auroc": error_auroc(inside("variance"), inside("error")),
+            "mean_map_ece": expected_calibration_error(inside("mean"), inside("label")),
         }
 
     def report(self) -> dict:

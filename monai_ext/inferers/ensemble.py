@@ -21,6 +21,14 @@ def ensemble_outputs(samples: torch.Tensor, threshold: float = 0.5) -> torch.Ten
     return torch.cat([mask, mean, variance, samples.flatten(1, 2)], dim=1)
 
 
+def check_ensemble(num_samples: int, threshold: float) -> None:
+    """Refuse an ensemble size below 1 or a threshold outside (0, 1), naming the argument."""
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+        raise ValueError(f"num_samples (the ensemble size) must be an integer >= 1, got {num_samples!r}.")
+    if not 0 < threshold < 1:
+        raise ValueError(f"threshold must be in (0, 1), got {threshold}.")
+
+
 class DiffusionEnsembleInferer(Inferer):
     """Sample n masks for each image from a mask DDPM conditioned on the image, in one batched reverse process.
 
@@ -61,8 +69,7 @@ class DiffusionEnsembleInferer(Inferer):
         progress: bool | str = True,
     ) -> None:
         super().__init__()
-        if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
-            raise ValueError(f"num_samples (the ensemble size) must be an integer >= 1, got {num_samples!r}.")
+        check_ensemble(num_samples, threshold)
         steps = scheduler.num_train_timesteps
         if num_inference_steps is not None:
             if not 1 <= num_inference_steps <= steps:
@@ -72,8 +79,6 @@ class DiffusionEnsembleInferer(Inferer):
                     f"a DDPM scheduler runs all T = {steps} steps; got num_inference_steps {num_inference_steps}. "
                     "Use a DDIMScheduler over the same schedule for fewer steps."
                 )
-        if not 0 < threshold < 1:
-            raise ValueError(f"threshold must be in (0, 1), got {threshold}.")
         if mask_channels < 1:
             raise ValueError(f"mask_channels must be >= 1, got {mask_channels}.")
         self.scheduler = scheduler
@@ -142,10 +147,7 @@ class MonteCarloDropoutInferer(Inferer):
 
     def __init__(self, num_samples: int = 5, threshold: float = 0.5, seed: int | None = 0) -> None:
         super().__init__()
-        if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
-            raise ValueError(f"num_samples (the ensemble size) must be an integer >= 1, got {num_samples!r}.")
-        if not 0 < threshold < 1:
-            raise ValueError(f"threshold must be in (0, 1), got {threshold}.")
+        check_ensemble(num_samples, threshold)
         self.num_samples = num_samples
         self.threshold = float(threshold)
         self.seed = seed
