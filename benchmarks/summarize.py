@@ -168,9 +168,12 @@ def table3(result: dict) -> str:
         lines.append(_header(["part", *shares[0]]))
         lines.extend(_row([str(k), *(f"{v:.2f}" for v in part.values())]) for k, part in enumerate(shares))
     if "steps_seconds" in result:
+        trained = sum("training" in run.get("timing", {}) for run in result["runs"].values())
+        pretraining = "reused pretraining" if "reused" in result["timings"]["pretraining"] else "pretraining"
         lines.append("")
         lines.append(
-            f"All steps (pretraining, 4 trainings and evaluations, k-means): {result['steps_seconds'] / 60:.0f} min."
+            f"All steps ({pretraining}, {trained} training(s) and evaluation(s), k-means): "
+            f"{result['steps_seconds'] / 60:.0f} min."
         )
     return "\n".join(lines)
 
