@@ -45,10 +45,12 @@ $(VENVML)/.installed: pyproject.toml
 		"pynetdicom<3" "pytest>=7" torch==2.14.1 torchvision==0.29.1
 	touch $@
 
-# monai-ext is rebuilt from the working tree on every run (seconds), so the tests see the current code.
+# monai-ext is rebuilt from the working tree on every run (seconds), so the tests see the current code; its [data]
+# extra (nilearn) generates the brain slices of the diffusion_segmentation test.
 test-monailabel: $(VENVML)/.installed
 	rm -rf build/wheels && $(VENVML)/bin/python -m pip wheel -q . --no-deps --no-build-isolation -w build/wheels
-	$(VENVML)/bin/python -m pip install -q build/wheels/monai_ext-*.whl $(MONAI15) torch==2.14.1 torchvision==0.29.1
+	$(VENVML)/bin/python -m pip install -q "$$(ls build/wheels/monai_ext-*.whl)[data]" $(MONAI15) torch==2.14.1 \
+		torchvision==0.29.1
 	$(VENVML)/bin/python -m pip install -q --force-reinstall --no-deps build/wheels/monai_ext-*.whl
 	cd tests/monai_label && ../../$(VENVML)/bin/python -m pytest -q -p no:cacheprovider .
 

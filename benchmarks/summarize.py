@@ -292,6 +292,65 @@ def brains(result: dict) -> str:
     return "\n".join(lines)
 
 
+def _scores(s: dict) -> list[str]:
+    """Dice [without empty], HD95, Jaccard [without empty], empty predictions of one ``summarize_scores`` row."""
+    cell = lambda stats, digits=3: f"{stats['mean']:.{digits}f}" if stats else "-"  # noqa: E731
+    return [
+        f"{cell(s['dice'])} [{cell(s['dice_without_empty'])}]",
+        cell(s["hd95"], 2),
+        f"{cell(s['jaccard'])} [{cell(s['jaccard_without_empty'])}]",
+        f"{s['empty_predictions']} / {s['slices']}",
+    ]
+
+
+def diffusion_segmentation(result: dict) -> str:
+    ensemble, supervised, paper = result["ensemble"], result["supervised"], result["paper_table1"]
+    lines = [
+        f"Diffusion segmentation ensembles (`{result['command']}`), {result['tumour_slices']} test slices through "
+        f"the tumour of {result['test_slices']} (64 x 64, DDIM 50 steps); Dice and Jaccard over every tumour slice "
+        "[without the empty predictions], HD95 in pixels over the non-empty ones; paper = Wolleb et al. 2022 on "
+        "BraTS (nnU-Net for the supervised row):",
+        _header(["method", "Dice", "HD95", "Jaccard", "empty predictions", "paper Dice / HD95 / Jaccard"]),
+    ]
+    rows = [
+        ("1 sampling run", ensemble["report"]["single_sample"], paper["1 sampling run"]),
+        ("ensemble of 5", ensemble["report"]["ensemble"], paper["ensemble of 5"]),
+        ("supervised U-Net", supervised["dropout_off"], paper["nnU-Net"]),
+        ("U-Net, MC-dropout ensemble of 5", supervised["mc_dropout"]["ensemble"], None),
+    ]
+    for name, scores, reference in rows:
+        lines.append(_row([name, *_scores(scores), " / ".join(f"{v:.3f}" for v in reference) if reference else "-"]))
+    lines += [
+        "",
+        _header(["uncertainty map", "boundary / elsewhere variance", "variance-error AUROC", "ECE of the mean"]),
+    ]
+    for name, u in (
+        ("diffusion ensemble of 5", ensemble["report"]["uncertainty"]),
+        ("U-Net MC dropout x5", supervised["mc_dropout"]["uncertainty"]),
+    ):
+        cells = [f"{u['boundary_variance_ratio']:.2f}", f"{u['variance_error_auroc']:.3f}", f"{u['mean_map_ece']:.4f}"]
+        lines.append(_row([name, *cells]))
+    lines += [
+        "",
+        f"Samplers on the first {result['sampler_slices']} tumour slices (ensembles of 5):",
+        _header(["sampler", "steps", "Dice (ensemble)", "s / sample", "speed-up vs DDPM"]),
+    ]
+    for name, row in result["samplers"].items():
+        dice = row["report"]["ensemble"]["dice"]
+        cells = [name, str(row["steps"]), f"{dice['mean']:.3f}" if dice else "-", f"{row['seconds_per_sample']}"]
+        lines.append(_row([*cells, f"{row['speedup_vs_ddpm']}x"]))
+    curve = ", ".join(f"{k}: {v['mean']:.3f}" for k, v in result["dice_vs_ensemble_size"].items())
+    lines += [
+        "",
+        f"Dice against ensemble size (DDIM 50; `{repo_relative(result['figure'])}`): {curve}. One ensemble of "
+        f"{max(int(k) for k in result['dice_vs_ensemble_size'])} samples: "
+        f"{result['ensemble']['seconds_per_ensemble_of_largest']} s per slice "
+        f"({result['ensemble']['seconds_per_sample']} s per sample, batched); peak resident memory of the "
+        f"benchmark process {result['peak_memory_mb_process'] / 1024:.2f} GB.",
+    ]
+    return "\n".join(lines)
+
+
 def _discovery() -> list[dict] | None:
     return [r for name in ("discovery_regular.json", "discovery_irregular.json") if (r := _load(name))] or None
 
@@ -312,6 +371,7 @@ SOURCES = {  # section: (table function, reader of the results it needs)
     "speed": (speed, lambda: _load("speed.json")),
     "clients": (clients, lambda: _load("clients.json")),
     "brains": (brains, lambda: _load("brains.json")),
+    "diffusion_segmentation": (diffusion_segmentation, lambda: _load("diffusion_segmentation.json")),
 }
 
 

@@ -20,15 +20,14 @@ from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
-from monai.config import KeysCollection
-from monai.transforms import LoadImage, MapTransform
+from monai.transforms import LoadImage
 from monai.utils import convert_to_numpy
 
 from monai_ext.metrics import matched_dice, relabel
 from monai_ext.provenance import refuse_existing
 from monai_ext.transforms.hierarchy import level_label_maps, output_items, parse_num_parts
 
-__all__ = ["DiscoveryFigureWriter", "SaveEnsemblePaneld", "discovery_figure", "ensemble_panel"]
+__all__ = ["DiscoveryFigureWriter", "EnsemblePanelWriter", "discovery_figure", "ensemble_panel"]
 
 ArrayLike = np.ndarray | torch.Tensor
 
@@ -326,37 +325,53 @@ def ensemble_panel(
     return path
 
 
-class SaveEnsemblePaneld(MapTransform):
-    """Postprocessing step that writes :func:`ensemble_panel` for each item, named after its image file.
+class EnsemblePanelWriter:
+    """Ignite handler that writes :func:`ensemble_panel` for every item of an evaluation run, named after its image.
 
-    Reads ``{key}_samples``, ``{key}_mean`` and ``{key}_variance`` (``monai_ext.transforms.SplitEnsembled``), the
-    image and, when the item has it, the label; writes ``<image name>_panel.png`` into ``output_dir``, in the
-    image's sub-folder relative to ``data_root_dir`` as ``SaveImaged`` does (so slices of different subjects with
-    the same file name do not collide). All maps must be on one grid (place it before ``Invertd``). The item
-    passes through unchanged.
+    Attach it to an evaluator after the postprocessing that splits the ensemble
+    (``monai_ext.transforms.SplitEnsembled``). For each item it reads ``{pred_key}_samples``, ``{pred_key}_mean``,
+    ``{pred_key}_variance``, the image and, when the item has it, the label, and writes
+    ``<image name>_panel.png`` into ``output_dir``, in the image's sub-folder relative to ``data_root_dir`` as
+    ``SaveImaged`` does (slices of different subjects with the same file name do not collide). Each map is drawn
+    on its own grid (the maps may be inverted to the original grid while the image is the network's input).
+
+    A handler rather than a postprocessing transform, so that clients that run only a bundle's preprocessing,
+    inferer and postprocessing (MONAI Label) never write panels.
 
     Args:
-        keys: the ensemble output keys (``"pred"``).
         output_dir: folder of the PNGs.
         data_root_dir: the dataset folder the image paths are relative to ("" keeps only the file name).
+        pred_key: the ensemble output key (``"pred"``).
         image_key: key of the image (C, H, W).
         label_key: key of the ground truth; None never draws it.
+        output_transform: maps ``engine.state.output`` to the decollated items; identity by default.
     """
 
     def __init__(
         self,
-        keys: KeysCollection,
         output_dir: str | Path,
         data_root_dir: str | Path = "",
+        pred_key: str = "pred",
         image_key: str = "image",
         label_key: str | None = "label",
+        output_transform: Callable[[Any], Any] = lambda x: x,
     ) -> None:
-        super().__init__(keys)
         self.output_dir = Path(output_dir)
         self.data_root_dir = Path(data_root_dir).resolve() if str(data_root_dir) else None
+        self.pred_key = pred_key
         self.image_key = image_key
         self.label_key = label_key
+        self.output_transform = output_transform
         self.unnamed = 0
+
+    def attach(self, engine: Engine) -> None:
+        """Register on ITERATION_COMPLETED."""
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        """Write the panel of every item of the current iteration."""
+        for item in output_items(self.output_transform(engine.state.output)):
+            self.write(item)
 
     def _path(self, name: str) -> Path:
         source = Path(name)
@@ -365,26 +380,28 @@ class SaveEnsemblePaneld(MapTransform):
             folder = source.resolve().parent.relative_to(self.data_root_dir)
         return self.output_dir / folder / f"{source.name.split('.')[0]}_panel.png"
 
-    def __call__(self, data: dict) -> dict:
-        for key in self.key_iterator(data):
-            image = data[self.image_key]
-            name = getattr(image, "meta", {}).get("filename_or_obj")
-            if not name:  # an image built in memory: number it
-                self.unnamed += 1
-                name = f"item_{self.unnamed:03d}"
-            name = str(name)
-            if image.ndim != 3:
-                raise ValueError(
-                    f"the ensemble panel draws 2D images (C, H, W); '{name}' has shape {tuple(image.shape)}."
-                )
-            label = data.get(self.label_key) if self.label_key else None
-            ensemble_panel(
-                self._path(name),
-                image,
-                data[f"{key}_samples"],
-                data[f"{key}_mean"],
-                data[f"{key}_variance"],
-                label,
-                title=Path(name).name,
-            )
-        return data
+    def write(self, item: dict) -> Path:
+        """Write the panel of one item; return its path.
+
+        Raises:
+            ValueError: the image is not 2D (C, H, W).
+        """
+        image = item[self.image_key]
+        name = getattr(image, "meta", {}).get("filename_or_obj")
+        if not name:  # an image built in memory: number it
+            self.unnamed += 1
+            name = f"item_{self.unnamed:03d}"
+        name = str(name)
+        if image.ndim != 3:
+            raise ValueError(f"the ensemble panel draws 2D images (C, H, W); '{name}' has shape {tuple(image.shape)}.")
+        label = item.get(self.label_key) if self.label_key else None
+        key = self.pred_key
+        return ensemble_panel(
+            self._path(name),
+            image,
+            item[f"{key}_samples"],
+            item[f"{key}_mean"],
+            item[f"{key}_variance"],
+            label,
+            title=Path(name).name,
+        )

@@ -18,6 +18,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from monai_ext.data.brain import make_brains
 from monai_ext.data.phantoms import make_phantoms
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,6 +26,9 @@ BUNDLES = ROOT / "bundles"
 SIZE = "[16, 16, 16]"
 TINY_SEGMENTER = ["--spatial_size", SIZE, "--network_def#channels", "[4, 8, 8]", "--network_def#strides", "[1, 2]"]
 TINY_DIFFUSION = ["--network_def#channels", "[8, 8, 16]", "--image_size", SIZE]
+TINY_MASK_DIFFUSION = ["--spatial_size", "[16, 16]", "--num_train_timesteps", "20",
+                       "--network_def#channels", "[8, 8, 16]", "--network_def#norm_num_groups", "8",
+                       "--network_def#num_head_channels", "8"]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +37,15 @@ def phantoms(tmp_path_factory: pytest.TempPathFactory) -> Path:
     volume per rank of a 2-process run."""
     folder = tmp_path_factory.mktemp("clients") / "phantoms"
     make_phantoms(str(folder), variant="regular", n=12, seed=0, size=24, workers=1)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def brain_slices(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Six subjects' 32^2 four-contrast slices, one through the tumour and one without it each (8 / 2 / 2 slices):
+    every split holds at least one slice per rank of a 2-process run."""
+    folder = tmp_path_factory.mktemp("clients") / "brain_slices"
+    make_brains(folder, n=6, seed=0, mode="2d", slices_per_subject=1, empty_slices_per_subject=1, slice_size=32)
     return folder
 
 
@@ -115,6 +128,31 @@ def test_diffusion_pretraining_folder_alone(phantoms, installed, tmp_path):
     assert (folder / "train" / "model.pt").is_file()
 
 
+def test_diffusion_segmentation_folder_alone(brain_slices, installed, tmp_path):
+    """Ensemble inference with the shipped weights on 32^2 slices and one training epoch, run in the copied folder
+    with monai-ext from its wheel."""
+    folder = _alone("diffusion_segmentation", tmp_path)
+    infer = _run(
+        _bundle("--config_file", "configs/inference.json", "--dataset_dir", str(brain_slices), "--output_dir", "out",
+                "--num_samples", "2", "--num_inference_steps", "2", "--progress", "false"),
+        folder, installed,
+    )  # fmt: skip
+    assert infer.returncode == 0, infer.stderr[-3000:]
+    for kind in ("mask", "mean", "variance"):
+        written = sorted((folder / "out").rglob(f"*_{kind}.nii.gz"))
+        assert len(written) == 2, f"{kind}: {written}"  # the two test slices
+        assert nib.load(written[0]).shape[:2] == (32, 32)
+    assert len(sorted((folder / "out").rglob("*_panel.png"))) == 2
+
+    train = _run(
+        _bundle("--config_file", "configs/train.json", "--dataset_dir", str(brain_slices), "--output_dir", "train",
+                *TORCHRUN["diffusion_segmentation"]),
+        folder, installed,
+    )  # fmt: skip
+    assert train.returncode == 0, train.stderr[-3000:]
+    assert (folder / "train" / "model.pt").is_file() and (folder / "train" / "checkpoint_epoch=1.pt").is_file()
+
+
 def _torchrun(name: str, config_files: list[str], overrides: list[str], cwd: Path):
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
@@ -129,12 +167,21 @@ TORCHRUN = {
                             "--batch_size", "2", *TINY_SEGMENTER],
     "diffusion_pretraining": ["--max_epochs", "1", "--val_interval", "1", "--batch_size", "2", "--num_crops", "1",
                               "--crop_size", SIZE, *TINY_DIFFUSION],
+    "diffusion_segmentation": ["--max_epochs", "1", "--val_interval", "1", "--batch_size", "2",
+                               "--val_inference_steps", "2", *TINY_MASK_DIFFUSION],
 }  # fmt: skip
+DATASETS = {
+    "structure_discovery": "phantoms",
+    "diffusion_pretraining": "phantoms",
+    "diffusion_segmentation": "brain_slices",
+}
 
 
 @pytest.mark.parametrize("name", sorted(TORCHRUN))
-def test_torchrun_two_processes(name, phantoms, tmp_path):
-    """Both ranks train on their half of the 8 training volumes; only rank 0 writes the checkpoint and model."""
+def test_torchrun_two_processes(name, request, tmp_path):
+    """Both ranks train on their half of the 8 training volumes (slices); only rank 0 writes the checkpoint and
+    model."""
+    dataset = request.getfixturevalue(DATASETS[name])
     report = tmp_path / "ranks.json"
     write_state = (
         "$open(os.path.join(@output_dir, 'rank' + os.environ['RANK'] + '.txt'), 'w')"
@@ -143,7 +190,7 @@ def test_torchrun_two_processes(name, phantoms, tmp_path):
     report.write_text(json.dumps({"+finalize": [write_state]}))
     configs = [str(BUNDLES / name / "configs" / f) for f in ("train.json", "multi_gpu_train.json")] + [str(report)]
     out = tmp_path / "train"
-    run = _torchrun(name, configs, ["--dataset_dir", str(phantoms), "--output_dir", str(out), *TORCHRUN[name]], ROOT)
+    run = _torchrun(name, configs, ["--dataset_dir", str(dataset), "--output_dir", str(out), *TORCHRUN[name]], ROOT)
     assert run.returncode == 0, (run.stdout + run.stderr)[-4000:]
     # 8 training volumes, 4 per rank, batch 2: two iterations on each rank in its one epoch
     assert {p.name: p.read_text() for p in out.glob("rank*.txt")} == {"rank0.txt": "1 2", "rank1.txt": "1 2"}

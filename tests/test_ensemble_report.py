@@ -80,7 +80,7 @@ def test_report_handler_pools_every_slice(tmp_path: Path) -> None:
 def test_panels_follow_the_dataset_folders(tmp_path: Path) -> None:
     from monai.data import MetaTensor
 
-    from monai_ext.visualize import SaveEnsemblePaneld, ensemble_panel
+    from monai_ext.visualize import EnsemblePanelWriter, ensemble_panel
 
     item = {
         "image": MetaTensor(
@@ -92,11 +92,13 @@ def test_panels_follow_the_dataset_folders(tmp_path: Path) -> None:
         "pred_mean": torch.rand(1, 8, 8),
         "pred_variance": torch.rand(1, 8, 8) / 4,
     }
-    writer = SaveEnsemblePaneld("pred", tmp_path / "out", data_root_dir=tmp_path / "data")
-    assert writer(item) is item
+    writer = EnsemblePanelWriter(tmp_path / "out", data_root_dir=tmp_path / "data")
+    engine = Engine(lambda e, b: [item, {**item, "image": torch.rand(4, 8, 8)}])  # the second built in memory
+    writer.attach(engine)
+    engine.run([0])
     assert (tmp_path / "out" / "s1" / "z010_panel.png").stat().st_size > 0
-    writer({**item, "image": torch.rand(4, 8, 8)})  # built in memory: numbered
     assert (tmp_path / "out" / "item_001_panel.png").is_file()
+    assert sorted(p.name for p in (tmp_path / "out").rglob("*.png")) == ["item_001_panel.png", "z010_panel.png"]
     with pytest.raises(ValueError, match="max_samples"):
         ensemble_panel(
             tmp_path / "x.png",
@@ -107,4 +109,4 @@ def test_panels_follow_the_dataset_folders(tmp_path: Path) -> None:
             max_samples=0,
         )
     with pytest.raises(ValueError, match="2D images"):
-        writer({**item, "image": torch.rand(1, 8, 8, 8)})
+        writer.write({**item, "image": torch.rand(1, 8, 8, 8)})

@@ -29,7 +29,7 @@ from monai_ext.engines import BestPerLevel, ResumeFromLatest, SaveForResume, lat
 from monai_ext.engines.handlers import epoch_checkpoints
 from monai_ext.inferers import DiffusionSamplingInferer
 from monai_ext.losses import ConsistencyLoss, DiscoveryLoss
-from monai_ext.transforms import ReadImaged, read_image_and_labels
+from monai_ext.transforms import ReadImaged, SetSpatialShaped, read_image_and_labels
 
 # ---------------------------------------------------------------- resuming from checkpoints
 
@@ -265,6 +265,21 @@ def test_a_truncated_nifti_names_its_key_and_file(tmp_path):
     with pytest.raises(ValueError) as error:
         ReadImaged(keys="label")(item)
     assert isinstance(error.value.__cause__, EOFError)  # the reader's own error stays chained
+
+
+def test_a_channel_last_slice_gets_the_spatial_shape_of_its_prediction(tmp_path):
+    """Regression: a 128 x 128 x 4 slice read and moved channel first keeps meta spatial_shape (128, 128, 4), and
+    MONAI Label's Restored resized the 2D mask to its last two entries, (128, 4). SetSpatialShaped, last in the
+    postprocessing, gives the image the prediction's spatial shape."""
+    path = tmp_path / "slice.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros((6, 5, 4), np.float32), np.eye(4)), str(path))
+    item = ReadImaged(keys="image", image_only=True)({"image": str(path)})
+    item["image"] = torch.movedim(item["image"], -1, 0)
+    assert tuple(item["image"].meta["spatial_shape"]) == (6, 5, 4)  # what MONAI leaves
+    item["pred"] = torch.ones(1, 6, 5)
+    fixed = SetSpatialShaped(keys="image", like="pred")(item)
+    assert tuple(fixed["image"].meta["spatial_shape"]) == (6, 5)
+    assert fixed["pred"] is item["pred"]
 
 
 # ---------------------------------------------------------------- boolean options from the command line

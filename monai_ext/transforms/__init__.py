@@ -1,11 +1,12 @@
 """Transforms MONAI core lacks: image reading that names the file, input validation and hierarchy helpers."""
 
 from monai_ext.transforms.ensemble import SplitEnsembled
-from monai_ext.transforms.io import ReadImaged, read_image_and_labels
+from monai_ext.transforms.io import ReadImaged, SetSpatialShaped, read_image_and_labels
 from monai_ext.transforms.validation import ValidateImaged, ValidateMaskd, check_same_spatial_shape
 
 __all__ = [
     "ReadImaged",
+    "SetSpatialShaped",
     "SplitEnsembled",
     "ValidateImaged",
     "ValidateMaskd",

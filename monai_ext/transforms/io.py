@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Mapping, Sequence
 
-from monai.data import ImageReader
+from monai.config import KeysCollection
+from monai.data import ImageReader, MetaTensor
 from monai.transforms import ConcatItemsd, EnsureChannelFirstd, LoadImaged, MapTransform, SelectItemsd
 
 
@@ -32,6 +33,33 @@ class ReadImaged(LoadImaged):
                 self._loader(data[key], reader)
             except Exception as error:  # readers raise many types (EOFError, OSError, RuntimeError, ...)
                 raise ValueError(f"'{key}' file '{data[key]}' could not be read as an image: {error}") from error
+
+
+class SetSpatialShaped(MapTransform):
+    """Set ``meta["spatial_shape"]`` of the images under ``keys`` to the spatial shape of the item under ``like``.
+
+    For the end of a 2D bundle's postprocessing, after its own writers. An image read from an H x W x C file (a
+    multi-contrast slice) keeps the file's shape (H, W, C) there, and MONAI Label's ``Restored``, run after the
+    postprocessing, resizes the prediction to the last entries of the image's ``spatial_shape``: a 2D mask would
+    become (W, C). The shape cannot be set earlier: MONAI 1.6's NIfTI writers need the file's 3-entry shape.
+
+    Args:
+        keys: keys of the images whose metadata is set.
+        like: key of the channel-first item whose spatial shape is copied (e.g. ``"pred"``).
+        allow_missing_keys: do not raise on a missing key.
+    """
+
+    def __init__(self, keys: KeysCollection, like: str, allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.like = like
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict[Hashable, object]:
+        d = dict(data)
+        shape = tuple(d[self.like].shape[1:])
+        for key in self.key_iterator(d):
+            if isinstance(d[key], MetaTensor):
+                d[key].meta["spatial_shape"] = shape
+        return d
 
 
 def read_image_and_labels(label_keys: Sequence[str] = ()) -> list[MapTransform]:

@@ -6,6 +6,7 @@ it; the test modules themselves skip there with ``pytest.importorskip("monailabe
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import nibabel as nib
@@ -45,3 +46,26 @@ def empty_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     cache = tmp_path / "monai_ext_cache"
     monkeypatch.setenv(CACHE_ENV, str(cache))
     return cache
+
+
+@pytest.fixture(scope="session")
+def slices(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Path]]:
+    """Generated 2D four-contrast brain slices (H x W x 4 NIfTI) with their whole-tumour masks, of sizes other than
+    the network's (64^2): a 128^2 slice through a tumour and a 100 x 90 crop of another one with anisotropic,
+    shifted pixels (1.2 x 1.6 mm), written with nibabel."""
+    from monai_ext.data.brain import make_brains
+
+    root = tmp_path_factory.mktemp("slices")
+    make_brains(root / "brains", n=6, seed=1, mode="2d", slices_per_subject=1)
+    records = json.loads((root / "brains" / "datalist.json").read_text())["training"]
+    first, second = (tuple(root / "brains" / record[key] for key in ("image", "label")) for record in records[:2])
+    found = {"slice128": first}
+    affine = np.diag([1.2, 1.6, 1.0, 1.0])
+    affine[:3, 3] = [-40.0, 12.5, 3.0]
+    for source, name in zip(second, ("image", "label"), strict=True):
+        stored = nib.Nifti1Image(np.asarray(nib.load(str(source)).dataobj), affine).slicer[14:114, 20:110]
+        nib.save(stored, str(root / f"crop100x90_{name}.nii.gz"))
+    found["crop100x90"] = (root / "crop100x90_image.nii.gz", root / "crop100x90_label.nii.gz")
+    assert nib.load(str(found["crop100x90"][0])).shape == (100, 90, 4)
+    assert all(np.asarray(nib.load(str(label)).dataobj).any() for _, label in found.values()), "a slice has no tumour"
+    return found

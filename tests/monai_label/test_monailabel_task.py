@@ -7,6 +7,10 @@ Timings are printed: run with ``-s`` to see them.
 
 from __future__ import annotations
 
+import json
+import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -93,3 +97,63 @@ def test_diffusion_pretraining_bundle_infer_task(volumes, empty_cache, tmp_path)
     )
     assert_unchanged(bundle, before, "diffusion_pretraining BundleInferTask")
     assert_no_dataset(empty_cache, "diffusion_pretraining BundleInferTask")
+
+
+def _bundle_mask(bundle: Path, image: Path, work: Path) -> np.ndarray:
+    """The mask the bundle's own inference writes for ``image`` (same seed), run as a user runs it."""
+    data = work / "data"
+    data.mkdir(parents=True)
+    shutil.copy(image, data / "slice.nii.gz")
+    (data / "datalist.json").write_text(json.dumps({"test": [{"image": "slice.nii.gz"}]}))
+    command = [
+        sys.executable, "-m", "monai.bundle", "run", "--config_file", str(bundle / "configs" / "inference.json"),
+        "--bundle_root", str(bundle), "--dataset_dir", str(data), "--output_dir", str(work / "out"),
+        "--progress", "false", "--save_panels", "false",
+    ]  # fmt: skip
+    run = subprocess.run(command, capture_output=True, text=True, check=False, timeout=1800)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return np.asarray(nib.load(str(work / "out" / "slice_mask.nii.gz")).dataobj)
+
+
+def test_diffusion_segmentation_bundle_infer_task(slices, empty_cache, tmp_path, monkeypatch):
+    """MONAI Label's bundle task serves the 2D ensemble bundle: for four-contrast slices of sizes other than the
+    network's, one integer whole-tumour mask on the input's pixel grid (H, W) whose values are keys of channel_def,
+    equal to the mask the bundle's own inference writes for the same slice (same seed: orientation and resizing
+    survive MONAI Label's round trip); it writes nothing into the bundle folder (no panels, no maps) nor any
+    dataset into the cache. MONAI Label 0.8.5 writes 2D results without an affine (its writer passes none for 2D
+    arrays), so only the pixel grid is compared."""
+    results = tmp_path / "results"
+    results.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(results))
+    bundle = copy_bundle("diffusion_segmentation", tmp_path / "bundles" / "diffusion_segmentation")
+    parts = channel_def(bundle)
+    before = snapshot(bundle)
+
+    task = BundleInferTask(str(bundle), {"preload": "false"})
+    assert task.is_valid(), "MONAI Label refused the bundle (BundleInferTask.is_valid() is False)"
+    assert task.type == InferType.SEGMENTATION
+    assert task.labels == {"whole tumour": 1}
+    assert task.dimension == 2
+    assert_unchanged(bundle, before, "building BundleInferTask")
+
+    for name, (image_path, label_path) in slices.items():
+        start = time.perf_counter()
+        result, params = task({"image": str(image_path), "device": "cpu", "logging": "WARNING"})
+        elapsed = time.perf_counter() - start
+        assert isinstance(result, str) and result.endswith(".nii.gz"), f"{name}: result {result!r}"
+        mask = np.asarray(nib.load(result).dataobj)
+        truth = np.asarray(nib.load(str(label_path)).dataobj) > 0
+        assert mask.shape == truth.shape, f"{name}: mask shape {mask.shape} != input grid {truth.shape}"
+        assert np.issubdtype(mask.dtype, np.integer), f"{name}: mask dtype {mask.dtype}"
+        assert {int(v) for v in np.unique(mask)} <= {int(k) for k in parts}, f"{name}: values {np.unique(mask)}"
+        own = _bundle_mask(bundle, image_path, tmp_path / f"own_{name}")
+        assert np.array_equal(np.squeeze(own), mask), f"{name}: MONAI Label's mask differs from the bundle's own"
+        dice = 2 * np.sum((mask > 0) & truth) / max(np.sum(mask > 0) + np.sum(truth), 1)
+        print(
+            f"\n[monailabel task] diffusion_segmentation {name}: input {nib.load(str(image_path)).shape} -> mask "
+            f"{mask.shape}, {int(mask.sum())} tumour pixels, Dice {dice:.3f}; request {elapsed:.2f} s "
+            f"(infer {params['latencies']['infer']} s)"
+        )
+
+    assert_unchanged(bundle, before, "BundleInferTask requests")
+    assert_no_dataset(empty_cache, "BundleInferTask requests")

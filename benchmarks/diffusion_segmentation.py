@@ -1,0 +1,298 @@
+"""Diffusion segmentation ensembles against one sample, faster samplers and a supervised U-Net: Wolleb et al.
+(MIDL 2022), Table 1 and Fig. 4, on the brain-phantom slices of the bundle's default data.
+
+Steps, each reused from ``--workdir`` when finished:
+
+1. the mask DDPM: the shipped ``models/model.pt`` (``--diffusion-ckpt``), else trained with the bundle's
+   ``train.json`` (the CPU recipe);
+2. the supervised baseline: the bundle's ``train.json`` + ``supervised.json`` (MONAI UNet with dropout, the same
+   data, grid and budget);
+3. on the test slices through the tumour, in this process with the bundle's own preprocessing, network and
+   inferers: DDIM (50 steps) ensembles of ``max(--sizes)`` samples, scored for one sample and the ensemble of 5
+   (Dice, HD95, Jaccard, empty predictions; ``monai_ext.engines.EnsembleReport``, which also scores the
+   uncertainty map), Dice against the ensemble size (``--sizes``, the paper's Fig. 4, as a PNG), and the tumour-free
+   test slices (how often the ensemble marks tumour there);
+4. the samplers on the first ``--sampler-slices`` tumour slices: DDPM with all T = 1000 steps against DDIM with
+   25, 50 and 100 steps (ensembles of 5; Dice and seconds per sample);
+5. the supervised U-Net on the same slices: dropout off (one prediction) and its Monte-Carlo-dropout ensemble of 5,
+   scored by the same report.
+
+    python benchmarks/diffusion_segmentation.py --workdir benchmarks/.work/diffusion_segmentation
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import time
+from pathlib import Path
+
+import torch
+from _runner import BUNDLES, ROOT, bundle_config, log_beside, run_bundle
+from ignite.engine import Engine
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from monai.bundle import ConfigParser
+
+from monai_ext.bundle import load_weights, sampling_scheduler
+from monai_ext.data.datalist import load_datalist
+from monai_ext.engines import EnsembleReport, slice_scores
+from monai_ext.engines.ensemble_report import summarize_scores
+from monai_ext.inferers import DiffusionEnsembleInferer, MonteCarloDropoutInferer
+from monai_ext.metrics import finite_stats
+from monai_ext.provenance import environment, write_json
+from monai_ext.transforms import SplitEnsembled
+
+BUNDLE = BUNDLES / "diffusion_segmentation"
+PAPER_TABLE1 = {  # BraTS, Wolleb et al. 2022, Table 1: Dice, HD95, Jaccard (all test slices)
+    "1 sampling run": (0.866, 6.813, 0.788),
+    "ensemble of 5": (0.881, 6.387, 0.802),
+    "nnU-Net": (0.891, 6.000, 0.818),
+}
+ENSEMBLE = 5
+STEPS = {"ddpm": None, "ddim_25": 25, "ddim_50": 50, "ddim_100": 100}
+
+
+def parser_of(*configs: str, **overrides: object) -> ConfigParser:
+    """The bundle's layered configs with ``overrides``, as ``monai.bundle run`` would read them."""
+    parser = ConfigParser()
+    parser.read_config([str(BUNDLE / "configs" / c) for c in configs])
+    parser.update({"bundle_root": str(BUNDLE), **overrides})
+    return parser
+
+
+def train(configs: list[str], work: Path, overrides: dict) -> tuple[Path, dict]:
+    """Train with the bundle (reusing a finished run in ``work``); return the selected weights and the timing."""
+    target, done = work / "model.pt", work / "done"
+    if done.is_file():
+        return target, json.loads(done.read_text())
+    overrides = {"output_dir": str(work), **overrides}
+    timing = run_bundle(bundle_config("diffusion_segmentation", *configs), overrides, log_beside(work))
+    done.write_text(json.dumps(timing))
+    return target, timing
+
+
+def test_items(parser: ConfigParser) -> list[dict]:
+    """The test split through the bundle's validation preprocessing (image and label on the network's grid)."""
+    transform = parser.get_parsed_content("validate#preprocessing")
+    records = load_datalist(parser.get_parsed_content("datalist"), "test")
+    return [transform(record) for record in records]
+
+
+def sample(network: torch.nn.Module, inferer, items: list[dict], num_samples: int) -> tuple[list[dict], float]:
+    """Run ``inferer`` on each item alone; return the split outputs and the seconds per item."""
+    split = SplitEnsembled("pred", num_samples=num_samples)
+    outputs, start = [], time.perf_counter()
+    with torch.no_grad():
+        for item in items:
+            pred = inferer(item["image"][None], network)[0]
+            outputs.append(split({**item, "pred": pred}))
+    return outputs, (time.perf_counter() - start) / max(len(items), 1)
+
+
+def subset(outputs: list[dict], size: int, threshold: float = 0.5) -> list[dict]:
+    """The ensemble of the first ``size`` samples of each output, in the split layout."""
+    subsets = []
+    for item in outputs:
+        samples = item["pred_samples"][:size]
+        mean = samples.mean(dim=0, keepdim=True)
+        subsets.append(
+            {
+                **item,
+                "pred": (mean > threshold).float(),
+                "pred_mean": mean,
+                "pred_variance": samples.var(dim=0, unbiased=False, keepdim=True),
+                "pred_samples": samples,
+            }
+        )
+    return subsets
+
+
+def report(outputs: list[dict], folder: Path) -> dict:
+    """``EnsembleReport`` over ``outputs`` (an engine whose iterations emit one item each)."""
+    reporter = EnsembleReport(folder, overwrite=True)
+    engine = Engine(lambda engine, batch: batch)
+    reporter.attach(engine)
+    engine.run([[item] for item in outputs])
+    return reporter.report()
+
+
+def tumour(items: list[dict]) -> list[dict]:
+    return [item for item in items if item["label"].any()]
+
+
+def dice_curve(outputs: list[dict], sizes: list[int]) -> dict[int, dict]:
+    """Mean Dice of the ensemble of the first k samples on the tumour slices, for k in ``sizes``."""
+    curve = {}
+    for size in sizes:
+        scores = [slice_scores(item["pred"][0], item["label"][0]) for item in tumour(subset(outputs, size))]
+        curve[size] = finite_stats([s["dice"] for s in scores])
+    return curve
+
+
+def plot_curve(curve: dict[int, dict], supervised: float, path: Path) -> None:
+    """Dice against ensemble size (Wolleb et al., Fig. 4), with the supervised U-Net as a line."""
+    figure = Figure(figsize=(4.5, 3.2))
+    FigureCanvasAgg(figure)
+    axis = figure.add_subplot(1, 1, 1)
+    sizes = sorted(curve)
+    axis.errorbar(sizes, [curve[k]["mean"] for k in sizes], fmt="o-", label="diffusion ensemble (DDIM 50)")
+    axis.axhline(supervised, color="gray", linestyle="--", label="supervised U-Net")
+    axis.set_xscale("log")
+    axis.set_xticks(sizes, [str(k) for k in sizes])
+    axis.set_xlabel("ensemble size")
+    axis.set_ylabel("mean Dice (tumour slices)")
+    axis.legend(fontsize=8)
+    figure.savefig(path, dpi=120, bbox_inches="tight")
+
+
+def sampler_rows(network, parser: ConfigParser, items: list[dict], work: Path) -> dict:
+    """DDPM with all T steps against DDIM with 25, 50 and 100 steps: ensembles of 5 on ``items``."""
+    rows = {}
+    for name, steps in STEPS.items():
+        scheduler = sampling_scheduler(name.split("_")[0], parser["num_train_timesteps"])
+        inferer = DiffusionEnsembleInferer(
+            scheduler, num_samples=ENSEMBLE, num_inference_steps=steps, seed=0, progress=False
+        )
+        print(f"sampler {name}: {len(items)} slices", flush=True)
+        outputs, seconds = sample(network, inferer, items, ENSEMBLE)
+        rows[name] = {
+            "steps": steps or parser["num_train_timesteps"],
+            "report": report(outputs, work / f"sampler_{name}"),
+            "seconds_per_ensemble": round(seconds, 2),
+            "seconds_per_sample": round(seconds / ENSEMBLE, 3),
+        }
+    ddpm = rows["ddpm"]["seconds_per_sample"]
+    for row in rows.values():
+        row["speedup_vs_ddpm"] = round(ddpm / row["seconds_per_sample"], 1)
+    return rows
+
+
+def supervised_rows(ckpt: Path, items: list[dict], work: Path) -> dict:
+    """The supervised U-Net: dropout off (one prediction) and its Monte-Carlo-dropout ensemble of 5."""
+    parser = parser_of("train.json", "supervised.json")
+    network = load_weights(parser.get_parsed_content("network_def"), str(ckpt)).eval()
+    deterministic = []
+    with torch.no_grad():
+        for item in tumour(items):
+            probability = torch.sigmoid(network(item["image"][None]))[0]
+            deterministic.append(slice_scores(probability[0] > 0.5, item["label"][0]))
+    outputs, seconds = sample(network, MonteCarloDropoutInferer(num_samples=ENSEMBLE, seed=0), items, ENSEMBLE)
+    return {
+        "dropout_off": summarize_scores(deterministic),
+        "mc_dropout": report(outputs, work / "supervised_mc_dropout"),
+        "seconds_per_ensemble": round(seconds, 3),
+    }
+
+
+def table(result: dict) -> str:
+    """Table 1 layout: Dice [without empty], HD95, Jaccard [without empty], empty predictions; paper beside."""
+    main, sup = result["ensemble"], result["supervised"]
+    rows = [
+        ("1 sampling run", main["report"]["single_sample"], PAPER_TABLE1["1 sampling run"]),
+        (f"ensemble of {ENSEMBLE}", main["report"]["ensemble"], PAPER_TABLE1["ensemble of 5"]),
+        ("supervised U-Net", sup["dropout_off"], PAPER_TABLE1["nnU-Net"]),
+        ("U-Net MC dropout x5", sup["mc_dropout"]["ensemble"], None),
+    ]
+    cell = lambda s, d=3: f"{s['mean']:.{d}f}" if s else "-"  # noqa: E731
+    lines = [f"{'method':<22}{'Dice':<18}{'HD95':<8}{'Jaccard':<18}{'empty':<9}paper Dice / HD95 / Jaccard"]
+    for name, s, paper in rows:
+        dice = f"{cell(s['dice'])} [{cell(s['dice_without_empty'])}]"
+        jaccard = f"{cell(s['jaccard'])} [{cell(s['jaccard_without_empty'])}]"
+        paper_cell = " / ".join(f"{v:.3f}" for v in paper) if paper else "-"
+        empty = f"{s['empty_predictions']}/{s['slices']}"
+        lines.append(f"{name:<22}{dice:<18}{cell(s['hd95'], 2):<8}{jaccard:<18}{empty:<9}{paper_cell}")
+    lines.append("")
+    lines.append(f"{'uncertainty':<22}{'boundary/elsewhere':<20}{'variance-error AUROC':<22}ECE of the mean map")
+    for name, u in (
+        ("diffusion ensemble", main["report"]["uncertainty"]),
+        ("U-Net MC dropout", sup["mc_dropout"]["uncertainty"]),
+    ):
+        lines.append(
+            f"{name:<22}{u['boundary_variance_ratio']:<20.2f}{u['variance_error_auroc']:<22.3f}{u['mean_map_ece']:.4f}"
+        )
+    lines.append("")
+    lines.append(f"{'sampler (ensemble of 5)':<26}{'Dice':<8}{'s / sample':<12}speed-up vs DDPM")
+    for name, row in result["samplers"].items():
+        dice = row["report"]["ensemble"]["dice"]
+        lines.append(f"{name:<26}{cell(dice):<8}{row['seconds_per_sample']:<12}{row['speedup_vs_ddpm']}x")
+    curve = ", ".join(f"{k}: {v['mean']:.3f}" for k, v in result["dice_vs_ensemble_size"].items())
+    lines.append(f"Dice against ensemble size (DDIM 50): {curve}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workdir", default=str(ROOT / "benchmarks" / ".work" / "diffusion_segmentation"))
+    parser.add_argument("--dataset-dir", default=None, help="a slice dataset (default: the bundle's default data)")
+    parser.add_argument("--diffusion-ckpt", default=None, help="reuse these mask-DDPM weights instead of training")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1, 2, 5, 10, 20], help="ensemble sizes of Fig. 4")
+    parser.add_argument("--sampler-slices", type=int, default=10, help="tumour slices of the sampler comparison")
+    parser.add_argument("--max-epochs", type=int, default=None, help="override both trainings' epochs (smoke runs)")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "diffusion_segmentation.json"))
+    args = parser.parse_args()
+    if ENSEMBLE not in args.sizes or min(args.sizes) < 1:
+        raise SystemExit(f"--sizes must be >= 1 and include {ENSEMBLE}, got {args.sizes}.")
+    work = Path(args.workdir).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(min(torch.get_num_threads(), 2))
+
+    overrides = {"dataset_dir": args.dataset_dir} if args.dataset_dir else {}
+    if args.max_epochs is not None:
+        overrides.update(max_epochs=args.max_epochs, val_interval=args.max_epochs)
+    if args.diffusion_ckpt:
+        ckpt, diffusion_timing = Path(args.diffusion_ckpt).resolve(), {"reused": str(args.diffusion_ckpt)}
+    else:
+        ckpt, diffusion_timing = train(["train.json"], work / "diffusion", overrides)
+    sup_ckpt, sup_timing = train(["train.json", "supervised.json"], work / "supervised", overrides)
+
+    config = parser_of("train.json", **({"dataset_dir": args.dataset_dir} if args.dataset_dir else {}))
+    items = test_items(config)
+    network = load_weights(config.get_parsed_content("network_def"), str(ckpt)).eval()
+    largest = max(args.sizes)
+    inferer = DiffusionEnsembleInferer(
+        sampling_scheduler("ddim", config["num_train_timesteps"]),
+        num_samples=largest,
+        num_inference_steps=50,
+        seed=0,
+        progress=False,
+    )
+    print(f"DDIM 50, ensembles of {largest}: {len(items)} test slices", flush=True)
+    outputs, seconds = sample(network, inferer, items, largest)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    curve = dice_curve(outputs, sorted(args.sizes))
+    ensemble = {
+        "report": report(subset(outputs, ENSEMBLE), work / "ensemble"),
+        "seconds_per_ensemble_of_largest": round(seconds, 2),
+        "seconds_per_sample": round(seconds / largest, 3),
+    }
+    samplers = sampler_rows(network, config, tumour(items)[: args.sampler_slices], work)
+    supervised = supervised_rows(sup_ckpt, items, work)
+    png = Path(args.out).with_name("diffusion_segmentation_ensemble_size.png")
+    plot_curve(curve, supervised["dropout_off"]["dice"]["mean"], png)
+
+    result = {
+        **environment(),
+        "dataset": str(args.dataset_dir or "brain_slices (the bundle's default data)"),
+        "test_slices": len(items),
+        "tumour_slices": len(tumour(items)),
+        "diffusion_ckpt": str(ckpt),
+        "ensemble": ensemble,
+        "dice_vs_ensemble_size": {str(k): v for k, v in curve.items()},
+        "samplers": samplers,
+        "sampler_slices": min(args.sampler_slices, len(tumour(items))),
+        "supervised": supervised,
+        "peak_memory_mb_process": round(peak_mb, 1),
+        "max_epochs": args.max_epochs,
+        "timings": {"diffusion_training": diffusion_timing, "supervised_training": sup_timing},
+        "paper_table1": PAPER_TABLE1,
+        "figure": str(png.relative_to(ROOT)) if png.is_relative_to(ROOT) else str(png),
+    }
+    write_json(args.out, result, overwrite=True)
+    print(table(result))
+    print(f"results written to {args.out}; figure {png}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,191 @@
+"""The diffusion_segmentation bundle end to end on a tiny network: train, infer, bad input."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+from bundle_support import error_messages
+from monai.bundle import ConfigParser, ConfigWorkflow
+
+from monai_ext.data.brain import make_brains
+
+BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "diffusion_segmentation"
+CONFIGS = BUNDLE / "configs"
+TRAIN = str(CONFIGS / "train.json")
+INFERENCE = str(CONFIGS / "inference.json")
+EVALUATE = [TRAIN, str(CONFIGS / "evaluate.json")]
+
+TINY = {
+    "bundle_root": str(BUNDLE),
+    "spatial_size": [16, 16],
+    "num_train_timesteps": 20,
+    "network_def#channels": [8, 8, 16],
+    "network_def#norm_num_groups": 8,
+    "network_def#num_head_channels": 8,
+}
+TINY_TRAIN = {**TINY, "max_epochs": 1, "val_interval": 1, "batch_size": 2, "val_inference_steps": 2}
+TINY_INFER = {**TINY, "num_samples": 2, "num_inference_steps": 2, "progress": False}
+
+
+def workflow(config_file: str, workflow_type: str, **override) -> ConfigWorkflow:
+    wf = ConfigWorkflow(
+        config_file=config_file,
+        meta_file=str(CONFIGS / "metadata.json"),
+        logging_file=str(CONFIGS / "logging.conf"),
+        workflow_type=workflow_type,
+        **override,
+    )
+    wf.initialize()
+    return wf
+
+
+@pytest.fixture(scope="module")
+def slices(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three subjects, one tumour slice and one tumour-free slice each, 32 x 32 x 4 contrasts."""
+    folder = tmp_path_factory.mktemp("slices")
+    make_brains(folder, n=3, seed=0, mode="2d", slices_per_subject=1, empty_slices_per_subject=1, slice_size=32)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def trained(slices: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("train")
+    wf = workflow(TRAIN, "train", dataset_dir=str(slices), output_dir=str(out), **TINY_TRAIN)
+    assert wf.check_properties() == []
+    wf.run()
+    wf.finalize()
+    return out / "model.pt"
+
+
+def test_training_selects_weights_on_the_validation_dice(trained: Path) -> None:
+    selection = json.loads((trained.parent / "model_selection.json").read_text())
+    assert trained.is_file() and "val_mean_dice" in json.dumps(selection)
+
+
+def test_inference_writes_mask_mean_variance_and_panel(slices: Path, trained: Path, tmp_path: Path) -> None:
+    wf = workflow(
+        INFERENCE, "infer", dataset_dir=str(slices), output_dir=str(tmp_path), ckpt_path=str(trained), **TINY_INFER
+    )
+    assert wf.check_properties() == []
+    wf.run()
+    test_images = [Path(r["image"]) for r in json.loads((slices / "datalist.json").read_text())["test"]]
+    for image in test_images:
+        folder = tmp_path / image.parent.name
+        stem = image.name.split(".")[0]
+        mask = np.asarray(nib.load(folder / f"{stem}_mask.nii.gz").dataobj)
+        mean = np.asarray(nib.load(folder / f"{stem}_mean.nii.gz").dataobj)
+        variance = np.asarray(nib.load(folder / f"{stem}_variance.nii.gz").dataobj)
+        assert mask.shape[-2:] == mean.shape[-2:] == variance.shape[-2:] == (32, 32)  # back on the input grid
+        assert set(np.unique(mask)) <= {0, 1} and mask.dtype == np.uint8
+        assert variance.min() >= 0 and mean.min() >= 0 and mean.max() <= 1
+        assert (folder / f"{stem}_panel.png").stat().st_size > 0
+
+
+def test_inference_with_one_sample_has_zero_variance_and_ddpm_runs(slices: Path, trained: Path, tmp_path: Path) -> None:
+    wf = workflow(
+        INFERENCE,
+        "infer",
+        dataset_dir=str(slices),
+        output_dir=str(tmp_path),
+        ckpt_path=str(trained),
+        **{**TINY_INFER, "num_samples": 1, "sampler": "ddpm", "save_panels": False},
+    )
+    wf.run()
+    variances = sorted(tmp_path.rglob("*_variance.nii.gz"))
+    assert variances and all(np.asarray(nib.load(v).dataobj).max() == 0 for v in variances)
+    assert not list(tmp_path.rglob("*.png"))
+
+
+def test_evaluation_reports_the_paper_table_and_uncertainty(slices: Path, trained: Path, tmp_path: Path) -> None:
+    wf = workflow(
+        EVALUATE,
+        "eval",
+        dataset_dir=str(slices),
+        eval_output_dir=str(tmp_path),
+        ckpt_path=str(trained),
+        **{**TINY, "num_samples": 2, "num_inference_steps": 2},
+    )
+    wf.run()
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["ensemble"]["slices"] == 1 and report["empty_label_slices"] == 1  # the test subject's 2 slices
+    for key in ("single_sample", "ensemble"):
+        assert 0 <= report[key]["dice"]["mean"] <= 1
+    assert set(report["uncertainty"]) == {"boundary_variance_ratio", "variance_error_auroc", "mean_map_ece"}
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"num_samples": 0}, "num_samples"),
+        ({"num_inference_steps": 21}, "num_inference_steps must be between 1 and T = 20"),
+        ({"sampler": "euler"}, "config id 'sampler'"),
+    ],
+)
+def test_bad_sampling_options_name_the_config_id(trained: Path, override: dict, message: str) -> None:
+    parser = ConfigParser()
+    parser.read_config(INFERENCE)
+    parser.update({**TINY_INFER, "ckpt_path": str(trained), **override})
+    with pytest.raises(Exception) as error:
+        parser.get_parsed_content("inferer")
+    assert message in error_messages(error.value)
+
+
+def test_wrong_channel_count_and_non_binary_mask_name_the_file(slices: Path, tmp_path: Path) -> None:
+    record = json.loads((slices / "datalist.json").read_text())["training"][0]
+    image = slices / record["image"]
+    wf = workflow(
+        INFERENCE,
+        "infer",
+        dataset_dir=str(slices),
+        output_dir=str(tmp_path / "a"),
+        **{**TINY_INFER, "image_channels": 3},
+    )
+    with pytest.raises(Exception) as error:
+        wf.dataset[0]
+    assert re.search(
+        r"'image' of '.*_image.nii.gz' has 4 channels; .*config id image_channels", error_messages(error.value)
+    )
+    bad = tmp_path / "bad_label.nii.gz"
+    nib.save(nib.Nifti1Image(np.full((32, 32), 2, np.uint8), np.eye(4)), bad)
+    data = tmp_path / "bad"
+    data.mkdir()
+    listing = {split: [{"image": str(image), "label": str(bad)}] for split in ("training", "validation", "test")}
+    (data / "datalist.json").write_text(json.dumps(listing))
+    wf = workflow(TRAIN, "train", dataset_dir=str(data), output_dir=str(tmp_path / "t"), **TINY_TRAIN)
+    with pytest.raises(Exception) as error:
+        wf.run()
+    assert "bad_label.nii.gz" in error_messages(error.value) and "binary mask" in error_messages(error.value)
+
+
+def test_supervised_baseline_trains_and_evaluates_as_a_dropout_ensemble(slices: Path, tmp_path: Path) -> None:
+    supervised = str(CONFIGS / "supervised.json")
+    tiny = {"bundle_root": str(BUNDLE), "spatial_size": [16, 16], "network_def#channels": [4, 8, 8, 8]}
+    wf = workflow(
+        [TRAIN, supervised],
+        "train",
+        dataset_dir=str(slices),
+        output_dir=str(tmp_path / "t"),
+        max_epochs=1,
+        val_interval=1,
+        batch_size=2,
+        **tiny,
+    )
+    assert wf.check_properties() == []
+    wf.run()
+    wf = workflow(
+        [*EVALUATE, supervised],
+        "eval",
+        dataset_dir=str(slices),
+        eval_output_dir=str(tmp_path / "e"),
+        ckpt_path=str(tmp_path / "t" / "model.pt"),
+        num_samples=3,
+        **tiny,
+    )
+    wf.run()
+    report = json.loads((tmp_path / "e" / "report.json").read_text())
+    assert report["ensemble"]["slices"] == 1 and 0 <= report["ensemble"]["dice"]["mean"] <= 1
