@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import nibabel as nib
 import numpy as np
 import torch
 from ignite.engine import Engine, Events
@@ -27,7 +28,7 @@ from monai_ext.metrics import matched_dice, relabel
 from monai_ext.provenance import refuse_existing
 from monai_ext.transforms.hierarchy import level_label_maps, output_items, parse_num_parts
 
-__all__ = ["DiscoveryFigureWriter", "EnsemblePanelWriter", "discovery_figure", "ensemble_panel"]
+__all__ = ["DiscoveryFigureWriter", "EnsembleWriter", "discovery_figure", "ensemble_panel"]
 
 ArrayLike = np.ndarray | torch.Tensor
 
@@ -325,25 +326,31 @@ def ensemble_panel(
     return path
 
 
-class EnsemblePanelWriter:
-    """Ignite handler that writes :func:`ensemble_panel` for every item of an evaluation run, named after its image.
+class EnsembleWriter:
+    """Ignite handler that writes, for every item of an evaluation run, the ensemble's maps as NIfTI and its
+    :func:`ensemble_panel` as PNG, named after the item's image.
 
     Attach it to an evaluator after the postprocessing that splits the ensemble
-    (``monai_ext.transforms.SplitEnsembled``). For each item it reads ``{pred_key}_samples``, ``{pred_key}_mean``,
-    ``{pred_key}_variance``, the image and, when the item has it, the label, and writes
-    ``<image name>_panel.png`` into ``output_dir``, in the image's sub-folder relative to ``data_root_dir`` as
-    ``SaveImaged`` does (slices of different subjects with the same file name do not collide). Each map is drawn
-    on its own grid (the maps may be inverted to the original grid while the image is the network's input).
+    (``monai_ext.transforms.SplitEnsembled``) and inverts it to the image's grid. For each item it writes, into
+    ``output_dir`` and the image's sub-folder relative to ``data_root_dir`` (as ``SaveImaged`` does, so slices of
+    different subjects with the same file name do not collide):
+
+    - ``<image name>_mask.nii.gz`` (uint8), ``_mean.nii.gz`` and ``_variance.nii.gz`` (float32): 2D (H, W) arrays
+      with the affine of ``{pred_key}_mean``. MONAI's ``SaveImaged`` writes a (1, H, W) mask of an image read from an
+      H x W x C file as a 3D (1, H, W) volume, off the image's axes (MONAI 1.6.1 refuses every other layout);
+    - ``<image name>_panel.png`` when ``save_panels``: the image, samples, mean, variance and, when the item has it,
+      the label (each drawn on its own grid: the maps may be on the original grid, the image the network's input).
 
     A handler rather than a postprocessing transform, so that clients that run only a bundle's preprocessing,
-    inferer and postprocessing (MONAI Label) never write panels.
+    inferer and postprocessing (MONAI Label) never write these files.
 
     Args:
-        output_dir: folder of the PNGs.
+        output_dir: folder of the files.
         data_root_dir: the dataset folder the image paths are relative to ("" keeps only the file name).
-        pred_key: the ensemble output key (``"pred"``).
+        pred_key: the ensemble output key (``"pred"``), with ``{pred_key}_mean``, ``_variance``, ``_samples``.
         image_key: key of the image (C, H, W).
         label_key: key of the ground truth; None never draws it.
+        save_panels: also write the PNG panels.
         output_transform: maps ``engine.state.output`` to the decollated items; identity by default.
     """
 
@@ -354,6 +361,7 @@ class EnsemblePanelWriter:
         pred_key: str = "pred",
         image_key: str = "image",
         label_key: str | None = "label",
+        save_panels: bool = True,
         output_transform: Callable[[Any], Any] = lambda x: x,
     ) -> None:
         self.output_dir = Path(output_dir)
@@ -361,6 +369,7 @@ class EnsemblePanelWriter:
         self.pred_key = pred_key
         self.image_key = image_key
         self.label_key = label_key
+        self.save_panels = save_panels
         self.output_transform = output_transform
         self.unnamed = 0
 
@@ -369,19 +378,19 @@ class EnsemblePanelWriter:
         engine.add_event_handler(Events.ITERATION_COMPLETED, self)
 
     def __call__(self, engine: Engine) -> None:
-        """Write the panel of every item of the current iteration."""
+        """Write the files of every item of the current iteration."""
         for item in output_items(self.output_transform(engine.state.output)):
             self.write(item)
 
-    def _path(self, name: str) -> Path:
+    def _stem(self, name: str) -> Path:
         source = Path(name)
         folder = Path()
         if self.data_root_dir is not None and source.resolve().is_relative_to(self.data_root_dir):
             folder = source.resolve().parent.relative_to(self.data_root_dir)
-        return self.output_dir / folder / f"{source.name.split('.')[0]}_panel.png"
+        return self.output_dir / folder / source.name.split(".")[0]
 
     def write(self, item: dict) -> Path:
-        """Write the panel of one item; return its path.
+        """Write the files of one item; return the path stem they share (``<folder>/<image name>``).
 
         Raises:
             ValueError: the image is not 2D (C, H, W).
@@ -393,15 +402,22 @@ class EnsemblePanelWriter:
             name = f"item_{self.unnamed:03d}"
         name = str(name)
         if image.ndim != 3:
-            raise ValueError(f"the ensemble panel draws 2D images (C, H, W); '{name}' has shape {tuple(image.shape)}.")
-        label = item.get(self.label_key) if self.label_key else None
-        key = self.pred_key
-        return ensemble_panel(
-            self._path(name),
-            image,
-            item[f"{key}_samples"],
-            item[f"{key}_mean"],
-            item[f"{key}_variance"],
-            label,
-            title=Path(name).name,
-        )
+            raise ValueError(f"the ensemble writer takes 2D images (C, H, W); '{name}' has shape {tuple(image.shape)}.")
+        key, stem = self.pred_key, self._stem(name)
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        mean = item[f"{key}_mean"]
+        affine = convert_to_numpy(getattr(mean, "affine", np.eye(4)))
+        for suffix, array, dtype in (
+            ("mask", item[key], np.uint8),
+            ("mean", mean, np.float32),
+            ("variance", item[f"{key}_variance"], np.float32),
+        ):
+            data = np.squeeze(convert_to_numpy(array)).astype(dtype)
+            nib.save(nib.Nifti1Image(data, affine), f"{stem}_{suffix}.nii.gz")
+        if self.save_panels:
+            label = item.get(self.label_key) if self.label_key else None
+            panel = stem.with_name(f"{stem.name}_panel.png")
+            ensemble_panel(
+                panel, image, item[f"{key}_samples"], mean, item[f"{key}_variance"], label, title=Path(name).name
+            )
+        return stem

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import pytest
 import torch
@@ -80,7 +81,7 @@ def test_report_handler_pools_every_slice(tmp_path: Path) -> None:
 def test_panels_follow_the_dataset_folders(tmp_path: Path) -> None:
     from monai.data import MetaTensor
 
-    from monai_ext.visualize import EnsemblePanelWriter, ensemble_panel
+    from monai_ext.visualize import EnsembleWriter, ensemble_panel
 
     item = {
         "image": MetaTensor(
@@ -92,13 +93,21 @@ def test_panels_follow_the_dataset_folders(tmp_path: Path) -> None:
         "pred_mean": torch.rand(1, 8, 8),
         "pred_variance": torch.rand(1, 8, 8) / 4,
     }
-    writer = EnsemblePanelWriter(tmp_path / "out", data_root_dir=tmp_path / "data")
+    writer = EnsembleWriter(tmp_path / "out", data_root_dir=tmp_path / "data")
     engine = Engine(lambda e, b: [item, {**item, "image": torch.rand(4, 8, 8)}])  # the second built in memory
     writer.attach(engine)
     engine.run([0])
     assert (tmp_path / "out" / "s1" / "z010_panel.png").stat().st_size > 0
     assert (tmp_path / "out" / "item_001_panel.png").is_file()
     assert sorted(p.name for p in (tmp_path / "out").rglob("*.png")) == ["item_001_panel.png", "z010_panel.png"]
+    for kind, dtype in (
+        ("mask", np.uint8),
+        ("mean", np.float32),
+        ("variance", np.float32),
+    ):  # 2D maps, the slice's grid
+        written = nib.load(tmp_path / "out" / "s1" / f"z010_{kind}.nii.gz")
+        assert written.shape == (8, 8) and written.get_data_dtype() == dtype
+    assert np.allclose(np.asarray(nib.load(tmp_path / "out" / "s1" / "z010_mean.nii.gz").dataobj), item["pred_mean"][0])
     with pytest.raises(ValueError, match="max_samples"):
         ensemble_panel(
             tmp_path / "x.png",
