@@ -9,6 +9,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from bundle_support import bundle_workflow
 from ignite.engine import Events
 from monai.bundle import ConfigParser, ConfigWorkflow
 
@@ -39,16 +40,8 @@ TINY_TRAIN = {**TINY, "crop_size": SIZE, "num_crops": 1, "batch_size": 1, "val_i
 
 
 def workflow(config_file: str | list[str], workflow_type: str, **override) -> ConfigWorkflow:
-    """An initialized workflow with the bundle's metadata and logging config."""
-    wf = ConfigWorkflow(
-        config_file=config_file,
-        meta_file=str(CONFIGS / "metadata.json"),
-        logging_file=str(CONFIGS / "logging.conf"),
-        workflow_type=workflow_type,
-        **override,
-    )
-    wf.initialize()
-    return wf
+    """An initialized workflow with this bundle's metadata and logging config."""
+    return bundle_workflow(CONFIGS, config_file, workflow_type, **override)
 
 
 def root_cause(error: BaseException) -> BaseException:

@@ -9,7 +9,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from bundle_support import error_messages
+from bundle_support import bundle_workflow, error_messages
 from monai.bundle import ConfigParser, ConfigWorkflow
 
 from monai_ext.data.brain import make_brains
@@ -32,16 +32,9 @@ TINY_TRAIN = {**TINY, "max_epochs": 1, "val_interval": 1, "batch_size": 2, "val_
 TINY_INFER = {**TINY, "num_samples": 2, "num_inference_steps": 2, "progress": False}
 
 
-def workflow(config_file: str, workflow_type: str, **override) -> ConfigWorkflow:
-    wf = ConfigWorkflow(
-        config_file=config_file,
-        meta_file=str(CONFIGS / "metadata.json"),
-        logging_file=str(CONFIGS / "logging.conf"),
-        workflow_type=workflow_type,
-        **override,
-    )
-    wf.initialize()
-    return wf
+def workflow(config_file: str | list[str], workflow_type: str, **override) -> ConfigWorkflow:
+    """An initialized workflow with this bundle's metadata and logging config."""
+    return bundle_workflow(CONFIGS, config_file, workflow_type, **override)
 
 
 @pytest.fixture(scope="module")
