@@ -40,6 +40,7 @@ from monai_ext.data.datalist import load_datalist
 from monai_ext.engines import EnsembleReport, slice_scores
 from monai_ext.engines.ensemble_report import summarize_scores
 from monai_ext.inferers import DiffusionEnsembleInferer, MonteCarloDropoutInferer
+from monai_ext.inferers.ensemble import ensemble_outputs
 from monai_ext.metrics import finite_stats
 from monai_ext.provenance import environment, write_json
 from monai_ext.transforms import SplitEnsembled
@@ -92,21 +93,10 @@ def sample(network: torch.nn.Module, inferer, items: list[dict], num_samples: in
 
 
 def subset(outputs: list[dict], size: int, threshold: float = 0.5) -> list[dict]:
-    """The ensemble of the first ``size`` samples of each output, in the split layout."""
-    subsets = []
-    for item in outputs:
-        samples = item["pred_samples"][:size]
-        mean = samples.mean(dim=0, keepdim=True)
-        subsets.append(
-            {
-                **item,
-                "pred": (mean > threshold).float(),
-                "pred_mean": mean,
-                "pred_variance": samples.var(dim=0, unbiased=False, keepdim=True),
-                "pred_samples": samples,
-            }
-        )
-    return subsets
+    """The ensemble of the first ``size`` samples of each output (one mask channel), in the split layout."""
+    split = SplitEnsembled("pred", num_samples=size)
+    packed = (ensemble_outputs(item["pred_samples"][:size][None, :, None], threshold)[0] for item in outputs)
+    return [split({**item, "pred": pred}) for item, pred in zip(outputs, packed, strict=True)]
 
 
 def report(outputs: list[dict], folder: Path) -> dict:
