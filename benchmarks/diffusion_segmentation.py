@@ -15,7 +15,10 @@ Steps, each reused from ``--workdir`` when finished:
 4. the samplers on the first ``--sampler-slices`` tumour slices: DDPM with all T = 1000 steps against DDIM with
    25, 50 and 100 steps (ensembles of 5; Dice and seconds per sample);
 5. the supervised U-Net on the same slices: dropout off (one prediction) and its Monte-Carlo-dropout ensemble of 5,
-   scored by the same report.
+   scored by the same report;
+6. the cost at the paper's 128 x 128 grid: one ensemble of 5 with each sampler, on the first tumour slice
+   upsampled (the network is convolutional; timing only, the weights were trained at the bundle's grid), with
+   the process's peak resident memory after each stage.
 
     python benchmarks/diffusion_segmentation.py --workdir benchmarks/.work/diffusion_segmentation
 """
@@ -159,6 +162,31 @@ def sampler_rows(network, parser: ConfigParser, items: list[dict], work: Path) -
     return rows
 
 
+def timing_at(network, parser: ConfigParser, image: torch.Tensor, size: int) -> dict:
+    """Seconds per sample and per ensemble of 5 for each sampler on ``image`` resized to ``size`` x ``size``."""
+    image = torch.nn.functional.interpolate(image[None], size=(size, size), mode="bilinear")
+    rows = {}
+    for name, steps in {"ddpm": None, "ddim_50": 50}.items():
+        scheduler = sampling_scheduler(name.split("_")[0], parser["num_train_timesteps"])
+        inferer = DiffusionEnsembleInferer(scheduler, num_samples=ENSEMBLE, num_inference_steps=steps, progress=False)
+        print(f"timing {name} at {size} x {size}", flush=True)
+        start = time.perf_counter()
+        with torch.no_grad():
+            inferer(image, network)
+        seconds = time.perf_counter() - start
+        rows[name] = {
+            "seconds_per_ensemble": round(seconds, 2),
+            "seconds_per_sample": round(seconds / ENSEMBLE, 3),
+            "peak_memory_mb_process": round(peak_memory_mb(), 1),
+        }
+    return rows
+
+
+def peak_memory_mb() -> float:
+    """The peak resident memory of this process so far, in MB (Linux ``ru_maxrss``, KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
 def supervised_rows(ckpt: Path, items: list[dict], work: Path) -> dict:
     """The supervised U-Net: dropout off (one prediction) and its Monte-Carlo-dropout ensemble of 5."""
     parser = parser_of("train.json", "supervised.json")
@@ -209,6 +237,11 @@ def table(result: dict) -> str:
         lines.append(f"{name:<26}{cell(dice):<8}{row['seconds_per_sample']:<12}{row['speedup_vs_ddpm']}x")
     curve = ", ".join(f"{k}: {v['mean']:.3f}" for k, v in result["dice_vs_ensemble_size"].items())
     lines.append(f"Dice against ensemble size (DDIM 50): {curve}")
+    for name, row in result["timing_128"].items():
+        lines.append(
+            f"128 x 128, {name}: {row['seconds_per_sample']} s / sample, {row['seconds_per_ensemble']} s / ensemble"
+            f" of {ENSEMBLE}, peak {row['peak_memory_mb_process']} MB"
+        )
     return "\n".join(lines)
 
 
@@ -250,7 +283,7 @@ def main() -> None:
     )
     print(f"DDIM 50, ensembles of {largest}: {len(items)} test slices", flush=True)
     outputs, seconds = sample(network, inferer, items, largest)
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    peak_mb = peak_memory_mb()
     curve = dice_curve(outputs, sorted(args.sizes))
     ensemble = {
         "report": report(subset(outputs, ENSEMBLE), work / "ensemble"),
@@ -259,6 +292,7 @@ def main() -> None:
     }
     samplers = sampler_rows(network, config, tumour(items)[: args.sampler_slices], work)
     supervised = supervised_rows(sup_ckpt, items, work)
+    timing_128 = timing_at(network, config, tumour(items)[0]["image"], 128)
     png = Path(args.out).with_name("diffusion_segmentation_ensemble_size.png")
     plot_curve(curve, supervised["dropout_off"]["dice"]["mean"], png)
 
@@ -274,6 +308,7 @@ def main() -> None:
         "sampler_slices": min(args.sampler_slices, len(tumour(items))),
         "supervised": supervised,
         "peak_memory_mb_process": round(peak_mb, 1),
+        "timing_128": timing_128,
         "max_epochs": args.max_epochs,
         "timings": {"diffusion_training": diffusion_timing, "supervised_training": sup_timing},
         "paper_table1": PAPER_TABLE1,

@@ -348,6 +348,12 @@ def diffusion_segmentation(result: dict) -> str:
         f"({result['ensemble']['seconds_per_sample']} s per sample, batched); peak resident memory of the "
         f"benchmark process {result['peak_memory_mb_process'] / 1024:.2f} GB.",
     ]
+    if timing := result.get("timing_128"):
+        lines += ["", "Cost at 128 x 128 (one ensemble of 5, this CPU):"]
+        lines.append(_header(["sampler", "s / sample", "s / ensemble of 5", "peak resident memory (GB)"]))
+        for name, row in timing.items():
+            cells = [f"{row['seconds_per_sample']}", f"{row['seconds_per_ensemble']}"]
+            lines.append(_row([name, *cells, f"{row['peak_memory_mb_process'] / 1024:.2f}"]))
     return "\n".join(lines)
 
 

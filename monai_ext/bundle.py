@@ -11,13 +11,13 @@ from typing import Any
 
 import torch
 from monai.bundle import ConfigParser
-from monai.networks.schedulers import DDIMScheduler, Scheduler
+from monai.networks.schedulers import Scheduler
 from torch import nn
 
 from monai_ext.data.brain import make_brains
 from monai_ext.data.datalist import on_rank_zero
 from monai_ext.data.phantoms import make_phantoms
-from monai_ext.schedulers import LearnedVarianceDDPMScheduler
+from monai_ext.schedulers import ConsistentDDIMScheduler, LearnedVarianceDDPMScheduler
 from monai_ext.transforms.hierarchy import parse_num_parts
 
 CACHE_ENV = "MONAI_EXT_CACHE"
@@ -150,15 +150,16 @@ SAMPLERS = ("ddim", "ddpm")
 
 
 def sampling_scheduler(sampler: str, num_train_timesteps: int, schedule: str = "linear_beta") -> Scheduler:
-    """The scheduler an ensemble sampler runs with (config id ``sampler``): ``"ddim"`` (Song et al., ICLR 2021;
-    any number of steps, the noise prediction only) or ``"ddpm"`` (all T steps, with the learned variance of
-    ``LearnedVarianceDDPMScheduler``), over the training noise schedule.
+    """The scheduler an ensemble sampler runs with (config id ``sampler``), over the training noise schedule:
+    ``"ddim"`` (Song et al., ICLR 2021; any number of steps, the noise prediction only, stepping along the clipped
+    x0 with ``ConsistentDDIMScheduler``) or ``"ddpm"`` (all T steps, with the learned variance of
+    ``LearnedVarianceDDPMScheduler``).
 
     Raises:
         ValueError: ``sampler`` is neither.
     """
     if sampler == "ddim":
-        return DDIMScheduler(num_train_timesteps=num_train_timesteps, schedule=schedule)
+        return ConsistentDDIMScheduler(num_train_timesteps=num_train_timesteps, schedule=schedule)
     if sampler == "ddpm":
         return LearnedVarianceDDPMScheduler(num_train_timesteps=num_train_timesteps, schedule=schedule)
     raise ValueError(f"config id 'sampler' must be one of {SAMPLERS}, got {sampler!r}.")

@@ -182,3 +182,110 @@ def test_supervised_baseline_trains_and_evaluates_as_a_dropout_ensemble(slices: 
     wf.run()
     report = json.loads((tmp_path / "e" / "report.json").read_text())
     assert report["ensemble"]["slices"] == 1 and 0 <= report["ensemble"]["dice"]["mean"] <= 1
+
+
+TINY_3D = {**TINY, "spatial_size": [16, 16, 16]}
+
+
+def test_3d_mode_trains_infers_and_evaluates_on_brain_volumes(tiny_brains: Path, tmp_path: Path) -> None:
+    """train_3d.json / inference_3d.json: the four contrast files stacked into (4, X, Y, Z), a 3D U-Net, maps
+    written back on the 96^3 grid, and the report over the test volume."""
+    wf = workflow(
+        [TRAIN, str(CONFIGS / "train_3d.json")],
+        "train",
+        dataset_dir=str(tiny_brains),
+        output_dir=str(tmp_path / "t"),
+        **{**TINY_TRAIN, **TINY_3D, "batch_size": 2},
+    )
+    assert wf.check_properties() == []
+    wf.run()
+    weights = tmp_path / "t" / "model.pt"
+    wf = workflow(
+        [INFERENCE, str(CONFIGS / "inference_3d.json")],
+        "infer",
+        dataset_dir=str(tiny_brains),
+        output_dir=str(tmp_path / "i"),
+        ckpt_path=str(weights),
+        **{**TINY_INFER, **TINY_3D},
+    )
+    assert wf.check_properties() == []
+    wf.run()
+    (mask,) = (tmp_path / "i").rglob("*_mask.nii.gz")
+    label = nib.load(next(tiny_brains.rglob("label.nii.gz")))
+    assert nib.load(mask).shape == label.shape == (96, 96, 96)
+    assert np.allclose(nib.load(mask).affine, label.affine)
+    assert len(list((tmp_path / "i").rglob("*_panel.png"))) == 1
+    wf = workflow(
+        [TRAIN, str(CONFIGS / "train_3d.json"), str(CONFIGS / "evaluate.json")],
+        "eval",
+        dataset_dir=str(tiny_brains),
+        eval_output_dir=str(tmp_path / "e"),
+        ckpt_path=str(weights),
+        **{**TINY_3D, "num_samples": 2, "num_inference_steps": 2},
+    )
+    wf.run()
+    report = json.loads((tmp_path / "e" / "report.json").read_text())
+    assert report["ensemble"]["slices"] == 1 and 0 <= report["ensemble"]["dice"]["mean"] <= 1
+
+
+@pytest.fixture(scope="module")
+def png_slices(slices: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny slices as a user's PNG folder: 8-bit RGB images (T1ce, T2, FLAIR) and 0 / 255 masks."""
+    from PIL import Image
+
+    folder = tmp_path_factory.mktemp("png")
+    listing = json.loads((slices / "datalist.json").read_text())
+    for records in listing.values():
+        for record in records:
+            stem = Path(record["image"]).name.split("_")[0] + "_" + Path(record["image"]).parent.name
+            image = np.asarray(nib.load(slices / record["image"]).dataobj)[..., 1:]
+            label = np.asarray(nib.load(slices / record["label"]).dataobj)
+            Image.fromarray((image / image.max() * 255).astype(np.uint8)).save(folder / f"{stem}.png")
+            Image.fromarray((label > 0).astype(np.uint8) * 255).save(folder / f"{stem}_mask.png")
+            record.update(image=f"{stem}.png", label=f"{stem}_mask.png")
+    (folder / "datalist.json").write_text(json.dumps(listing))
+    return folder
+
+
+def test_png_slices_rgb_with_0_255_masks_train_and_infer(png_slices: Path, tmp_path: Path) -> None:
+    png = {"image_channels": 3}
+    wf = workflow(
+        TRAIN,
+        "train",
+        dataset_dir=str(png_slices),
+        output_dir=str(tmp_path / "t"),
+        mask_foreground_value=255,
+        **{**TINY_TRAIN, **png},
+    )
+    wf.run()
+    assert set(np.unique(wf.train_dataset[0]["label"].numpy())) == {0.0, 1.0}  # 255 read as foreground
+    wf = workflow(
+        INFERENCE,
+        "infer",
+        dataset_dir=str(png_slices),
+        output_dir=str(tmp_path / "i"),
+        ckpt_path=str(tmp_path / "t" / "model.pt"),
+        **{**TINY_INFER, **png},
+    )
+    wf.run()
+    masks = sorted((tmp_path / "i").rglob("*_mask.nii.gz"))
+    assert len(masks) == 2 and all(nib.load(m).shape == (32, 32) for m in masks)
+
+
+def test_greyscale_png_is_read_with_no_channel_axis(png_slices: Path, tmp_path: Path) -> None:
+    from PIL import Image
+
+    record = json.loads((png_slices / "datalist.json").read_text())["test"][0]
+    grey = np.asarray(Image.open(png_slices / record["image"]).convert("L"))
+    Image.fromarray(grey).save(tmp_path / "grey.png")
+    (tmp_path / "datalist.json").write_text(json.dumps({"test": [{"image": "grey.png"}]}))
+    wf = workflow(
+        INFERENCE,
+        "infer",
+        dataset_dir=str(tmp_path),
+        output_dir=str(tmp_path / "i"),
+        image_channels=1,
+        image_channel_dim="no_channel",
+        **TINY_INFER,
+    )
+    assert tuple(wf.dataset[0]["image"].shape) == (1, 16, 16)

@@ -81,7 +81,8 @@ def test_report_handler_pools_every_slice(tmp_path: Path) -> None:
 def test_panels_follow_the_dataset_folders(tmp_path: Path) -> None:
     from monai.data import MetaTensor
 
-    from monai_ext.visualize import EnsembleWriter, ensemble_panel
+    from monai_ext.engines import EnsembleWriter
+    from monai_ext.visualize import ensemble_panel
 
     item = {
         "image": MetaTensor(
@@ -117,5 +118,34 @@ def test_panels_follow_the_dataset_folders(tmp_path: Path) -> None:
             item["pred_variance"],
             max_samples=0,
         )
-    with pytest.raises(ValueError, match="2D images"):
-        writer.write({**item, "image": torch.rand(1, 8, 8, 8)})
+    with pytest.raises(ValueError, match=r"2D \(C, H, W\) or 3D \(C, X, Y, Z\) images"):
+        writer.write({**item, "image": torch.rand(4, 8)})
+
+
+def test_writer_takes_volumes_and_several_mask_channels(tmp_path: Path) -> None:
+    from monai_ext.engines import EnsembleWriter
+    from monai_ext.visualize import panel_views
+
+    mean = torch.zeros(3, 8, 8, 6)
+    mean[1, 2:5, 2:5, 5] = 1.0  # all the mass in the last axial slice, in the second mask channel
+    item = {
+        "image": torch.rand(4, 4, 4, 3),  # the network's grid: coarser than the maps'
+        "label": torch.zeros(3, 8, 8, 6),
+        "pred": (mean > 0.5).float(),
+        "pred_samples": torch.rand(2 * 3, 8, 8, 6),
+        "pred_mean": mean,
+        "pred_variance": torch.rand(3, 8, 8, 6) / 4,
+    }
+    stem = EnsembleWriter(tmp_path).write(item)
+    for kind in ("mask", "mean", "variance"):
+        assert nib.load(f"{stem}_{kind}.nii.gz").shape == (8, 8, 6, 3)  # spatial axes first, channels last
+    assert np.array_equal(np.asarray(nib.load(f"{stem}_mean.nii.gz").dataobj)[..., 1], mean[1].numpy())
+    assert Path(f"{stem}_panel.png").stat().st_size > 0
+    image, samples, union, variance, label = panel_views(
+        item["image"], [item["pred_samples"], mean, item["pred_variance"], item["label"]], channels=3
+    )
+    assert torch.equal(torch.as_tensor(image), item["image"][..., 2])  # the last slice of the coarser grid too
+    assert samples.shape == (2, 8, 8) and union.shape == variance.shape == label.shape == (1, 8, 8)
+    assert np.array_equal(union[0], mean[1, :, :, 5].numpy())
+    expected = item["pred_samples"].reshape(2, 3, 8, 8, 6).amax(dim=1)[..., 5]
+    assert np.allclose(samples, expected.numpy())

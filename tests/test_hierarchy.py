@@ -12,9 +12,9 @@ from ignite.engine import Engine
 from matplotlib.image import imread
 from monai.data import MetaTensor
 
+from monai_ext.engines import DiscoveryFigureWriter, HierarchyWriter
 from monai_ext.transforms import (
     HierarchyAccumulator,
-    HierarchyWriter,
     SplitLevelsd,
     hierarchy_tree,
     level_label_maps,
@@ -22,7 +22,7 @@ from monai_ext.transforms import (
     level_slices,
     split_levels,
 )
-from monai_ext.visualize import DiscoveryFigureWriter, discovery_figure
+from monai_ext.visualize import discovery_figure
 
 NUM_PARTS = [2, 4]
 

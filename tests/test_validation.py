@@ -50,6 +50,17 @@ def test_masks_must_be_binary_and_may_be_empty():
         ValidateMaskd("label")({"label": torch.zeros(2, 8, 8)})
 
 
+def test_png_masks_of_0_and_255_leave_as_0_and_1():
+    png = torch.zeros(1, 8, 8, dtype=torch.uint8)
+    png[0, 2:5, 3:6] = 255
+    scaled = ValidateMaskd("label", foreground_value=255)({"label": png})["label"]
+    assert scaled.dtype == torch.uint8 and torch.equal(scaled, (png > 0).to(torch.uint8))
+    with pytest.raises(ValueError, match=r"values 0 and 255, config id mask_foreground_value\), got values \[0, 1\]"):
+        ValidateMaskd("label", foreground_value=255)({"label": (png > 0).to(torch.uint8)})
+    with pytest.raises(ValueError, match="foreground_value must be > 0"):
+        ValidateMaskd("label", foreground_value=0)
+
+
 def test_arguments_are_checked():
     with pytest.raises(ValueError, match="spatial_dims"):
         ValidateImaged("image", spatial_dims=4)

@@ -1,4 +1,4 @@
-"""Engine pieces: prepare-batch callables, trainers for label-free losses, model-selection handlers."""
+"""Engine pieces: prepare-batch callables, trainers for label-free losses, model-selection handlers, writers."""
 
 try:  # pytorch-ignite >= 0.5
     from ignite.handlers import ProgressBar
@@ -16,11 +16,15 @@ from monai_ext.engines.handlers import (
 )
 from monai_ext.engines.prepare_batch import MaskDiffusionPrepareBatch, SamplePredictionPrepareBatch
 from monai_ext.engines.report import discovery_report
+from monai_ext.engines.writers import DiscoveryFigureWriter, EnsembleWriter, HierarchyWriter
 
 __all__ = [
     "BestPerLevel",
+    "DiscoveryFigureWriter",
     "DiscoveryTrainer",
     "EnsembleReport",
+    "EnsembleWriter",
+    "HierarchyWriter",
     "MaskDiffusionPrepareBatch",
     "MeanMaxProbability",
     "ProgressBar",

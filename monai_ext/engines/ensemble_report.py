@@ -10,12 +10,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from ignite.engine import Engine, Events
+from ignite.engine import Engine
 from monai.metrics import compute_dice, compute_hausdorff_distance, compute_iou
 from monai.utils import convert_to_numpy
 
+from monai_ext.engines.handlers import EndOfRunWriter
 from monai_ext.metrics import boundary_variance_ratio, error_auroc, expected_calibration_error, finite_stats
-from monai_ext.provenance import environment, refuse_existing, write_json
+from monai_ext.provenance import environment, write_json
 from monai_ext.transforms.hierarchy import output_items
 
 
@@ -84,7 +85,7 @@ def ensemble_table(report: dict) -> str:
     return "\n".join(lines)
 
 
-class EnsembleReport:
+class EnsembleReport(EndOfRunWriter):
     """Ignite handler that scores every evaluated slice and writes ``report.json`` when the run completes.
 
     Per item (after ``monai_ext.transforms.SplitEnsembled``): the ensemble mask ``pred`` and the first sample
@@ -128,12 +129,6 @@ class EnsembleReport:
         self.overwrite = overwrite
         self.logger = logging.getLogger(__name__)
         self.reset()
-
-    def attach(self, engine: Engine) -> None:
-        refuse_existing(self.path, self.overwrite)
-        engine.add_event_handler(Events.STARTED, self.reset)
-        engine.add_event_handler(Events.ITERATION_COMPLETED, self)
-        engine.add_event_handler(Events.COMPLETED, self.write)
 
     def reset(self) -> None:
         self.ensemble: list[dict] = []

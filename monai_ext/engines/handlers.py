@@ -1,4 +1,5 @@
-"""Ignite handlers for monai-ext engines: resuming training, selecting models without labels."""
+"""Ignite handlers for monai-ext engines: resuming training, selecting models without labels, the base of the
+writers that write one file at the end of a run."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from monai_ext.flags import as_flag
 from monai_ext.metrics import MeanMaxProbabilityMetric
+from monai_ext.provenance import refuse_existing
 
 CHECKPOINT_NAME = re.compile(r"checkpoint_epoch=(\d+)\.pt")
 
@@ -258,3 +260,23 @@ class BestPerLevel:
         torch.save(state, self.save_path)
         record = {"metrics": self.metric_names, "best": self.best, "epochs": self.epochs}
         self.record_path.write_text(json.dumps(record, indent=2) + "\n")
+
+
+class EndOfRunWriter:
+    """Base of the handlers that collect every item of a run and write one file at its end.
+
+    ``attach`` refuses an existing non-empty ``self.path`` unless ``self.overwrite``
+    (``monai_ext.provenance.refuse_existing``), then calls ``reset`` when the run starts, the handler itself after
+    every iteration and ``write`` when the run completes, so an evaluator run every few epochs rewrites the file.
+    Subclasses set ``path`` and ``overwrite`` and define ``reset``, ``__call__(engine)`` and ``write``.
+    """
+
+    path: Path
+    overwrite: bool
+
+    def attach(self, engine: Engine) -> None:
+        """Register on STARTED, ITERATION_COMPLETED and COMPLETED; refuse to overwrite an existing file."""
+        refuse_existing(self.path, self.overwrite)
+        engine.add_event_handler(Events.STARTED, self.reset)
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self)
+        engine.add_event_handler(Events.COMPLETED, self.write)

@@ -41,12 +41,11 @@ class DiffusionEnsembleInferer(Inferer):
     blocks of C: the thresholded ensemble mask, the mean probability, the variance, then the n samples (each in
     [0, 1]); ``monai_ext.transforms.SplitEnsembled`` puts them under their own keys and leaves the mask as
     ``pred``. With a DDPM scheduler every one of the T steps runs (``DDPMScheduler`` uses t - 1 as the previous
-    step, so it cannot skip steps); a ``DDIMScheduler`` (Song et al., ICLR 2021) runs ``num_inference_steps``.
+    step, so it cannot skip steps); a ``DDIMScheduler`` (Song et al., ICLR 2021) runs ``num_inference_steps``; use
+    ``monai_ext.schedulers.ConsistentDDIMScheduler``, as the bundle does, for masks (MONAI's DDIM step loses them).
     A network with 2C output channels (learned variance) is read by a ``LearnedVarianceDDPMScheduler``; DDIM
-    uses the noise prediction (the first C channels) alone. MONAI's DDIM steps from t to t - T // steps while its
-    timesteps are ``linspace(T - 1, 0, steps)`` rounded: the two agree within one timestep for 20 or more steps,
-    not for a handful. The seeded noise is drawn for the whole batch, so a sample reproduces with the same seed
-    and the same batching.
+    uses the noise prediction (the first C channels) alone. The seeded noise is drawn for the whole batch, so a
+    sample reproduces with the same seed and the same batching.
 
     Args:
         scheduler: the trained model's scheduler (DDPM) or a ``DDIMScheduler`` over the same noise schedule.

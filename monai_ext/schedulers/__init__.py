@@ -1,6 +1,7 @@
-"""Scheduler pieces on top of MONAI's DDPM: the x0 a network output implies, the learned reverse-process variance
-and its variational bound."""
+"""Scheduler pieces on top of MONAI's: the x0 a network output implies, the learned reverse-process variance and
+its variational bound, and a DDIM step consistent with its clipped x0."""
 
+from monai_ext.schedulers.ddim import ConsistentDDIMScheduler
 from monai_ext.schedulers.learned_variance import (
     LearnedVarianceDDPMScheduler,
     discretized_gaussian_log_likelihood,
@@ -10,6 +11,7 @@ from monai_ext.schedulers.prediction import PREDICTION_TYPES, predicted_x0
 
 __all__ = [
     "PREDICTION_TYPES",
+    "ConsistentDDIMScheduler",
     "LearnedVarianceDDPMScheduler",
     "discretized_gaussian_log_likelihood",
     "gaussian_kl",

@@ -15,7 +15,6 @@ __all__ = [
 ]
 from monai_ext.transforms.hierarchy import (
     HierarchyAccumulator,
-    HierarchyWriter,
     SplitLevelsd,
     contingency_tables,
     hierarchy_tree,
@@ -29,7 +28,6 @@ from monai_ext.transforms.nesting import NestLevelsd, assign_parents, nest_proba
 
 __all__ += [
     "HierarchyAccumulator",
-    "HierarchyWriter",
     "NestLevelsd",
     "SplitLevelsd",
     "assign_parents",

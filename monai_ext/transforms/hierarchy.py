@@ -18,27 +18,20 @@ break the nesting is the share whose coarse label differs from the parent of the
 
 from __future__ import annotations
 
-import json
-import logging
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from itertools import pairwise
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from ignite.engine import Engine, Events
 from monai.config import KeysCollection
 from monai.data import decollate_batch
 from monai.handlers import from_engine
 from monai.transforms import MapTransform
 from monai.utils import convert_to_tensor
 
-from monai_ext.provenance import refuse_existing
-
 __all__ = [
     "HierarchyAccumulator",
-    "HierarchyWriter",
     "SplitLevelsd",
     "contingency_tables",
     "hierarchy_tree",
@@ -324,7 +317,7 @@ def hierarchy_tree(level_maps: Sequence[ArrayLike], num_parts: Sequence[int]) ->
     fine label, over all ``N`` voxels; it is 0 when every fine part lies inside one coarse part.
 
     The result is plain JSON (ints, floats, lists, dicts, ``None``); it is the format of the trees in
-    ``hierarchy.json`` (see :class:`HierarchyWriter`)::
+    ``hierarchy.json`` (see :class:`monai_ext.engines.HierarchyWriter`)::
 
         {
           "num_parts": [2, 4, 8],        # K of each level, coarse to fine
@@ -401,85 +394,3 @@ class HierarchyAccumulator:
 def output_items(output: Any) -> list[Mapping[Hashable, Any]]:
     """The per-item dicts of an engine output: a decollated list as is, a batched dict decollated."""
     return decollate_batch(output) if isinstance(output, Mapping) else list(output)
-
-
-class HierarchyWriter:
-    """Ignite handler that writes the discovered hierarchy tree of an evaluation run to ``hierarchy.json``.
-
-    Attach it to an evaluator. After each iteration it reads every item's concatenated per-level probabilities
-    (key ``pred_key`` of the engine output passed through ``output_transform``; place it after any ``Invertd``
-    so the counts are on the original grid), takes the per-level argmax and adds the item to a
-    :class:`HierarchyAccumulator`; it also keeps the tree of each volume, named by its
-    ``pred.meta["filename_or_obj"]`` (or its index in the run when there is none; a repeated name gets
-    ``#index`` appended). On COMPLETED it writes ``output_dir/filename``::
-
-        {
-          "num_parts": [2, 4, 8],
-          "dataset": <tree of all voxels of the run>,
-          "volumes": {"<filename_or_obj>": <tree of that volume>, ...}
-        }
-
-    with trees in the format of :func:`hierarchy_tree`: for each fine part, the coarse part that contains most
-    of it, and the share of voxels that break the nesting. The counts restart at each run (STARTED), so an
-    evaluator run every few epochs rewrites the file with its latest run. One process only: under distributed
-    evaluation each rank would count only its own shard.
-
-    Args:
-        output_dir: folder of the JSON file, created if needed.
-        num_parts: number of parts ``K_l`` of each level, coarse to fine; at least two levels, each >= 2.
-        pred_key: key of the concatenated probabilities in each item.
-        output_transform: maps ``engine.state.output`` to the decollated items (a list of dicts); identity by
-            default. A batched dict is decollated.
-        filename: name of the JSON file.
-        overwrite: replace an existing non-empty file; when False, ``attach`` raises FileExistsError.
-    """
-
-    def __init__(
-        self,
-        output_dir: str | Path,
-        num_parts: Sequence[int] = (2, 4, 8),
-        pred_key: str = "pred",
-        output_transform: Callable[[Any], Any] = lambda x: x,
-        filename: str = "hierarchy.json",
-        overwrite: bool = False,
-    ) -> None:
-        if not filename or Path(filename).name != filename:
-            raise ValueError(f"filename must be a plain file name without folders, got {filename!r}.")
-        self.path = Path(output_dir) / filename
-        self.accumulator = HierarchyAccumulator(num_parts)
-        self.num_parts = self.accumulator.num_parts
-        self.pred_key = pred_key
-        self.output_transform = output_transform
-        self.overwrite = overwrite
-        self.volumes: dict[str, dict[str, Any]] = {}
-        self.logger = logging.getLogger(__name__)
-
-    def attach(self, engine: Engine) -> None:
-        """Register on STARTED, ITERATION_COMPLETED and COMPLETED; refuse to overwrite an existing file."""
-        refuse_existing(self.path, self.overwrite)
-        engine.add_event_handler(Events.STARTED, self.reset)
-        engine.add_event_handler(Events.ITERATION_COMPLETED, self)
-        engine.add_event_handler(Events.COMPLETED, self.write)
-
-    def reset(self) -> None:
-        """Forget the volumes counted so far."""
-        self.accumulator.reset()
-        self.volumes = {}
-
-    def __call__(self, engine: Engine) -> None:
-        """Count the items of the current iteration."""
-        for item in output_items(self.output_transform(engine.state.output)):
-            pred = item[self.pred_key]
-            tables = self.accumulator.add(level_label_maps(pred, self.num_parts))
-            index = len(self.volumes)
-            name = str(getattr(pred, "meta", {}).get("filename_or_obj", index))
-            self.volumes[name if name not in self.volumes else f"{name}#{index}"] = tree_from_tables(
-                tables, self.num_parts
-            )
-
-    def write(self) -> None:
-        """Write the dataset tree and the per-volume trees to the JSON file."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        content = {"num_parts": self.num_parts, "dataset": self.accumulator.tree(), "volumes": self.volumes}
-        self.path.write_text(json.dumps(content, indent=1))
-        self.logger.info(f"hierarchy of {len(self.volumes)} volume(s) written to '{self.path}'.")

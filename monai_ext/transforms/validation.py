@@ -82,7 +82,8 @@ def check_same_spatial_shape(data: Mapping[Hashable, torch.Tensor], keys: Sequen
 
 
 class ValidateMaskd(MapTransform):
-    """Check channel-first binary masks: the channel count, values in {0, 1} only, finite.
+    """Check channel-first binary masks: the channel count, values in {0, ``foreground_value``} only, finite; the
+    masks leave scaled to {0, 1}.
 
     A mask that is empty (all 0) is valid: training sets of axial slices hold many (Wolleb et al., MIDL 2022, train
     on every slice of their range). A failure raises ``ValueError`` naming the file and key.
@@ -92,6 +93,8 @@ class ValidateMaskd(MapTransform):
         channels: required channel count (the network's mask channels).
         allow_missing_keys: skip keys absent from the data.
         channels_config_id: the config id that sets ``channels``, named in the error.
+        foreground_value: the value of a foreground pixel in the files (255 for 8-bit PNG masks), > 0.
+        foreground_config_id: the config id that sets ``foreground_value``, named in the error.
     """
 
     def __init__(
@@ -100,25 +103,37 @@ class ValidateMaskd(MapTransform):
         channels: int = 1,
         allow_missing_keys: bool = False,
         channels_config_id: str = "mask_channels",
+        foreground_value: float = 1,
+        foreground_config_id: str = "mask_foreground_value",
     ) -> None:
         super().__init__(keys, allow_missing_keys)
         if channels < 1:
             raise ValueError(f"channels must be >= 1, got {channels}.")
+        if not foreground_value > 0:
+            raise ValueError(f"foreground_value must be > 0, got {foreground_value}.")
         self.channels = channels
         self.channels_config_id = channels_config_id
+        self.foreground_value = foreground_value
+        self.foreground_config_id = foreground_config_id
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
         d = dict(data)
         for key in self.key_iterator(d):
-            mask = torch.as_tensor(d[key])
+            mask = d[key]
             where = f"'{key}' of '{_source(d, key)}'"
             if mask.shape[0] != self.channels:
                 raise ValueError(
                     f"{where} has {mask.shape[0]} channels; expected {self.channels} binary masks "
                     f"(config id {self.channels_config_id})."
                 )
-            values = torch.unique(mask)
-            if not torch.isin(values, torch.tensor([0, 1], dtype=values.dtype, device=values.device)).all():
+            values = torch.unique(torch.as_tensor(mask))
+            allowed = torch.tensor([0, self.foreground_value], dtype=values.dtype, device=values.device)
+            if not torch.isin(values, allowed).all():
                 shown = values[:8].tolist()
-                raise ValueError(f"{where} must be a binary mask (values 0 and 1), got values {shown}.")
+                raise ValueError(
+                    f"{where} must be a binary mask (values 0 and {self.foreground_value}, config id "
+                    f"{self.foreground_config_id}), got values {shown}."
+                )
+            if self.foreground_value != 1:
+                d[key] = (mask == self.foreground_value).to(mask.dtype)
         return d

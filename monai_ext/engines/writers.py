@@ -1,0 +1,298 @@
+"""Ignite handlers that write what an evaluation run produced: the discovered hierarchy (``hierarchy.json``), the
+discovery figure (Tursynbek & Niethammer, MICCAI 2023) and the maps and panels of segmentation ensembles (Wolleb et
+al., MIDL 2022). The drawing itself is in ``monai_ext.visualize``; these attach it to an engine."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+from ignite.engine import Engine, Events
+from monai.transforms import LoadImage
+from monai.utils import convert_to_numpy
+
+from monai_ext.engines.handlers import EndOfRunWriter
+from monai_ext.transforms.hierarchy import (
+    HierarchyAccumulator,
+    level_label_maps,
+    output_items,
+    parse_num_parts,
+    tree_from_tables,
+)
+from monai_ext.visualize import channels_last, discovery_figure, ensemble_panel, panel_views
+
+__all__ = ["DiscoveryFigureWriter", "EnsembleWriter", "HierarchyWriter"]
+
+
+class HierarchyWriter(EndOfRunWriter):
+    """Ignite handler that writes the discovered hierarchy tree of an evaluation run to ``hierarchy.json``.
+
+    Attach it to an evaluator. After each iteration it reads every item's concatenated per-level probabilities
+    (key ``pred_key`` of the engine output passed through ``output_transform``; place it after any ``Invertd``
+    so the counts are on the original grid), takes the per-level argmax and adds the item to a
+    :class:`HierarchyAccumulator`; it also keeps the tree of each volume, named by its
+    ``pred.meta["filename_or_obj"]`` (or its index in the run when there is none; a repeated name gets
+    ``#index`` appended). On COMPLETED it writes ``output_dir/filename``::
+
+        {
+          "num_parts": [2, 4, 8],
+          "dataset": <tree of all voxels of the run>,
+          "volumes": {"<filename_or_obj>": <tree of that volume>, ...}
+        }
+
+    with trees in the format of :func:`hierarchy_tree`: for each fine part, the coarse part that contains most
+    of it, and the share of voxels that break the nesting. The counts restart at each run (STARTED), so an
+    evaluator run every few epochs rewrites the file with its latest run. One process only: under distributed
+    evaluation each rank would count only its own shard.
+
+    Args:
+        output_dir: folder of the JSON file, created if needed.
+        num_parts: number of parts ``K_l`` of each level, coarse to fine; at least two levels, each >= 2.
+        pred_key: key of the concatenated probabilities in each item.
+        output_transform: maps ``engine.state.output`` to the decollated items (a list of dicts); identity by
+            default. A batched dict is decollated.
+        filename: name of the JSON file.
+        overwrite: replace an existing non-empty file; when False, ``attach`` raises FileExistsError.
+    """
+
+    def __init__(
+        self,
+        output_dir: str | Path,
+        num_parts: Sequence[int] = (2, 4, 8),
+        pred_key: str = "pred",
+        output_transform: Callable[[Any], Any] = lambda x: x,
+        filename: str = "hierarchy.json",
+        overwrite: bool = False,
+    ) -> None:
+        if not filename or Path(filename).name != filename:
+            raise ValueError(f"filename must be a plain file name without folders, got {filename!r}.")
+        self.path = Path(output_dir) / filename
+        self.accumulator = HierarchyAccumulator(num_parts)
+        self.num_parts = self.accumulator.num_parts
+        self.pred_key = pred_key
+        self.output_transform = output_transform
+        self.overwrite = overwrite
+        self.volumes: dict[str, dict[str, Any]] = {}
+        self.logger = logging.getLogger(__name__)
+
+    def reset(self) -> None:
+        """Forget the volumes counted so far."""
+        self.accumulator.reset()
+        self.volumes = {}
+
+    def __call__(self, engine: Engine) -> None:
+        """Count the items of the current iteration."""
+        for item in output_items(self.output_transform(engine.state.output)):
+            pred = item[self.pred_key]
+            tables = self.accumulator.add(level_label_maps(pred, self.num_parts))
+            index = len(self.volumes)
+            name = str(getattr(pred, "meta", {}).get("filename_or_obj", index))
+            self.volumes[name if name not in self.volumes else f"{name}#{index}"] = tree_from_tables(
+                tables, self.num_parts
+            )
+
+    def write(self) -> None:
+        """Write the dataset tree and the per-volume trees to the JSON file."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        content = {"num_parts": self.num_parts, "dataset": self.accumulator.tree(), "volumes": self.volumes}
+        self.path.write_text(json.dumps(content, indent=1))
+        self.logger.info(f"hierarchy of {len(self.volumes)} volume(s) written to '{self.path}'.")
+
+
+class DiscoveryFigureWriter(EndOfRunWriter):
+    """Ignite handler that draws the first volumes of an evaluation run with :func:`discovery_figure`.
+
+    Attach it to an evaluator. It keeps the first ``num_volumes`` items of each run (STARTED restarts the
+    collection): the image (key ``image_key``), the per-level argmax of the concatenated probabilities (key
+    ``pred_key``, see :func:`monai_ext.transforms.level_label_maps`) and, when the item has it, the ground truth
+    (key ``label_key``, one channel per level). On COMPLETED it writes ``output_dir/filename``. Rows are named
+    by ``pred.meta["filename_or_obj"]`` (file name only) when present.
+
+    After ``Invertd`` the prediction is on the original grid while ``"image"`` may still be the preprocessed
+    one; :func:`discovery_figure` then resizes the image to the prediction's grid, which assumes the same field
+    of view. Name a key holding the image on the prediction's grid in ``image_key`` when they differ.
+
+    Args:
+        output_dir: folder of the PNG, created if needed.
+        num_parts: number of parts ``K_l`` of each level, coarse to fine; each >= 2.
+        num_volumes: number of volumes drawn (rows), >= 1.
+        image_key: key of the image ``(C, *spatial)``; None reads the original image from the file named in the
+            prediction's meta (the figure then shows the volume as stored, not as resized for the network).
+        pred_key: key of the concatenated probabilities ``(sum(num_parts), *spatial)``.
+        label_key: key of the ground truth ``(L, *spatial)``; None: never draw ground truth.
+        output_transform: maps ``engine.state.output`` to the decollated items (a list of dicts); identity by
+            default. A batched dict is decollated.
+        filename: name of the PNG file.
+        overwrite: replace an existing non-empty file; when False, ``attach`` raises FileExistsError.
+    """
+
+    def __init__(
+        self,
+        output_dir: str | Path,
+        num_parts: Sequence[int] = (2, 4, 8),
+        num_volumes: int = 4,
+        image_key: str = "image",
+        pred_key: str = "pred",
+        label_key: str | None = "label",
+        output_transform: Callable[[Any], Any] = lambda x: x,
+        filename: str = "discovery.png",
+        overwrite: bool = False,
+    ) -> None:
+        if isinstance(num_volumes, bool) or not isinstance(num_volumes, int) or num_volumes < 1:
+            raise ValueError(f"num_volumes must be an integer >= 1, got {num_volumes!r}.")
+        if not filename.endswith(".png") or Path(filename).name != filename:
+            raise ValueError(f"filename must be a plain file name ending in '.png', got {filename!r}.")
+        self.path = Path(output_dir) / filename
+        self.num_parts = parse_num_parts(num_parts)
+        self.num_volumes = num_volumes
+        self.image_key = image_key
+        self.pred_key = pred_key
+        self.label_key = label_key
+        self.output_transform = output_transform
+        self.overwrite = overwrite
+        self.logger = logging.getLogger(__name__)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the volumes collected so far."""
+        self.images: list[np.ndarray] = []
+        self.level_maps: list[np.ndarray] = []
+        self.labels: list[np.ndarray | None] = []
+        self.titles: list[str] = []
+
+    def __call__(self, engine: Engine) -> None:
+        """Keep the items of the current iteration until ``num_volumes`` are collected."""
+        for item in output_items(self.output_transform(engine.state.output)):
+            if len(self.images) >= self.num_volumes:
+                return
+            pred = item[self.pred_key]
+            name = getattr(pred, "meta", {}).get("filename_or_obj")
+            label = item.get(self.label_key) if self.label_key is not None else None
+            image = item[self.image_key] if self.image_key is not None else self._load(name)
+            self.images.append(convert_to_numpy(image))
+            self.level_maps.append(np.stack([convert_to_numpy(m[0]) for m in level_label_maps(pred, self.num_parts)]))
+            self.labels.append(None if label is None else convert_to_numpy(label))
+            self.titles.append(Path(str(name)).name if name else f"volume {len(self.images)}")
+
+    @staticmethod
+    def _load(name: object) -> np.ndarray:
+        """The image as stored on disk (channel first), for ``image_key=None``."""
+        if not name:
+            raise ValueError("image_key=None needs the prediction's meta 'filename_or_obj' to read the image from.")
+        return LoadImage(image_only=True, ensure_channel_first=True)(str(name))
+
+    def write(self) -> None:
+        """Draw the collected volumes (nothing when the run had no item)."""
+        if not self.images:
+            self.logger.warning(f"no item collected: '{self.path}' not written.")
+            return
+        discovery_figure(self.path, self.images, self.level_maps, self.labels, self.titles)
+        self.logger.info(f"{len(self.images)} volume(s) drawn to '{self.path}'.")
+
+
+class EnsembleWriter:
+    """Ignite handler that writes, for every item of an evaluation run, the ensemble's maps as NIfTI and its
+    :func:`ensemble_panel` as PNG, named after the item's image.
+
+    Attach it to an evaluator after the postprocessing that splits the ensemble
+    (``monai_ext.transforms.SplitEnsembled``) and inverts it to the image's grid. For each item it writes, into
+    ``output_dir`` and the image's sub-folder relative to ``data_root_dir`` (as ``SaveImaged`` does, so slices of
+    different subjects with the same file name do not collide):
+
+    - ``<image name>_mask.nii.gz`` (uint8), ``_mean.nii.gz`` and ``_variance.nii.gz`` (float32): the spatial
+      arrays (H, W) or (X, Y, Z), with the mask channels last when there are several, and the affine of
+      ``{pred_key}_mean``. MONAI's ``SaveImaged`` writes a (1, H, W) mask of an image read from an H x W x C file as
+      a 3D (1, H, W) volume, off the image's axes (MONAI 1.6.1 refuses every other layout);
+    - ``<image name>_panel.png`` when ``save_panels``: the image, samples, mean, variance and, when the item has it,
+      the label (each drawn on its own grid: the maps may be on the original grid, the image the network's input).
+      A volume is drawn at the axial slice where the mean map has most mass (at the same relative depth on
+      each grid); several mask channels are drawn as their maximum (their union: the whole tumour for the nested
+      BraTS regions).
+
+    A handler rather than a postprocessing transform, so that clients that run only a bundle's preprocessing,
+    inferer and postprocessing (MONAI Label) never write these files.
+
+    Args:
+        output_dir: folder of the files.
+        data_root_dir: the dataset folder the image paths are relative to ("" keeps only the file name).
+        pred_key: the ensemble output key (``"pred"``), with ``{pred_key}_mean``, ``_variance``, ``_samples``.
+        image_key: key of the image (C, H, W).
+        label_key: key of the ground truth; None never draws it.
+        save_panels: also write the PNG panels.
+        output_transform: maps ``engine.state.output`` to the decollated items; identity by default.
+    """
+
+    def __init__(
+        self,
+        output_dir: str | Path,
+        data_root_dir: str | Path = "",
+        pred_key: str = "pred",
+        image_key: str = "image",
+        label_key: str | None = "label",
+        save_panels: bool = True,
+        output_transform: Callable[[Any], Any] = lambda x: x,
+    ) -> None:
+        self.output_dir = Path(output_dir)
+        self.data_root_dir = Path(data_root_dir).resolve() if str(data_root_dir) else None
+        self.pred_key = pred_key
+        self.image_key = image_key
+        self.label_key = label_key
+        self.save_panels = save_panels
+        self.output_transform = output_transform
+        self.unnamed = 0
+
+    def attach(self, engine: Engine) -> None:
+        """Register on ITERATION_COMPLETED."""
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        """Write the files of every item of the current iteration."""
+        for item in output_items(self.output_transform(engine.state.output)):
+            self.write(item)
+
+    def _stem(self, name: str) -> Path:
+        source = Path(name)
+        folder = Path()
+        if self.data_root_dir is not None and source.resolve().is_relative_to(self.data_root_dir):
+            folder = source.resolve().parent.relative_to(self.data_root_dir)
+        return self.output_dir / folder / source.name.split(".")[0]
+
+    def write(self, item: dict) -> Path:
+        """Write the files of one item; return the path stem they share (``<folder>/<image name>``).
+
+        Raises:
+            ValueError: the image is neither 2D (C, H, W) nor 3D (C, X, Y, Z).
+        """
+        image = item[self.image_key]
+        name = getattr(image, "meta", {}).get("filename_or_obj")
+        if not name:  # an image built in memory: number it
+            self.unnamed += 1
+            name = f"item_{self.unnamed:03d}"
+        name = str(name)
+        if image.ndim not in (3, 4):
+            raise ValueError(
+                f"the ensemble writer takes 2D (C, H, W) or 3D (C, X, Y, Z) images; '{name}' has shape "
+                f"{tuple(image.shape)}."
+            )
+        key, stem = self.pred_key, self._stem(name)
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        mean = item[f"{key}_mean"]
+        affine = convert_to_numpy(getattr(mean, "affine", np.eye(4)))
+        for suffix, array, dtype in (
+            ("mask", item[key], np.uint8),
+            ("mean", mean, np.float32),
+            ("variance", item[f"{key}_variance"], np.float32),
+        ):
+            nib.save(nib.Nifti1Image(channels_last(array).astype(dtype), affine), f"{stem}_{suffix}.nii.gz")
+        if self.save_panels:
+            label = item.get(self.label_key) if self.label_key else None
+            maps = [item[f"{key}_samples"], mean, item[f"{key}_variance"]] + ([label] if label is not None else [])
+            views = panel_views(image, maps, channels=mean.shape[0])
+            panel = stem.with_name(f"{stem.name}_panel.png")
+            ensemble_panel(panel, *views[:4], views[4] if label is not None else None, title=Path(name).name)
+        return stem
