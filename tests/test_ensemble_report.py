@@ -118,6 +118,14 @@ def test_panels_follow_the_dataset_folders(tmp_path: Path) -> None:
             item["pred_variance"],
             max_samples=0,
         )
+    # regression: the bundle squeezes the mask's channel (SqueezeDimd) before the writer; it was written transposed
+    mean = torch.zeros(1, 8, 8)
+    mean[0, 1:3, 5:8] = 1.0  # not symmetric
+    squeezed = {**item, "pred": (mean[0] > 0.5).to(torch.uint8), "pred_mean": mean}
+    stem = writer.write(squeezed)
+    mask = np.asarray(nib.load(f"{stem}_mask.nii.gz").dataobj)
+    assert np.array_equal(mask, mean[0].numpy() > 0.5)
+    assert np.array_equal(np.asarray(nib.load(f"{stem}_mean.nii.gz").dataobj), mean[0].numpy())
     with pytest.raises(ValueError, match=r"2D \(C, H, W\) or 3D \(C, X, Y, Z\) images"):
         writer.write({**item, "image": torch.rand(4, 8)})
 

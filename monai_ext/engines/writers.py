@@ -205,7 +205,8 @@ class EnsembleWriter:
     different subjects with the same file name do not collide):
 
     - ``<image name>_mask.nii.gz`` (uint8), ``_mean.nii.gz`` and ``_variance.nii.gz`` (float32): the spatial
-      arrays (H, W) or (X, Y, Z), with the mask channels last when there are several, and the affine of
+      arrays (H, W) or (X, Y, Z) (a map given without its channel axis, e.g. the mask after ``SqueezeDimd``, is
+      written as it is), with the mask channels last when there are several, and the affine of
       ``{pred_key}_mean``. MONAI's ``SaveImaged`` writes a (1, H, W) mask of an image read from an H x W x C file as
       a 3D (1, H, W) volume, off the image's axes (MONAI 1.6.1 refuses every other layout);
     - ``<image name>_panel.png`` when ``save_panels``: the image, samples, mean, variance and, when the item has it,
@@ -288,7 +289,8 @@ class EnsembleWriter:
             ("mean", mean, np.float32),
             ("variance", item[f"{key}_variance"], np.float32),
         ):
-            nib.save(nib.Nifti1Image(channels_last(array).astype(dtype), affine), f"{stem}_{suffix}.nii.gz")
+            spatial = channels_last(array) if array.ndim == image.ndim else convert_to_numpy(array)  # no channel
+            nib.save(nib.Nifti1Image(spatial.astype(dtype), affine), f"{stem}_{suffix}.nii.gz")
         if self.save_panels:
             label = item.get(self.label_key) if self.label_key else None
             maps = [item[f"{key}_samples"], mean, item[f"{key}_variance"]] + ([label] if label is not None else [])
