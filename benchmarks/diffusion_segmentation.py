@@ -140,21 +140,29 @@ def plot_curve(curve: dict[int, dict], supervised: float, path: Path) -> None:
     figure.savefig(path, dpi=120, bbox_inches="tight")
 
 
+def ensemble_inferer(name: str, parser: ConfigParser, num_samples: int = ENSEMBLE) -> DiffusionEnsembleInferer:
+    """The seeded inferer of the sampler ``name`` (a key of ``STEPS``: ``ddpm`` or ``ddim_<steps>``)."""
+    scheduler = sampling_scheduler(name.split("_")[0], parser["num_train_timesteps"])
+    return DiffusionEnsembleInferer(
+        scheduler, num_samples=num_samples, num_inference_steps=STEPS[name], seed=0, progress=False
+    )
+
+
+def cost(seconds: float, num_samples: int = ENSEMBLE) -> dict:
+    """Seconds per ensemble and per sample of one ensemble of ``num_samples``."""
+    return {"seconds_per_ensemble": round(seconds, 2), "seconds_per_sample": round(seconds / num_samples, 3)}
+
+
 def sampler_rows(network, parser: ConfigParser, items: list[dict], work: Path) -> dict:
     """DDPM with all T steps against DDIM with 25, 50 and 100 steps: ensembles of 5 on ``items``."""
     rows = {}
     for name, steps in STEPS.items():
-        scheduler = sampling_scheduler(name.split("_")[0], parser["num_train_timesteps"])
-        inferer = DiffusionEnsembleInferer(
-            scheduler, num_samples=ENSEMBLE, num_inference_steps=steps, seed=0, progress=False
-        )
         print(f"sampler {name}: {len(items)} slices", flush=True)
-        outputs, seconds = sample(network, inferer, items, ENSEMBLE)
+        outputs, seconds = sample(network, ensemble_inferer(name, parser), items, ENSEMBLE)
         rows[name] = {
             "steps": steps or parser["num_train_timesteps"],
             "report": report(outputs, work / f"sampler_{name}"),
-            "seconds_per_ensemble": round(seconds, 2),
-            "seconds_per_sample": round(seconds / ENSEMBLE, 3),
+            **cost(seconds),
         }
     ddpm = rows["ddpm"]["seconds_per_sample"]
     for row in rows.values():
@@ -166,19 +174,12 @@ def timing_at(network, parser: ConfigParser, image: torch.Tensor, size: int) -> 
     """Seconds per sample and per ensemble of 5 for each sampler on ``image`` resized to ``size`` x ``size``."""
     image = torch.nn.functional.interpolate(image[None], size=(size, size), mode="bilinear")
     rows = {}
-    for name, steps in {"ddpm": None, "ddim_50": 50}.items():
-        scheduler = sampling_scheduler(name.split("_")[0], parser["num_train_timesteps"])
-        inferer = DiffusionEnsembleInferer(scheduler, num_samples=ENSEMBLE, num_inference_steps=steps, progress=False)
+    for name in ("ddpm", "ddim_50"):
         print(f"timing {name} at {size} x {size}", flush=True)
         start = time.perf_counter()
         with torch.no_grad():
-            inferer(image, network)
-        seconds = time.perf_counter() - start
-        rows[name] = {
-            "seconds_per_ensemble": round(seconds, 2),
-            "seconds_per_sample": round(seconds / ENSEMBLE, 3),
-            "peak_memory_mb_process": round(peak_memory_mb(), 1),
-        }
+            ensemble_inferer(name, parser)(image, network)
+        rows[name] = {**cost(time.perf_counter() - start), "peak_memory_mb_process": round(peak_memory_mb(), 1)}
     return rows
 
 
@@ -274,15 +275,8 @@ def main() -> None:
     items = test_items(config)
     network = load_weights(config.get_parsed_content("network_def"), str(ckpt)).eval()
     largest = max(args.sizes)
-    inferer = DiffusionEnsembleInferer(
-        sampling_scheduler("ddim", config["num_train_timesteps"]),
-        num_samples=largest,
-        num_inference_steps=50,
-        seed=0,
-        progress=False,
-    )
     print(f"DDIM 50, ensembles of {largest}: {len(items)} test slices", flush=True)
-    outputs, seconds = sample(network, inferer, items, largest)
+    outputs, seconds = sample(network, ensemble_inferer("ddim_50", config, largest), items, largest)
     peak_mb = peak_memory_mb()
     curve = dice_curve(outputs, sorted(args.sizes))
     ensemble = {

@@ -7,7 +7,7 @@ from monai_ext.schedulers.learned_variance import (
     discretized_gaussian_log_likelihood,
     gaussian_kl,
 )
-from monai_ext.schedulers.prediction import PREDICTION_TYPES, predicted_x0
+from monai_ext.schedulers.prediction import PREDICTION_TYPES, model_output_for, predicted_x0, prediction_kind
 
 __all__ = [
     "PREDICTION_TYPES",
@@ -15,5 +15,7 @@ __all__ = [
     "LearnedVarianceDDPMScheduler",
     "discretized_gaussian_log_likelihood",
     "gaussian_kl",
+    "model_output_for",
     "predicted_x0",
+    "prediction_kind",
 ]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from monai.networks.schedulers import DDIMScheduler
 
-from monai_ext.schedulers.prediction import predicted_x0
+from monai_ext.schedulers.prediction import model_output_for, predicted_x0
 
 
 class ConsistentDDIMScheduler(DDIMScheduler):
@@ -40,17 +40,10 @@ class ConsistentDDIMScheduler(DDIMScheduler):
         """The network output, of this scheduler's ``prediction_type``, that implies the clipped x0 and the noise
         eps = (x_t - sqrt(abar_t) x0) / sqrt(1 - abar_t) that goes with it."""
         timesteps = torch.full((sample.shape[0],), int(timestep), dtype=torch.long, device=sample.device)
-        x0 = predicted_x0(self, model_output, sample, timesteps)
-        low, high = self.clip_sample_values
-        x0 = x0.clamp(low, high)
+        x0 = predicted_x0(self, model_output, sample, timesteps).clamp(*self.clip_sample_values)
         abar = self.alphas_cumprod.to(sample.device)[int(timestep)].to(sample.dtype)
         epsilon = (sample - abar.sqrt() * x0) / (1 - abar).sqrt()
-        kind = str(getattr(self.prediction_type, "value", self.prediction_type))
-        if kind == "epsilon":
-            return epsilon
-        if kind == "sample":
-            return x0
-        return abar.sqrt() * epsilon - (1 - abar).sqrt() * x0  # v = sqrt(abar) eps - sqrt(1 - abar) x0
+        return model_output_for(self, x0, epsilon, timestep)
 
     def step(
         self,
