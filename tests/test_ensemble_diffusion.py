@@ -262,3 +262,20 @@ def test_monte_carlo_dropout_needs_dropout_layers() -> None:
     network = torch.nn.Conv2d(4, 1, 1)
     with pytest.raises(ValueError, match="no dropout layer"):
         MonteCarloDropoutInferer()(torch.rand(1, 4, 8, 8), network)
+
+
+def test_each_image_draws_its_own_noise_and_the_same_image_the_same() -> None:
+    """Regression: one seed per call gave every slice the same noise draws, so a draw whose sample diverged did so
+    on every slice (issue 10: the DDPM single-sample Dice of 0.087). The call's seed now includes a checksum of its
+    inputs."""
+    from monai_ext.inferers.ensemble import input_seed
+
+    first_image, second_image = torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 8)
+    network = RecordingNetwork(out_channels=2)
+    inferer = DiffusionEnsembleInferer(tiny_scheduler(), num_samples=2, progress=False)
+    for image in (first_image, second_image, first_image):
+        inferer(image, network)
+    initial = [given[:, 0] for given in network.inputs[::T]]  # the noisy mask of each call's first step
+    assert not torch.equal(initial[0], initial[1]) and torch.equal(initial[0], initial[2])
+    assert input_seed(0, first_image) == input_seed(0, first_image.clone()) != input_seed(0, second_image)
+    assert input_seed(0, first_image) != input_seed(1, first_image)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import zlib
+
 import torch
 from monai.inferers import Inferer
 from monai.networks.schedulers import DDIMScheduler, Scheduler
@@ -19,6 +21,13 @@ def ensemble_outputs(samples: torch.Tensor, threshold: float = 0.5) -> torch.Ten
     variance = samples.var(dim=1, unbiased=False)
     mask = (mean > threshold).to(mean.dtype)
     return torch.cat([mask, mean, variance, samples.flatten(1, 2)], dim=1)
+
+
+def input_seed(seed: int, inputs: torch.Tensor) -> int:
+    """A 32-bit seed for one call: the CRC-32 of the bytes of ``inputs`` started from ``seed`` (torch's CPU generator
+    keeps 32 bits of a seed), so that the same input draws the same noise in every call, client and order, and
+    different inputs or seeds draw independent noise."""
+    return zlib.crc32(torch.as_tensor(inputs).detach().cpu().contiguous().numpy().tobytes(), int(seed) % 2**32)
 
 
 def check_ensemble(num_samples: int, threshold: float) -> None:
@@ -44,8 +53,10 @@ class DiffusionEnsembleInferer(Inferer):
     step, so it cannot skip steps); a ``DDIMScheduler`` (Song et al., ICLR 2021) runs ``num_inference_steps``; use
     ``monai_ext.schedulers.ConsistentDDIMScheduler``, as the bundle does, for masks (MONAI's DDIM step loses them).
     A network with 2C output channels (learned variance) is read by a ``LearnedVarianceDDPMScheduler``; DDIM
-    uses the noise prediction (the first C channels) alone. The seeded noise is drawn for the whole batch, so a
-    sample reproduces with the same seed and the same batching.
+    uses the noise prediction (the first C channels) alone. The noise of a call is seeded by ``seed`` and a checksum of
+    the call's inputs (drawn for the whole batch): a sample reproduces with the same seed and the same batch, and
+    two images never share their noise (one seed for every call gave every slice the same n noise draws, so a draw
+    whose sample diverged did so on every slice).
 
     Args:
         scheduler: the trained model's scheduler (DDPM) or a ``DDIMScheduler`` over the same noise schedule.
@@ -53,7 +64,9 @@ class DiffusionEnsembleInferer(Inferer):
         num_inference_steps: DDIM steps in 1 .. T; None runs every training timestep (DDPM, or DDIM with T).
         threshold: the mean probability above which a voxel is in the mask, in (0, 1).
         mask_channels: C, the channels of the mask.
-        seed: seed of the initial noise and of the DDPM step noise (None: torch's global generator).
+        seed: seed of the initial noise and of the DDPM step noise, combined with a checksum of the call's inputs
+            (:func:`input_seed`): an image gets the same samples wherever and whenever it is inferred alone, and
+            different images get independent noise (None: torch's global generator).
         progress: show a progress bar over the steps (also ``"true"`` / ``"false"``).
     """
 
@@ -117,7 +130,9 @@ class DiffusionEnsembleInferer(Inferer):
         batch, spatial = inputs.shape[0], inputs.shape[2:]
         n, c = self.num_samples, self.mask_channels
         image = torch.as_tensor(inputs).repeat_interleave(n, dim=0)
-        generator = None if self.seed is None else torch.Generator(device=image.device).manual_seed(self.seed)
+        generator = None
+        if self.seed is not None:
+            generator = torch.Generator(device=image.device).manual_seed(input_seed(self.seed, inputs))
         x = torch.randn((batch * n, c, *spatial), generator=generator, device=image.device, dtype=image.dtype)
         for t in tqdm(self._timesteps(image.device), desc="ensemble sampling", disable=not self.progress):
             timesteps = torch.full((batch * n,), int(t), device=image.device, dtype=torch.long)
@@ -141,7 +156,8 @@ class MonteCarloDropoutInferer(Inferer):
     Args:
         num_samples: n, >= 1.
         threshold: the mean probability above which a pixel is foreground, in (0, 1).
-        seed: seed of the dropout masks (None: torch's global generator).
+        seed: seed of the dropout masks, combined with a checksum of the call's inputs (:func:`input_seed`; None:
+            torch's global generator).
     """
 
     def __init__(self, num_samples: int = 5, threshold: float = 0.5, seed: int | None = 0) -> None:
@@ -167,7 +183,7 @@ class MonteCarloDropoutInferer(Inferer):
         try:
             with torch.random.fork_rng(devices=devices, enabled=self.seed is not None):  # the caller's RNG is kept
                 if self.seed is not None:
-                    torch.manual_seed(self.seed)
+                    torch.manual_seed(input_seed(self.seed, inputs))
                 for module in dropouts:
                     module.train()
                 samples = torch.stack(
