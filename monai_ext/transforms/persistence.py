@@ -1,0 +1,151 @@
+"""Persistent structures: one label map from the fine-to-coarse levels of a diffusion condensation (CUTS, Liu,
+Amodio et al., sec. 3.2.2)."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping, Sequence
+from itertools import pairwise
+
+import torch
+from monai.config import KeysCollection
+from monai.data import MetaTensor
+from monai.transforms import MapTransform, Transform
+
+__all__ = ["PersistentStructures", "PersistentStructuresd", "persistent_structures", "segment_lifetimes"]
+
+
+def segment_lifetimes(levels: torch.Tensor, steps: Sequence[int] | None = None) -> list[dict]:
+    """Every segment of a fine-to-coarse level series with how long it stays intact.
+
+    A segment is a set of pixels with one label in a level. Condensation only merges, so the pixels of a segment
+    share one label in the next level; the segment stays intact while that label covers exactly its pixels. Its
+    persistence is the number of consecutive levels in which it is intact or, with ``steps`` (the condensation
+    step of each level), the number of condensation steps from the level where it appears to the one where it is
+    merged (the paper's "consecutive diffusion iterations"; a segment alive at the last level counts to it,
+    inclusive).
+
+    Args:
+        levels: (L, N) labels, fine to coarse, each level's labels 0 .. c_l - 1.
+        steps: increasing condensation steps of the L levels, or None.
+
+    Returns:
+        one dict per segment: ``level`` (where it appears), ``label`` (its label there), ``size`` (pixels) and
+        ``persistence``.
+    """
+    if levels.ndim != 2 or len(levels) < 1:
+        raise ValueError(f"levels must be (L, N) with L >= 1, got shape {tuple(levels.shape)}.")
+    if steps is not None and (len(steps) != len(levels) or any(b <= a for a, b in pairwise(steps))):
+        raise ValueError(f"steps must be {len(levels)} increasing integers, one per level, got {list(steps)}.")
+    clock = list(steps) if steps is not None else list(range(len(levels)))
+    sizes = [torch.bincount(level) for level in levels]
+    segments, alive = [], {}  # alive: label at the current level -> index in segments of the segment it carries
+    for index, level in enumerate(levels):
+        if index == 0:
+            alive = {label: label for label in range(len(sizes[0]))}
+            segments = [{"level": 0, "label": label, "size": int(sizes[0][label])} for label in alive]
+            continue
+        parent = torch.zeros(len(sizes[index - 1]), dtype=torch.long)
+        parent[levels[index - 1]] = level  # each previous label's label now (all its pixels share it)
+        carried = {}
+        for label, segment in alive.items():
+            new = int(parent[label])
+            if int(sizes[index][new]) == segments[segment]["size"]:
+                carried[new] = segment
+            else:
+                segments[segment]["end"] = clock[index]
+        for label in range(len(sizes[index])):
+            if label not in carried:
+                carried[label] = len(segments)
+                segments.append({"level": index, "label": label, "size": int(sizes[index][label])})
+        alive = carried
+    for segment in segments:
+        end = segment.pop("end", clock[-1] + 1)
+        segment["persistence"] = end - clock[segment["level"]]
+    return segments
+
+
+def persistent_structures(
+    levels: torch.Tensor, steps: Sequence[int] | None = None, min_size: float = 0.01, min_persistence: int = 2
+) -> torch.Tensor:
+    """One label map from a fine-to-coarse level series (CUTS sec. 3.2.2): segments ranked by persistence
+    (:func:`segment_lifetimes`), the more persistent painted over the less (ties: the larger first, so the smaller
+    stays visible); segments under ``min_size`` of the pixels, shorter-lived than ``min_persistence`` or covering
+    every pixel are dropped. The canvas they are painted on is the coarsest level with two or more clusters (one
+    label when there is none), so every pixel gets a label.
+
+    Args:
+        levels: (L, *spatial) labels, fine to coarse.
+        steps: the condensation step of each level (persistence in steps), or None (persistence in levels).
+        min_size: smallest kept segment, as a fraction of the pixels, in [0, 1).
+        min_persistence: shortest kept persistence, >= 1.
+
+    Returns:
+        (*spatial) int64 labels 0 .. k - 1, numbered by first appearance in raster order.
+    """
+    if not 0 <= min_size < 1 or min_persistence < 1:
+        raise ValueError(f"min_size must be in [0, 1) and min_persistence >= 1, got {min_size}, {min_persistence}.")
+    flat = torch.as_tensor(levels).long().reshape(len(levels), -1)
+    pixels = flat.shape[1]
+    counts = [int(level.max()) + 1 for level in flat]
+    split = [index for index, count in enumerate(counts) if count >= 2]
+    canvas = flat[split[-1]].clone() if split else torch.zeros(pixels, dtype=torch.long)
+    kept = [
+        s
+        for s in segment_lifetimes(flat, steps)
+        if min_size * pixels <= s["size"] < pixels and s["persistence"] >= min_persistence
+    ]
+    offset = int(canvas.max()) + 1
+    for rank, segment in enumerate(sorted(kept, key=lambda s: (s["persistence"], -s["size"]))):
+        canvas[flat[segment["level"]] == segment["label"]] = offset + rank
+    _, inverse = torch.unique(canvas, return_inverse=True)
+    first = torch.full((int(inverse.max()) + 1,), pixels).scatter_reduce(0, inverse, torch.arange(pixels), "amin")
+    return torch.argsort(torch.argsort(first))[inverse].reshape(levels.shape[1:])
+
+
+class PersistentStructures(Transform):
+    """Array form of :func:`persistent_structures`: (L, *spatial) levels -> (1, *spatial) label map. The levels'
+    ``steps`` metadata (set by ``DiffusionCondensation``) measures persistence in condensation steps.
+
+    Args:
+        min_size: smallest kept segment, as a fraction of the pixels, in [0, 1).
+        min_persistence: shortest kept persistence, >= 1.
+        use_steps: measure persistence in condensation steps when the levels carry them; False: in levels.
+    """
+
+    def __init__(self, min_size: float = 0.01, min_persistence: int = 2, use_steps: bool = True) -> None:
+        if not 0 <= min_size < 1 or min_persistence < 1:
+            raise ValueError(f"min_size must be in [0, 1) and min_persistence >= 1, got {min_size}, {min_persistence}.")
+        self.min_size = min_size
+        self.min_persistence = min_persistence
+        self.use_steps = use_steps
+
+    def __call__(self, levels: torch.Tensor) -> torch.Tensor:
+        meta = dict(getattr(levels, "meta", {}))
+        steps = meta.get("steps") if self.use_steps else None
+        labels = persistent_structures(torch.as_tensor(levels), steps, self.min_size, self.min_persistence)
+        return MetaTensor(labels[None], meta=meta)
+
+
+class PersistentStructuresd(MapTransform):
+    """Dictionary form of :class:`PersistentStructures`: the levels under ``keys`` become the label map under
+    ``output_key``.
+
+    Args:
+        keys: key of the levels (one key).
+        output_key: key of the label map (e.g. ``"pred"``).
+        allow_missing_keys: skip an absent key.
+        kwargs: as :class:`PersistentStructures`.
+    """
+
+    def __init__(self, keys: KeysCollection, output_key: str = "pred", allow_missing_keys: bool = False, **kwargs):
+        super().__init__(keys, allow_missing_keys)
+        if len(self.keys) != 1:
+            raise ValueError(f"PersistentStructuresd reads one key, got {self.keys}.")
+        self.output_key = output_key
+        self.transform = PersistentStructures(**kwargs)
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[self.output_key] = self.transform(d[key])
+        return d
