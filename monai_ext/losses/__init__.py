@@ -1,5 +1,5 @@
 """Losses: the consistency (volume-normalised K-means) and photometric-invariance losses of discovery; the hybrid
-DDPM loss of the segmentation diffusion model."""
+DDPM loss of the segmentation diffusion model; the CUTS patch contrastive + reconstruction objective."""
 
 from monai_ext.losses.consistency import (
     ConsistencyLoss,
@@ -7,6 +7,15 @@ from monai_ext.losses.consistency import (
     NestingLoss,
     PhotometricInvarianceLoss,
 )
+from monai_ext.losses.contrastive import CUTSLoss, nt_xent
 from monai_ext.losses.hybrid_diffusion import HybridDiffusionLoss
 
-__all__ = ["ConsistencyLoss", "DiscoveryLoss", "HybridDiffusionLoss", "NestingLoss", "PhotometricInvarianceLoss"]
+__all__ = [
+    "CUTSLoss",
+    "ConsistencyLoss",
+    "DiscoveryLoss",
+    "HybridDiffusionLoss",
+    "NestingLoss",
+    "PhotometricInvarianceLoss",
+    "nt_xent",
+]

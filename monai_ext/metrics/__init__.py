@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from .confidence import MeanMaxProbabilityMetric
 from .ergas import ERGASMetric, ergas
+from .hint import binary_mask_scores, hint_mask
 from .matched_dice import MatchedDiceMetric, MatchedDiceResult, matched_dice, relabel
 from .matched_hausdorff import MatchedHausdorffDistanceMetric
 from .per_volume import finite_stats
@@ -40,12 +41,14 @@ __all__ = [
     "MatchedDiceResult",
     "MatchedHausdorffDistanceMetric",
     "MeanMaxProbabilityMetric",
+    "binary_mask_scores",
     "boundary_band",
     "boundary_variance_ratio",
     "ergas",
     "error_auroc",
     "expected_calibration_error",
     "finite_stats",
+    "hint_mask",
     "matched_dice",
     "relabel",
 ]

@@ -1,8 +1,17 @@
-"""Networks: the diffusion feature extractor and denoiser, and the hierarchical discovery segmenter."""
+"""Networks: the diffusion feature extractor and denoiser, the hierarchical discovery segmenter, and the CUTS
+encoder with its patch reconstructor."""
 
+from monai_ext.networks.cuts import CUTSEncoder, PatchReconstructor
 from monai_ext.networks.denoiser import DiffusionDenoiser
 from monai_ext.networks.feature_cache import FeatureCache
 from monai_ext.networks.feature_extractor import DiffusionFeatureExtractor
 from monai_ext.networks.hierarchical import HierarchicalSegmenter
 
-__all__ = ["DiffusionDenoiser", "DiffusionFeatureExtractor", "FeatureCache", "HierarchicalSegmenter"]
+__all__ = [
+    "CUTSEncoder",
+    "DiffusionDenoiser",
+    "DiffusionFeatureExtractor",
+    "FeatureCache",
+    "HierarchicalSegmenter",
+    "PatchReconstructor",
+]

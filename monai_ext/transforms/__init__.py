@@ -1,17 +1,34 @@
-"""Transforms MONAI core lacks: image reading that names the file, input validation and hierarchy helpers."""
+"""Transforms MONAI core lacks: image reading that names the file, input validation, hierarchy helpers, diffusion
+condensation and persistent structures (CUTS)."""
 
+from monai_ext.transforms.condensation import (
+    DiffusionCondensation,
+    DiffusionCondensationd,
+    SpectralKMeans,
+    condense,
+    spectral_kmeans,
+)
 from monai_ext.transforms.ensemble import SplitEnsembled
 from monai_ext.transforms.io import ReadImaged, SetSpatialShaped, read_image_and_labels
+from monai_ext.transforms.persistence import PersistentStructures, PersistentStructuresd, persistent_structures
 from monai_ext.transforms.validation import ValidateImaged, ValidateMaskd, check_same_spatial_shape
 
 __all__ = [
+    "DiffusionCondensation",
+    "DiffusionCondensationd",
+    "PersistentStructures",
+    "PersistentStructuresd",
     "ReadImaged",
     "SetSpatialShaped",
+    "SpectralKMeans",
     "SplitEnsembled",
     "ValidateImaged",
     "ValidateMaskd",
     "check_same_spatial_shape",
+    "condense",
+    "persistent_structures",
     "read_image_and_labels",
+    "spectral_kmeans",
 ]
 from monai_ext.transforms.hierarchy import (
     HierarchyAccumulator,
