@@ -9,9 +9,10 @@ CACHE := .cache/demo
 
 VENV15 := .venv-monai15
 VENVML := .venv-monailabel
+VENVPHATE := .venv-phate
 MONAI15 := "monai[nibabel,itk,ignite,fire,tqdm,tensorboard,einops]==1.5.2"
 
-.PHONY: demo test test-monai15 test-monailabel lint clean-demo
+.PHONY: demo test test-monai15 test-monailabel benchmark-phate-env lint clean-demo
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -53,6 +54,15 @@ test-monailabel: $(VENVML)/.installed
 		torchvision==0.29.1
 	$(VENVML)/bin/python -m pip install -q --force-reinstall --no-deps build/wheels/monai_ext-*.whl
 	cd tests/monai_label && ../../$(VENVML)/bin/python -m pytest -q -p no:cacheprovider .
+
+# The official CUTS condensation (multiscale-phate) for benchmarks/condensation.py only, in its own venv: the
+# package never imports it.
+$(VENVPHATE)/.installed:
+	test -x $(VENVPHATE)/bin/python || $(PYTHON) -m venv $(VENVPHATE)
+	$(VENVPHATE)/bin/python -m pip install -q multiscale-phate
+	touch $@
+
+benchmark-phate-env: $(VENVPHATE)/.installed
 
 lint: $(VENV)/.installed
 	$(PY) -m ruff check .

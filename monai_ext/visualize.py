@@ -90,6 +90,7 @@ def discovery_figure(
     level_maps: Sequence[Sequence[ArrayLike] | ArrayLike],
     labels: Sequence[ArrayLike | None] | None = None,
     titles: Sequence[str] | None = None,
+    level_titles: Sequence[str] | None = None,
 ) -> Path:
     """Write one PNG of discovered part maps: one row per volume, one column per image / level.
 
@@ -117,6 +118,7 @@ def discovery_figure(
         labels: per volume, the ground truth ``(L, H, W[, D])`` with one channel per level, or None for a
             volume without ground truth; None: no ground truth at all.
         titles: one row title per volume (e.g. file names); default ``volume 1``, ``volume 2``, ...
+        level_titles: one column title per level; default ``parts, level 1``, ``parts, level 2``, ...
 
     Returns:
         the path written.
@@ -145,7 +147,9 @@ def discovery_figure(
     top = max([top] + [int(r[2].max()) for r in rows if r[2] is not None])
     tab20 = colormaps["tab20"]
     cmap = ListedColormap([tab20(i % 20) for i in range(top + 1)])
-    columns = ["image"] + [f"parts, level {k + 1}" for k in range(num_levels)]
+    if level_titles is not None and len(level_titles) != num_levels:
+        raise ValueError(f"level_titles needs one title per level ({num_levels}), got {len(level_titles)}.")
+    columns = ["image", *(level_titles or [f"parts, level {k + 1}" for k in range(num_levels)])]
     columns += [f"ground truth, level {k + 1}" for k in range(num_levels)] if with_labels else []
 
     fig = Figure(figsize=(2.2 * len(columns), 2.2 * n), layout="constrained")

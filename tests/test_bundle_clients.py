@@ -29,6 +29,7 @@ TINY_DIFFUSION = ["--network_def#channels", "[8, 8, 16]", "--image_size", SIZE]
 TINY_MASK_DIFFUSION = ["--spatial_size", "[16, 16]", "--num_train_timesteps", "20",
                        "--network_def#channels", "[8, 8, 16]", "--network_def#norm_num_groups", "8",
                        "--network_def#num_head_channels", "8"]  # fmt: skip
+TINY_CUTS = ["--spatial_size", "[24, 24]", "--network_def#channels", "[4, 8]"]
 
 
 @pytest.fixture(scope="module")
@@ -153,6 +154,31 @@ def test_diffusion_segmentation_folder_alone(brain_slices, installed, tmp_path):
     assert (folder / "train" / "model.pt").is_file() and (folder / "train" / "checkpoint_epoch=1.pt").is_file()
 
 
+def test_cuts_folder_alone(brain_slices, installed, tmp_path):
+    """Inference with the shipped encoder on 32^2 slices (condensation, persistent structures, level stacks and
+    panels) and one training epoch, run in the copied folder with monai-ext from its wheel."""
+    folder = _alone("cuts", tmp_path)
+    infer = _run(
+        _bundle("--config_file", "configs/inference.json", "--dataset_dir", str(brain_slices), "--output_dir", "out",
+                "--landmarks", "256"),
+        folder, installed,
+    )  # fmt: skip
+    assert infer.returncode == 0, infer.stderr[-3000:]
+    for kind in ("seg", "levels"):
+        written = sorted((folder / "out").rglob(f"*_{kind}.nii.gz"))
+        assert len(written) == 2, f"{kind}: {written}"  # the two test slices
+        assert nib.load(written[0]).shape[:2] == (32, 32)
+    assert len(sorted((folder / "out").rglob("*_levels.png"))) == 2
+
+    train = _run(
+        _bundle("--config_file", "configs/train.json", "--dataset_dir", str(brain_slices), "--output_dir", "train",
+                *TORCHRUN["cuts"]),
+        folder, installed,
+    )  # fmt: skip
+    assert train.returncode == 0, train.stderr[-3000:]
+    assert (folder / "train" / "model.pt").is_file() and (folder / "train" / "checkpoint_epoch=1.pt").is_file()
+
+
 def _torchrun(name: str, config_files: list[str], overrides: list[str], cwd: Path):
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
@@ -163,6 +189,8 @@ def _torchrun(name: str, config_files: list[str], overrides: list[str], cwd: Pat
 
 
 TORCHRUN = {
+    "cuts": ["--max_epochs", "1", "--val_interval", "1", "--batch_size", "2", "--anchors_per_image", "4",
+             *TINY_CUTS],
     "structure_discovery": ["--max_epochs", "1", "--feature_cache_draws", "1", "--denoise_draws", "1",
                             "--batch_size", "2", *TINY_SEGMENTER],
     "diffusion_pretraining": ["--max_epochs", "1", "--val_interval", "1", "--batch_size", "2", "--num_crops", "1",
@@ -171,6 +199,7 @@ TORCHRUN = {
                                "--val_inference_steps", "2", *TINY_MASK_DIFFUSION],
 }  # fmt: skip
 DATASETS = {
+    "cuts": "brain_slices",
     "structure_discovery": "phantoms",
     "diffusion_pretraining": "phantoms",
     "diffusion_segmentation": "brain_slices",

@@ -7,8 +7,15 @@ import math
 import pytest
 import torch
 
-from monai_ext.losses.contrastive import CUTSLoss, extract_patches, mine_positive_pairs, nt_xent, patch_ssim
-from monai_ext.networks.cuts import CUTSEncoder, PatchReconstructor
+from monai_ext.losses.contrastive import (
+    CUTSLoss,
+    extract_patches,
+    mine_positive_pairs,
+    nt_xent,
+    patch_ssim,
+    pixel_patches,
+)
+from monai_ext.networks.cuts import CUTSEncoder, PatchAutoencoder, PatchReconstructor
 
 
 def test_encoder_keeps_the_grid_and_sees_a_17_pixel_window() -> None:
@@ -88,7 +95,7 @@ def test_nt_xent_matches_a_loop_and_prefers_identical_pairs() -> None:
 def test_cuts_loss_trains_encoder_and_reconstructor() -> None:
     torch.manual_seed(0)
     encoder = CUTSEncoder(in_channels=1, channels=(4, 8))
-    loss = CUTSLoss(in_channels=1, embedding_dim=8, anchors_per_image=4, seed=0)
+    loss = CUTSLoss(PatchReconstructor(embedding_dim=8, out_channels=1), anchors_per_image=4, seed=0)
     x = torch.rand(2, 1, 16, 16)
     value = loss(encoder(x), x)
     value.backward()
@@ -97,4 +104,27 @@ def test_cuts_loss_trains_encoder_and_reconstructor() -> None:
     with pytest.raises(ValueError, match="differ in batch or H x W"):
         loss(encoder(x), x[:, :, :8])
     with pytest.raises(ValueError, match="contrastive_weight"):
-        CUTSLoss(1, contrastive_weight=2.0)
+        CUTSLoss(loss.reconstructor, contrastive_weight=2.0)
+    with pytest.raises(ValueError, match=r"expected \(1, 3, 3\)"):
+        CUTSLoss(loss.reconstructor, patch_size=3, anchors_per_image=4)(encoder(x), x)
+
+
+def test_pixel_patches_match_extract_patches_inside_and_repeat_the_border() -> None:
+    x = torch.rand(2, 3, 9, 11)
+    dense = pixel_patches(x, 5)
+    assert dense.shape == (2, 75, 9, 11)
+    for i, j in [(2, 2), (4, 7), (6, 8)]:
+        centre = torch.tensor([[[i, j]]] * 2)
+        assert torch.equal(dense[:, :, i, j], extract_patches(x, centre, 5)[:, 0].flatten(1))
+    corner = dense[0, :, 0, 0].reshape(3, 5, 5)  # rows and columns -2, -1 repeat row / column 0
+    assert torch.equal(corner[:, 0], corner[:, 2]) and torch.equal(corner[:, :, 1], corner[:, :, 2])
+    assert torch.equal(corner[:, 2:, 2:], x[0, :, :3, :3])
+
+
+def test_patch_autoencoder_reconstructs_every_pixel_patch() -> None:
+    encoder, reconstructor = CUTSEncoder(2, channels=(4, 8)), PatchReconstructor(8, 2, patch_size=3)
+    x = torch.rand(1, 2, 7, 6)
+    out = PatchAutoencoder(encoder, reconstructor)(x)
+    assert out.shape == pixel_patches(x, 3).shape == (1, 18, 7, 6)
+    z = encoder(x)
+    assert torch.allclose(out[0, :, 3, 4], reconstructor(z[0, :, 3, 4]).flatten())

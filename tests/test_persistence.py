@@ -62,6 +62,8 @@ def test_the_more_persistent_segment_is_painted_over_the_less() -> None:
     assert labels.tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
     coarse = persistent_structures(LEVELS, min_size=0.0, min_persistence=3)  # only {0,1} survives the filter
     assert coarse.tolist() == [0, 0, 1, 1, 1, 1, 1, 1]  # the canvas: the coarsest level with two clusters
+    most = persistent_structures(LEVELS, min_size=0.0, min_persistence=2, max_segments=1)  # {0,1} alone painted
+    assert most.tolist() == coarse.tolist()
 
 
 def test_full_label_map_from_a_condensation_with_metadata() -> None:
@@ -81,6 +83,8 @@ def test_full_label_map_from_a_condensation_with_metadata() -> None:
 def test_bad_arguments() -> None:
     with pytest.raises(ValueError, match="min_size"):
         PersistentStructures(min_size=1.5)
+    with pytest.raises(ValueError, match="max_segments"):
+        PersistentStructures(max_segments=0)
     with pytest.raises(ValueError, match="increasing"):
         segment_lifetimes(LEVELS, steps=[0, 1, 1, 2, 3])
     with pytest.raises(ValueError, match=r"\(L, N\)"):

@@ -273,7 +273,7 @@ def inference_items(
     optional_keys: Sequence[str] = (),
 ) -> list[dict]:
     """Images to run a bundle on: the ``split`` of ``dataset_dir/datalist_name`` when the folder has one,
-    else every NIfTI file (``*.nii``, ``*.nii.gz``) in it, sorted by name.
+    else every NIfTI or PNG file (``*.nii``, ``*.nii.gz``, ``*.png``) in it, sorted by name.
 
     Records keep ``image`` and, where the datalist has them, the ``optional_keys`` (e.g. ``["label"]`` for a
     figure that shows the ground truth); every other key is dropped.
@@ -288,7 +288,7 @@ def inference_items(
     if (folder / datalist_name).is_file():
         keep = ("image", *optional_keys)
         return [{k: item[k] for k in keep if k in item} for item in load_datalist(folder / datalist_name, split)]
-    files = sorted(p for p in folder.iterdir() if p.name.endswith((".nii", ".nii.gz")))
+    files = sorted(p for p in folder.iterdir() if p.name.endswith((".nii", ".nii.gz", ".png")))
     if not files:
-        raise FileNotFoundError(f"dataset_dir '{folder}' has no {datalist_name} and no .nii / .nii.gz files.")
+        raise FileNotFoundError(f"dataset_dir '{folder}' has no {datalist_name} and no .nii / .nii.gz / .png files.")
     return [{"image": str(p)} for p in files]

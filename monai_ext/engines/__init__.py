@@ -5,6 +5,7 @@ try:  # pytorch-ignite >= 0.5
 except ImportError:  # pytorch-ignite 0.4.x, pinned by monai[ignite] 1.5.x
     from ignite.contrib.handlers import ProgressBar
 
+from monai_ext.engines.cuts_report import CUTSReport, cuts_table
 from monai_ext.engines.discovery import DiscoveryTrainer, discovery_metrics, volume_keys
 from monai_ext.engines.ensemble_report import EnsembleReport, ensemble_table, slice_scores
 from monai_ext.engines.handlers import (
@@ -14,23 +15,38 @@ from monai_ext.engines.handlers import (
     SaveForResume,
     latest_checkpoint,
 )
-from monai_ext.engines.prepare_batch import MaskDiffusionPrepareBatch, SamplePredictionPrepareBatch
+from monai_ext.engines.prepare_batch import (
+    MaskDiffusionPrepareBatch,
+    SamplePredictionPrepareBatch,
+    SelfSupervisedPrepareBatch,
+)
 from monai_ext.engines.report import discovery_report
-from monai_ext.engines.writers import DiscoveryFigureWriter, EnsembleWriter, HierarchyWriter
+from monai_ext.engines.writers import (
+    DiscoveryFigureWriter,
+    EnsembleWriter,
+    HierarchyWriter,
+    LevelsWriter,
+    PerItemWriter,
+)
 
 __all__ = [
     "BestPerLevel",
+    "CUTSReport",
     "DiscoveryFigureWriter",
     "DiscoveryTrainer",
     "EnsembleReport",
     "EnsembleWriter",
     "HierarchyWriter",
+    "LevelsWriter",
     "MaskDiffusionPrepareBatch",
     "MeanMaxProbability",
+    "PerItemWriter",
     "ProgressBar",
     "ResumeFromLatest",
     "SamplePredictionPrepareBatch",
     "SaveForResume",
+    "SelfSupervisedPrepareBatch",
+    "cuts_table",
     "discovery_metrics",
     "discovery_report",
     "ensemble_table",

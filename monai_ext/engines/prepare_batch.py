@@ -1,12 +1,14 @@
-"""Prepare-batch callables for diffusion training with MONAI's engines."""
+"""Prepare-batch callables for MONAI's engines: diffusion training, and self-supervised training whose target is
+the image itself."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
 import torch
-from monai.engines import DiffusionPrepareBatch
+from monai.engines import DiffusionPrepareBatch, PrepareBatch
 
+from monai_ext.losses.contrastive import pixel_patches
 from monai_ext.transforms.ensemble import mask_to_signal
 
 
@@ -72,3 +74,32 @@ class MaskDiffusionPrepareBatch(DiffusionPrepareBatch):
         timesteps = self.get_timesteps(x0)
         target = {"x0": x0, "noise": noise, "timesteps": timesteps}
         return x0, target, (), {"noise": noise, "timesteps": timesteps, "condition": image, "mode": "concat"}
+
+
+class SelfSupervisedPrepareBatch(PrepareBatch):
+    """Inputs and targets from the images alone, for ``SupervisedTrainer`` / ``SupervisedEvaluator`` on unlabelled
+    data (CUTS, Liu, Amodio et al., sec. 3.1): the target is the image itself (training: the loss receives
+    ``loss(network(x), x)``, see :class:`monai_ext.losses.CUTSLoss`) or, with ``patch_size``, the P x P patch
+    around every pixel (:func:`monai_ext.losses.pixel_patches`; validation of a
+    :class:`monai_ext.networks.PatchAutoencoder` by its mean squared error).
+
+    Args:
+        image_key: batch key of the images (B, C, H, W).
+        patch_size: None: the target is the image; an odd P >= 1: its pixel patches (B, C * P * P, H, W).
+    """
+
+    def __init__(self, image_key: str = "image", patch_size: int | None = None) -> None:
+        if patch_size is not None and (patch_size < 1 or patch_size % 2 == 0):
+            raise ValueError(f"patch_size must be None or odd and >= 1, got {patch_size}.")
+        self.image_key = image_key
+        self.patch_size = patch_size
+
+    def __call__(
+        self,
+        batchdata: Mapping[str, torch.Tensor],
+        device: str | torch.device | None = None,
+        non_blocking: bool = False,
+        **kwargs,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        images = batchdata[self.image_key].to(device=device, non_blocking=non_blocking, **kwargs)
+        return images, images if self.patch_size is None else pixel_patches(images, self.patch_size)

@@ -1,6 +1,7 @@
 """Ignite handlers that write what an evaluation run produced: the discovered hierarchy (``hierarchy.json``), the
-discovery figure (Tursynbek & Niethammer, MICCAI 2023) and the maps and panels of segmentation ensembles (Wolleb et
-al., MIDL 2022). The drawing itself is in ``monai_ext.visualize``; these attach it to an engine."""
+discovery figure (Tursynbek & Niethammer, MICCAI 2023), the maps and panels of segmentation ensembles (Wolleb et
+al., MIDL 2022) and the condensation levels of CUTS (Liu, Amodio et al.). The drawing itself is in
+``monai_ext.visualize``; these attach it to an engine."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from monai_ext.transforms.hierarchy import (
 )
 from monai_ext.visualize import channels_last, discovery_figure, ensemble_panel, panel_views
 
-__all__ = ["DiscoveryFigureWriter", "EnsembleWriter", "HierarchyWriter"]
+__all__ = ["DiscoveryFigureWriter", "EnsembleWriter", "HierarchyWriter", "LevelsWriter", "PerItemWriter"]
 
 
 class HierarchyWriter(EndOfRunWriter):
@@ -195,25 +196,13 @@ class DiscoveryFigureWriter(EndOfRunWriter):
         self.logger.info(f"{len(self.images)} volume(s) drawn to '{self.path}'.")
 
 
-class EnsembleWriter:
-    """Ignite handler that writes, for every item of an evaluation run, the ensemble's maps as NIfTI and its
-    :func:`ensemble_panel` as PNG, named after the item's image.
+class PerItemWriter:
+    """Base of the handlers that write files for every item of an evaluation run, named after the item's image.
 
-    Attach it to an evaluator after the postprocessing that splits the ensemble
-    (``monai_ext.transforms.SplitEnsembled``) and inverts it to the image's grid. For each item it writes, into
-    ``output_dir`` and the image's sub-folder relative to ``data_root_dir`` (as ``SaveImaged`` does, so slices of
-    different subjects with the same file name do not collide):
-
-    - ``<image name>_mask.nii.gz`` (uint8), ``_mean.nii.gz`` and ``_variance.nii.gz`` (float32): the spatial
-      arrays (H, W) or (X, Y, Z) (a map given without its channel axis, e.g. the mask after ``SqueezeDimd``, is
-      written as it is), with the mask channels last when there are several, and the affine of
-      ``{pred_key}_mean``. MONAI's ``SaveImaged`` writes a (1, H, W) mask of an image read from an H x W x C file as
-      a 3D (1, H, W) volume, off the image's axes (MONAI 1.6.1 refuses every other layout);
-    - ``<image name>_panel.png`` when ``save_panels``: the image, samples, mean, variance and, when the item has it,
-      the label (each drawn on its own grid: the maps may be on the original grid, the image the network's input).
-      A volume is drawn at the axial slice where the mean map has most mass (at the same relative depth on
-      each grid); several mask channels are drawn as their maximum (their union: the whole tumour for the nested
-      BraTS regions).
+    Files go into ``output_dir`` and the image's sub-folder relative to ``data_root_dir`` (as ``SaveImaged`` does,
+    so slices of different subjects with the same file name do not collide), as ``<image name><suffix>``; an image
+    built in memory is named ``item_001``, ``item_002``... Subclasses define ``write_item(item, image, name,
+    stem)``.
 
     A handler rather than a postprocessing transform, so that clients that run only a bundle's preprocessing,
     inferer and postprocessing (MONAI Label) never write these files.
@@ -221,10 +210,7 @@ class EnsembleWriter:
     Args:
         output_dir: folder of the files.
         data_root_dir: the dataset folder the image paths are relative to ("" keeps only the file name).
-        pred_key: the ensemble output key (``"pred"``), with ``{pred_key}_mean``, ``_variance``, ``_samples``.
-        image_key: key of the image (C, H, W).
-        label_key: key of the ground truth; None never draws it.
-        save_panels: also write the PNG panels.
+        image_key: key of the image (C, H, W) or (C, X, Y, Z).
         output_transform: maps ``engine.state.output`` to the decollated items; identity by default.
     """
 
@@ -232,18 +218,12 @@ class EnsembleWriter:
         self,
         output_dir: str | Path,
         data_root_dir: str | Path = "",
-        pred_key: str = "pred",
         image_key: str = "image",
-        label_key: str | None = "label",
-        save_panels: bool = True,
         output_transform: Callable[[Any], Any] = lambda x: x,
     ) -> None:
         self.output_dir = Path(output_dir)
         self.data_root_dir = Path(data_root_dir).resolve() if str(data_root_dir) else None
-        self.pred_key = pred_key
         self.image_key = image_key
-        self.label_key = label_key
-        self.save_panels = save_panels
         self.output_transform = output_transform
         self.unnamed = 0
 
@@ -277,11 +257,64 @@ class EnsembleWriter:
         name = str(name)
         if image.ndim not in (3, 4):
             raise ValueError(
-                f"the ensemble writer takes 2D (C, H, W) or 3D (C, X, Y, Z) images; '{name}' has shape "
+                f"{type(self).__name__} takes 2D (C, H, W) or 3D (C, X, Y, Z) images; '{name}' has shape "
                 f"{tuple(image.shape)}."
             )
-        key, stem = self.pred_key, self._stem(name)
+        stem = self._stem(name)
         stem.parent.mkdir(parents=True, exist_ok=True)
+        self.write_item(item, image, name, stem)
+        return stem
+
+    def write_item(self, item: dict, image: Any, name: str, stem: Path) -> None:
+        raise NotImplementedError(f"{type(self).__name__} must define write_item.")
+
+
+class EnsembleWriter(PerItemWriter):
+    """Ignite handler that writes, for every item of an evaluation run, the ensemble's maps as NIfTI and its
+    :func:`ensemble_panel` as PNG, named after the item's image (:class:`PerItemWriter`).
+
+    Attach it to an evaluator after the postprocessing that splits the ensemble
+    (``monai_ext.transforms.SplitEnsembled``) and inverts it to the image's grid. For each item it writes:
+
+    - ``<image name>_mask.nii.gz`` (uint8), ``_mean.nii.gz`` and ``_variance.nii.gz`` (float32): the spatial
+      arrays (H, W) or (X, Y, Z) (a map given without its channel axis, e.g. the mask after ``SqueezeDimd``, is
+      written as it is), with the mask channels last when there are several, and the affine of
+      ``{pred_key}_mean``. MONAI's ``SaveImaged`` writes a (1, H, W) mask of an image read from an H x W x C file as
+      a 3D (1, H, W) volume, off the image's axes (MONAI 1.6.1 refuses every other layout);
+    - ``<image name>_panel.png`` when ``save_panels``: the image, samples, mean, variance and, when the item has it,
+      the label (each drawn on its own grid: the maps may be on the original grid, the image the network's input).
+      A volume is drawn at the axial slice where the mean map has most mass (at the same relative depth on
+      each grid); several mask channels are drawn as their maximum (their union: the whole tumour for the nested
+      BraTS regions).
+
+    Args:
+        output_dir: folder of the files.
+        data_root_dir: the dataset folder the image paths are relative to ("" keeps only the file name).
+        pred_key: the ensemble output key (``"pred"``), with ``{pred_key}_mean``, ``_variance``, ``_samples``.
+        image_key: key of the image (C, H, W).
+        label_key: key of the ground truth; None never draws it.
+        save_panels: also write the PNG panels.
+        output_transform: maps ``engine.state.output`` to the decollated items; identity by default.
+    """
+
+    def __init__(
+        self,
+        output_dir: str | Path,
+        data_root_dir: str | Path = "",
+        pred_key: str = "pred",
+        image_key: str = "image",
+        label_key: str | None = "label",
+        save_panels: bool = True,
+        output_transform: Callable[[Any], Any] = lambda x: x,
+    ) -> None:
+        super().__init__(output_dir, data_root_dir, image_key, output_transform)
+        self.pred_key = pred_key
+        self.label_key = label_key
+        self.save_panels = save_panels
+
+    def write_item(self, item: dict, image: Any, name: str, stem: Path) -> None:
+        """The three maps and the panel of one item."""
+        key = self.pred_key
         mean = item[f"{key}_mean"]
         affine = convert_to_numpy(getattr(mean, "affine", np.eye(4)))
         for suffix, array, dtype in (
@@ -297,4 +330,59 @@ class EnsembleWriter:
             views = panel_views(image, maps, channels=mean.shape[0])
             panel = stem.with_name(f"{stem.name}_panel.png")
             ensemble_panel(panel, *views[:4], views[4] if label is not None else None, title=Path(name).name)
-        return stem
+
+
+class LevelsWriter(PerItemWriter):
+    """Ignite handler that writes, for every item of an evaluation run, a segmentation and the fine-to-coarse series
+    of label maps it was read from (CUTS, Liu, Amodio et al., sec. 3.2: the levels of diffusion condensation and
+    their persistent structures), named after the item's image (:class:`PerItemWriter`):
+
+    - ``<image name>_seg.nii.gz``: the label map ``pred_key`` (uint16, spatial (H, W));
+    - ``<image name>_levels.nii.gz``: the levels ``levels_key`` as an (H, W, L) uint16 stack, fine to coarse;
+    - ``<image name>_levels.png`` when ``save_panels``: the image, the segmentation and up to ``max_drawn`` levels
+      evenly spaced from the finest to the coarsest, each titled with its number of clusters.
+
+    Args:
+        output_dir: folder of the files.
+        data_root_dir: the dataset folder the image paths are relative to ("" keeps only the file name).
+        pred_key: key of the label map (1, H, W) or (H, W).
+        levels_key: key of the levels (L, H, W).
+        image_key: key of the image (C, H, W).
+        save_panels: also write the PNG panels.
+        max_drawn: the most levels drawn in a panel, >= 1.
+        output_transform: maps ``engine.state.output`` to the decollated items; identity by default.
+    """
+
+    def __init__(
+        self,
+        output_dir: str | Path,
+        data_root_dir: str | Path = "",
+        pred_key: str = "pred",
+        levels_key: str = "pred_levels",
+        image_key: str = "image",
+        save_panels: bool = True,
+        max_drawn: int = 6,
+        output_transform: Callable[[Any], Any] = lambda x: x,
+    ) -> None:
+        if max_drawn < 1:
+            raise ValueError(f"max_drawn must be >= 1, got {max_drawn}.")
+        super().__init__(output_dir, data_root_dir, image_key, output_transform)
+        self.pred_key = pred_key
+        self.levels_key = levels_key
+        self.save_panels = save_panels
+        self.max_drawn = max_drawn
+
+    def write_item(self, item: dict, image: Any, name: str, stem: Path) -> None:
+        """The segmentation, the level stack and the panel of one item."""
+        pred, levels = item[self.pred_key], convert_to_numpy(item[self.levels_key])
+        segmentation = convert_to_numpy(pred).reshape(levels.shape[1:])
+        affine = convert_to_numpy(getattr(pred, "affine", np.eye(4)))
+        nib.save(nib.Nifti1Image(segmentation.astype(np.uint16), affine), f"{stem}_seg.nii.gz")
+        nib.save(nib.Nifti1Image(np.moveaxis(levels, 0, -1).astype(np.uint16), affine), f"{stem}_levels.nii.gz")
+        if self.save_panels:
+            drawn = np.unique(np.linspace(0, len(levels) - 1, min(self.max_drawn, len(levels))).round().astype(int))
+            titles = [f"segmentation ({len(np.unique(segmentation))})"]
+            titles += [f"level {i + 1} ({len(np.unique(levels[i]))})" for i in drawn]
+            maps = [segmentation, *levels[drawn]]
+            panel = stem.with_name(f"{stem.name}_levels.png")
+            discovery_figure(panel, [image], [maps], titles=[Path(name).name], level_titles=titles)

@@ -7,7 +7,7 @@ from monai_ext.losses.consistency import (
     NestingLoss,
     PhotometricInvarianceLoss,
 )
-from monai_ext.losses.contrastive import CUTSLoss, nt_xent
+from monai_ext.losses.contrastive import CUTSLoss, nt_xent, pixel_patches
 from monai_ext.losses.hybrid_diffusion import HybridDiffusionLoss
 
 __all__ = [
@@ -18,4 +18,5 @@ __all__ = [
     "NestingLoss",
     "PhotometricInvarianceLoss",
     "nt_xent",
+    "pixel_patches",
 ]

@@ -7,9 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from monai_ext.networks.cuts import PatchReconstructor
-
-__all__ = ["CUTSLoss", "extract_patches", "mine_positive_pairs", "nt_xent", "patch_ssim"]
+__all__ = ["CUTSLoss", "extract_patches", "mine_positive_pairs", "nt_xent", "patch_ssim", "pixel_patches"]
 
 
 def patch_ssim(a: torch.Tensor, b: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
@@ -110,17 +108,18 @@ def nt_xent(
 
 
 class CUTSLoss(nn.Module):
-    """loss = lambda * contrastive + (1 - lambda) * reconstruction (CUTS sec. 3.1.3), with the reconstruction head.
+    """loss = lambda * contrastive + (1 - lambda) * reconstruction (CUTS sec. 3.1.3).
 
     Called as ``loss(z, x)`` on the encoder's embeddings z (B, d, H, W) and the images x (B, C, H, W): mines
     anchor / positive pairs in each image (:func:`mine_positive_pairs`), takes :func:`nt_xent` of their embeddings
-    and the mean squared error between each anchor's patch and its reconstruction from the anchor's embedding
-    (``PatchReconstructor``, whose parameters are this module's: give them to the optimizer with the encoder's).
+    and the mean squared error between each anchor's P x P patch and its reconstruction from the anchor's embedding
+    by ``reconstructor`` (sec. 3.1.2). The reconstructor is trained with the encoder: give the optimizer both
+    networks' parameters (and wrap both in ``DistributedDataParallel`` for multi-GPU training).
 
     Args:
-        in_channels: image channels C, >= 1.
-        embedding_dim: d, >= 1.
-        patch_size: odd P (CUTS: 5).
+        reconstructor: maps (..., d) embeddings to (..., C, P, P) patches, e.g.
+            :class:`monai_ext.networks.PatchReconstructor`.
+        patch_size: odd P of the mined and reconstructed patches (CUTS: 5).
         anchors_per_image: S >= 2 (the paper's version 16; the authors' later code 8).
         candidates: positive candidates drawn per anchor, >= 1.
         ssim_threshold: SSIM a positive needs (CUTS: 0.5).
@@ -131,8 +130,7 @@ class CUTSLoss(nn.Module):
 
     def __init__(
         self,
-        in_channels: int,
-        embedding_dim: int = 128,
+        reconstructor: nn.Module,
         patch_size: int = 5,
         anchors_per_image: int = 16,
         candidates: int = 10,
@@ -142,6 +140,8 @@ class CUTSLoss(nn.Module):
         seed: int | None = None,
     ) -> None:
         super().__init__()
+        if patch_size < 1 or patch_size % 2 == 0:
+            raise ValueError(f"patch_size must be odd and >= 1, got {patch_size}.")
         if anchors_per_image < 2 or candidates < 1:
             raise ValueError(
                 f"anchors_per_image must be >= 2 and candidates >= 1, got {anchors_per_image}, {candidates}."
@@ -150,7 +150,7 @@ class CUTSLoss(nn.Module):
             raise ValueError(
                 f"temperature must be > 0 and contrastive_weight in [0, 1], got {temperature}, {contrastive_weight}."
             )
-        self.reconstructor = PatchReconstructor(embedding_dim, in_channels, patch_size)
+        self.reconstructor = reconstructor
         self.patch_size = patch_size
         self.anchors_per_image = anchors_per_image
         self.candidates = candidates
@@ -169,5 +169,24 @@ class CUTSLoss(nn.Module):
         z_anchors = extract_patches(z, anchors, 1)[..., 0, 0]  # (B, S, d)
         z_positives = extract_patches(z, positives, 1)[..., 0, 0]
         contrastive = nt_xent(z_anchors, z_positives, self.temperature, valid)
-        reconstruction = F.mse_loss(self.reconstructor(z_anchors), extract_patches(x, anchors, self.patch_size))
-        return self.contrastive_weight * contrastive + (1 - self.contrastive_weight) * reconstruction
+        target = extract_patches(x, anchors, self.patch_size)
+        reconstruction = self.reconstructor(z_anchors)
+        if reconstruction.shape != target.shape:
+            raise ValueError(
+                f"the reconstructor returned patches of shape {tuple(reconstruction.shape[2:])} for images of "
+                f"{x.shape[1]} channels and patch_size {self.patch_size}: expected {tuple(target.shape[2:])}."
+            )
+        return self.contrastive_weight * contrastive + (1 - self.contrastive_weight) * F.mse_loss(
+            reconstruction, target
+        )
+
+
+def pixel_patches(x: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """The P x P patch around every pixel of ``x`` (B, C, H, W), the image border repeated (replicate padding):
+    (B, C * P * P, H, W), channels in the (C, P, P) order of :func:`extract_patches` flattened, so that inside the
+    image ``pixel_patches(x, P)[b, :, i, j]`` is ``extract_patches(x, [[(i, j)]], P)[b, 0].flatten()``."""
+    if patch_size < 1 or patch_size % 2 == 0:
+        raise ValueError(f"patch_size must be odd and >= 1, got {patch_size}.")
+    half = patch_size // 2
+    padded = F.pad(x, (half, half, half, half), mode="replicate")
+    return F.unfold(padded, patch_size).unflatten(-1, x.shape[-2:])

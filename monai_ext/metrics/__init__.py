@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from .confidence import MeanMaxProbabilityMetric
 from .ergas import ERGASMetric, ergas
-from .hint import binary_mask_scores, hint_mask
+from .hint import best_level_scores, binary_mask_scores, hint_mask, hint_scores
 from .matched_dice import MatchedDiceMetric, MatchedDiceResult, matched_dice, relabel
 from .matched_hausdorff import MatchedHausdorffDistanceMetric
 from .per_volume import finite_stats
@@ -41,6 +41,7 @@ __all__ = [
     "MatchedDiceResult",
     "MatchedHausdorffDistanceMetric",
     "MeanMaxProbabilityMetric",
+    "best_level_scores",
     "binary_mask_scores",
     "boundary_band",
     "boundary_variance_ratio",
@@ -49,6 +50,7 @@ __all__ = [
     "expected_calibration_error",
     "finite_stats",
     "hint_mask",
+    "hint_scores",
     "matched_dice",
     "relabel",
 ]

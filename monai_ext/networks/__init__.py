@@ -1,7 +1,7 @@
 """Networks: the diffusion feature extractor and denoiser, the hierarchical discovery segmenter, and the CUTS
 encoder with its patch reconstructor."""
 
-from monai_ext.networks.cuts import CUTSEncoder, PatchReconstructor
+from monai_ext.networks.cuts import CUTSEncoder, PatchAutoencoder, PatchReconstructor
 from monai_ext.networks.denoiser import DiffusionDenoiser
 from monai_ext.networks.feature_cache import FeatureCache
 from monai_ext.networks.feature_extractor import DiffusionFeatureExtractor
@@ -13,5 +13,6 @@ __all__ = [
     "DiffusionFeatureExtractor",
     "FeatureCache",
     "HierarchicalSegmenter",
+    "PatchAutoencoder",
     "PatchReconstructor",
 ]

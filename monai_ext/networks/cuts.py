@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-__all__ = ["CUTSEncoder", "PatchReconstructor"]
+__all__ = ["CUTSEncoder", "PatchAutoencoder", "PatchReconstructor"]
 
 
 class CUTSEncoder(nn.Module):
@@ -77,3 +77,24 @@ class PatchReconstructor(nn.Module):
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """(..., d) embeddings -> (..., C, P, P) patches."""
         return self.linear(z).unflatten(-1, (self.out_channels, self.patch_size, self.patch_size))
+
+
+class PatchAutoencoder(nn.Module):
+    """The encoder followed by the reconstructor at every pixel: images (B, C, H, W) -> the reconstructed P x P
+    patch of every pixel (B, C * P * P, H, W), in the layout of :func:`monai_ext.losses.pixel_patches`. Its mean
+    squared error to ``pixel_patches(x, P)`` is CUTS's reconstruction loss (sec. 3.1.2) over all pixels instead of
+    the mined anchors: a deterministic, label-free validation score.
+
+    Args:
+        encoder: images -> (B, d, H, W) embeddings (:class:`CUTSEncoder`).
+        reconstructor: (..., d) -> (..., C, P, P) patches (:class:`PatchReconstructor`).
+    """
+
+    def __init__(self, encoder: nn.Module, reconstructor: nn.Module) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.reconstructor = reconstructor
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        patches = self.reconstructor(self.encoder(x).permute(0, 2, 3, 1))  # (B, H, W, C, P, P)
+        return patches.flatten(3).permute(0, 3, 1, 2)

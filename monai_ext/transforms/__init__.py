@@ -5,6 +5,7 @@ from monai_ext.transforms.condensation import (
     DiffusionCondensation,
     DiffusionCondensationd,
     SpectralKMeans,
+    SpectralKMeansd,
     condense,
     spectral_kmeans,
 )
@@ -21,6 +22,7 @@ __all__ = [
     "ReadImaged",
     "SetSpatialShaped",
     "SpectralKMeans",
+    "SpectralKMeansd",
     "SplitEnsembled",
     "ValidateImaged",
     "ValidateMaskd",

@@ -32,8 +32,11 @@ __all__ = [
     "Condensation",
     "DiffusionCondensation",
     "DiffusionCondensationd",
+    "SpectralKMeans",
+    "SpectralKMeansd",
     "condensation_memory_bytes",
     "condense",
+    "spectral_kmeans",
 ]
 
 _CHUNK_BYTES = 256 * 2**20  # distance blocks of the landmark assignment
@@ -323,3 +326,30 @@ class SpectralKMeans(Transform):
             raise ValueError(f"an embedding map must be (d, *spatial), got shape {tuple(data.shape)}.")
         labels = spectral_kmeans(data.reshape(data.shape[0], -1).T, **self.options)
         return MetaTensor(labels.reshape(1, *data.shape[1:]), meta=dict(getattr(embedding, "meta", {})))
+
+
+class SpectralKMeansd(MapTransform):
+    """Dictionary form of :class:`SpectralKMeans`: the label map of the embedding under ``keys`` goes to
+    ``output_key``.
+
+    Args:
+        keys: key of the embedding map (one key).
+        output_key: key of the (1, *spatial) label map.
+        allow_missing_keys: skip an absent key.
+        kwargs: as :class:`SpectralKMeans`.
+    """
+
+    def __init__(
+        self, keys: KeysCollection, output_key: str = "pred_spectral", allow_missing_keys: bool = False, **kwargs
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        if len(self.keys) != 1:
+            raise ValueError(f"SpectralKMeansd reads one key, got {self.keys}.")
+        self.output_key = output_key
+        self.transform = SpectralKMeans(**kwargs)
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[self.output_key] = self.transform(d[key])
+        return d

@@ -64,8 +64,20 @@ def segment_lifetimes(levels: torch.Tensor, steps: Sequence[int] | None = None) 
     return segments
 
 
+def _check_persistence_options(min_size: float, min_persistence: int, max_segments: int | None) -> None:
+    if not 0 <= min_size < 1 or min_persistence < 1 or (max_segments is not None and max_segments < 1):
+        raise ValueError(
+            f"min_size must be in [0, 1), min_persistence >= 1 and max_segments None or >= 1, got {min_size}, "
+            f"{min_persistence}, {max_segments}."
+        )
+
+
 def persistent_structures(
-    levels: torch.Tensor, steps: Sequence[int] | None = None, min_size: float = 0.01, min_persistence: int = 2
+    levels: torch.Tensor,
+    steps: Sequence[int] | None = None,
+    min_size: float = 0.01,
+    min_persistence: int = 2,
+    max_segments: int | None = None,
 ) -> torch.Tensor:
     """One label map from a fine-to-coarse level series (CUTS sec. 3.2.2): segments ranked by persistence
     (:func:`segment_lifetimes`), the more persistent painted over the less (ties: the larger first, so the smaller
@@ -78,12 +90,14 @@ def persistent_structures(
         steps: the condensation step of each level (persistence in steps), or None (persistence in levels).
         min_size: smallest kept segment, as a fraction of the pixels, in [0, 1).
         min_persistence: shortest kept persistence, >= 1.
+        max_segments: paint only this many of the most persistent segments, >= 1; None: all. The map then has at
+            most ``max_segments`` labels plus the canvas's (a bound for clients that name every label, e.g. a
+            bundle's ``channel_def``).
 
     Returns:
         (*spatial) int64 labels 0 .. k - 1, numbered by first appearance in raster order.
     """
-    if not 0 <= min_size < 1 or min_persistence < 1:
-        raise ValueError(f"min_size must be in [0, 1) and min_persistence >= 1, got {min_size}, {min_persistence}.")
+    _check_persistence_options(min_size, min_persistence, max_segments)
     flat = torch.as_tensor(levels).long().reshape(len(levels), -1)
     pixels = flat.shape[1]
     counts = [int(level.max()) + 1 for level in flat]
@@ -95,7 +109,8 @@ def persistent_structures(
         if min_size * pixels <= s["size"] < pixels and s["persistence"] >= min_persistence
     ]
     offset = int(canvas.max()) + 1
-    for rank, segment in enumerate(sorted(kept, key=lambda s: (s["persistence"], -s["size"]))):
+    painted = sorted(kept, key=lambda s: (s["persistence"], -s["size"]))
+    for rank, segment in enumerate(painted[-max_segments:] if max_segments else painted):
         canvas[flat[segment["level"]] == segment["label"]] = offset + rank
     _, inverse = torch.unique(canvas, return_inverse=True)
     first = torch.full((int(inverse.max()) + 1,), pixels).scatter_reduce(0, inverse, torch.arange(pixels), "amin")
@@ -110,19 +125,28 @@ class PersistentStructures(Transform):
         min_size: smallest kept segment, as a fraction of the pixels, in [0, 1).
         min_persistence: shortest kept persistence, >= 1.
         use_steps: measure persistence in condensation steps when the levels carry them; False: in levels.
+        max_segments: as :func:`persistent_structures`.
     """
 
-    def __init__(self, min_size: float = 0.01, min_persistence: int = 2, use_steps: bool = True) -> None:
-        if not 0 <= min_size < 1 or min_persistence < 1:
-            raise ValueError(f"min_size must be in [0, 1) and min_persistence >= 1, got {min_size}, {min_persistence}.")
+    def __init__(
+        self,
+        min_size: float = 0.01,
+        min_persistence: int = 2,
+        use_steps: bool = True,
+        max_segments: int | None = None,
+    ) -> None:
+        _check_persistence_options(min_size, min_persistence, max_segments)
         self.min_size = min_size
         self.min_persistence = min_persistence
         self.use_steps = use_steps
+        self.max_segments = max_segments
 
     def __call__(self, levels: torch.Tensor) -> torch.Tensor:
         meta = dict(getattr(levels, "meta", {}))
         steps = meta.get("steps") if self.use_steps else None
-        labels = persistent_structures(torch.as_tensor(levels), steps, self.min_size, self.min_persistence)
+        labels = persistent_structures(
+            torch.as_tensor(levels), steps, self.min_size, self.min_persistence, self.max_segments
+        )
         return MetaTensor(labels[None], meta=meta)
 
 

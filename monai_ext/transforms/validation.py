@@ -27,6 +27,8 @@ class ValidateImaged(MapTransform):
         match_keys: keys (e.g. labels) that must have each image's spatial shape; absent ones are skipped.
         allow_missing_keys: skip keys absent from the data.
         channels_config_id: the config id that sets ``channels``, named in the error.
+        min_size: smallest size of every spatial axis, >= 1 (e.g. the patch size of a patch-based loss).
+        min_size_config_id: the config id that sets ``min_size``, named in the error.
     """
 
     def __init__(
@@ -37,12 +39,18 @@ class ValidateImaged(MapTransform):
         match_keys: Sequence[Hashable] = (),
         allow_missing_keys: bool = False,
         channels_config_id: str = "network_def#in_channels",
+        min_size: int = 1,
+        min_size_config_id: str = "patch_size",
     ) -> None:
         super().__init__(keys, allow_missing_keys)
         if spatial_dims not in (2, 3):
             raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}.")
         if channels is not None and channels < 1:
             raise ValueError(f"channels must be >= 1 or None, got {channels}.")
+        if min_size < 1:
+            raise ValueError(f"min_size must be >= 1, got {min_size}.")
+        self.min_size = min_size
+        self.min_size_config_id = min_size_config_id
         self.spatial_dims = spatial_dims
         self.channels = channels
         self.match_keys = list(match_keys)
@@ -63,6 +71,11 @@ class ValidateImaged(MapTransform):
                 raise ValueError(
                     f"{where} has {image.shape[0]} channels; the network (config id {self.channels_config_id}) "
                     f"expects {self.channels}."
+                )
+            if min(image.shape[1:]) < self.min_size:
+                raise ValueError(
+                    f"{where} has spatial shape {tuple(image.shape[1:])}, smaller than {self.min_size} pixels "
+                    f"(config id {self.min_size_config_id}) along an axis."
                 )
             if not torch.isfinite(image).all():
                 raise ValueError(f"{where} contains NaN or infinite values.")

@@ -99,20 +99,20 @@ def test_diffusion_pretraining_bundle_infer_task(volumes, empty_cache, tmp_path)
     assert_no_dataset(empty_cache, "diffusion_pretraining BundleInferTask")
 
 
-def _bundle_mask(bundle: Path, image: Path, work: Path) -> np.ndarray:
-    """The mask the bundle's own inference writes for ``image`` (same seed), run as a user runs it."""
+def _bundle_output(bundle: Path, image: Path, work: Path, suffix: str, *overrides: str) -> np.ndarray:
+    """The ``<image>_<suffix>.nii.gz`` map the bundle's own inference writes for ``image``, run as a user runs it
+    (with ``overrides``: e.g. no panels)."""
     data = work / "data"
     data.mkdir(parents=True)
     shutil.copy(image, data / "slice.nii.gz")
     (data / "datalist.json").write_text(json.dumps({"test": [{"image": "slice.nii.gz"}]}))
     command = [
         sys.executable, "-m", "monai.bundle", "run", "--config_file", str(bundle / "configs" / "inference.json"),
-        "--bundle_root", str(bundle), "--dataset_dir", str(data), "--output_dir", str(work / "out"),
-        "--progress", "false", "--save_panels", "false",
+        "--bundle_root", str(bundle), "--dataset_dir", str(data), "--output_dir", str(work / "out"), *overrides,
     ]  # fmt: skip
     run = subprocess.run(command, capture_output=True, text=True, check=False, timeout=1800)
     assert run.returncode == 0, run.stderr[-3000:]
-    return np.asarray(nib.load(str(work / "out" / "slice_mask.nii.gz")).dataobj)
+    return np.asarray(nib.load(str(work / "out" / f"slice_{suffix}.nii.gz")).dataobj)
 
 
 def test_diffusion_segmentation_bundle_infer_task(slices, empty_cache, tmp_path, monkeypatch):
@@ -146,12 +146,56 @@ def test_diffusion_segmentation_bundle_infer_task(slices, empty_cache, tmp_path,
         assert mask.shape == truth.shape, f"{name}: mask shape {mask.shape} != input grid {truth.shape}"
         assert np.issubdtype(mask.dtype, np.integer), f"{name}: mask dtype {mask.dtype}"
         assert {int(v) for v in np.unique(mask)} <= {int(k) for k in parts}, f"{name}: values {np.unique(mask)}"
-        own = _bundle_mask(bundle, image_path, tmp_path / f"own_{name}")
+        own = _bundle_output(
+            bundle, image_path, tmp_path / f"own_{name}", "mask", "--progress", "false", "--save_panels", "false"
+        )
         assert np.array_equal(np.squeeze(own), mask), f"{name}: MONAI Label's mask differs from the bundle's own"
         dice = 2 * np.sum((mask > 0) & truth) / max(np.sum(mask > 0) + np.sum(truth), 1)
         print(
             f"\n[monailabel task] diffusion_segmentation {name}: input {nib.load(str(image_path)).shape} -> mask "
             f"{mask.shape}, {int(mask.sum())} tumour pixels, Dice {dice:.3f}; request {elapsed:.2f} s "
+            f"(infer {params['latencies']['infer']} s)"
+        )
+
+    assert_unchanged(bundle, before, "BundleInferTask requests")
+    assert_no_dataset(empty_cache, "BundleInferTask requests")
+
+
+def test_cuts_bundle_infer_task(slices, empty_cache, tmp_path, monkeypatch):
+    """MONAI Label's bundle task serves the CUTS bundle: for four-contrast slices of sizes other than the network's,
+    one integer label map of persistent structures on the input's pixel grid (H, W) whose values are keys of
+    channel_def, equal to the segmentation the bundle's own inference writes for the same slice; it writes nothing
+    into the bundle folder (no levels, no panels) nor any dataset into the cache."""
+    results = tmp_path / "results"
+    results.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(results))
+    bundle = copy_bundle("cuts", tmp_path / "bundles" / "cuts")
+    parts = channel_def(bundle)
+    before = snapshot(bundle)
+
+    task = BundleInferTask(str(bundle), {"preload": "false"})
+    assert task.is_valid(), "MONAI Label refused the bundle (BundleInferTask.is_valid() is False)"
+    assert task.type == InferType.SEGMENTATION
+    assert task.labels == {name.lower(): int(key) for key, name in parts.items() if name.lower() != "background"}
+    assert task.dimension == 2
+    assert_unchanged(bundle, before, "building BundleInferTask")
+
+    for name, (image_path, label_path) in slices.items():
+        start = time.perf_counter()
+        result, params = task({"image": str(image_path), "device": "cpu", "logging": "WARNING"})
+        elapsed = time.perf_counter() - start
+        assert isinstance(result, str) and result.endswith(".nii.gz"), f"{name}: result {result!r}"
+        label_map = np.asarray(nib.load(result).dataobj)
+        grid = np.asarray(nib.load(str(label_path)).dataobj).shape
+        assert label_map.shape == grid, f"{name}: label map shape {label_map.shape} != input grid {grid}"
+        assert np.issubdtype(label_map.dtype, np.integer), f"{name}: dtype {label_map.dtype}"
+        values = {int(v) for v in np.unique(label_map)}
+        assert values <= {int(k) for k in parts}, f"{name}: values {sorted(values)}"
+        own = _bundle_output(bundle, image_path, tmp_path / f"own_{name}", "seg", "--save_panels", "false")
+        assert np.array_equal(own, label_map), f"{name}: MONAI Label's label map differs from the bundle's own"
+        print(
+            f"\n[monailabel task] cuts {name}: input {nib.load(str(image_path)).shape} -> label map "
+            f"{label_map.shape} with {len(values)} parts; request {elapsed:.2f} s "
             f"(infer {params['latencies']['infer']} s)"
         )
 

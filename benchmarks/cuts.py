@@ -1,0 +1,179 @@
+"""CUTS on the brain phantom slices in the layout of Liu, Amodio et al., Table 1 (issue 11): the bundle's encoder,
+diffusion condensation and persistent structures, its spectral k-means and the oracle best level, against the
+scikit-image baselines (Otsu watershed, Felzenszwalb, SLIC), k-means on the intensities and on smoothed
+intensities, all in the same run and binarised by the same hint rule, for the two targets (whole tumour,
+lateral ventricles); the paper's values beside.
+
+    python benchmarks/cuts.py --out benchmarks/results/cuts.json             # the shipped encoder
+    python benchmarks/cuts.py --train --workdir benchmarks/.work/cuts ...     # train the bundle first
+
+Every method sees the bundle's preprocessed slice (the four contrasts, each min-max scaled, at the network's
+size); the label maps are scored on the slice's own grid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from _runner import ROOT, bundle_config, log_beside, run_bundle
+from monai.bundle import ConfigParser
+
+from monai_ext.baselines.kmeans import gaussian_smooth, kmeans_segment
+from monai_ext.baselines.superpixels import BASELINES
+from monai_ext.engines.cuts_report import ORACLE, summarize_hint_scores
+from monai_ext.metrics import best_level_scores, hint_scores
+from monai_ext.provenance import environment, write_json
+from monai_ext.transforms import SpectralKMeans
+
+TARGETS = {"tumour": "label", "ventricles": "ventricles"}
+KMEANS_PARTS = 10  # as CUTS's spectral k-means
+PAPER_TABLE1 = {  # Liu, Amodio et al., Table 1, brain tumour / brain ventricles: Dice, Hausdorff (pixels)
+    "watershed": {"tumour": (0.188, 53.96), "ventricles": (0.631, 30.25)},
+    "felzenszwalb": {"tumour": (0.127, 64.90), "ventricles": (0.716, 20.35)},
+    "slic": {"tumour": (0.242, 47.51), "ventricles": (0.475, 37.96)},
+    "CUTS + spectral k-means": {"tumour": (0.479, 33.52), "ventricles": (0.774, 8.11)},
+    "CUTS + persistent structures": {"tumour": (0.447, 32.54), "ventricles": (0.628, 16.34)},
+    ORACLE: {"tumour": (0.489, 30.64), "ventricles": (0.819, 12.90)},
+}
+BASELINE_ROWS = {"otsu_watershed": "watershed", "felzenszwalb": "felzenszwalb", "slic": "slic"}
+
+
+def inference_parser(ckpt: str, dataset_dir: str | None) -> ConfigParser:
+    """The bundle's inference config with ``ckpt`` and the ground truth of both targets read."""
+    parser = ConfigParser()
+    parser.read_config(bundle_config("cuts", "inference.json")[0])
+    parser.update(
+        {"bundle_root": str(ROOT / "bundles" / "cuts"), "ckpt_path": ckpt, "label_keys": list(TARGETS.values())}
+    )
+    if dataset_dir:
+        parser["dataset_dir"] = dataset_dir
+    return parser
+
+
+def on_grid(label_map: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """A label map resized (nearest) to ``shape`` when it is on another grid."""
+    if label_map.shape == shape:
+        return label_map
+    resized = torch.nn.functional.interpolate(torch.as_tensor(label_map)[None, None].float(), size=shape)
+    return resized[0, 0].long().numpy()
+
+
+def label_maps(item: dict, parser: ConfigParser, network: torch.nn.Module, spectral: SpectralKMeans) -> tuple:
+    """Every method's label map of one datalist item, the CUTS levels and the seconds of its condensation."""
+    data = parser.get_parsed_content("preprocessing")(dict(item))
+    image = data["image"]
+    with torch.no_grad():
+        embedding = network(image[None].to(next(network.parameters()).device))[0].cpu()
+    start = time.perf_counter()
+    out = parser.get_parsed_content("postprocessing")({**data, "pred": embedding})
+    seconds = time.perf_counter() - start
+    grid = tuple(out["pred"].shape[-2:])
+    pixels = image.numpy()
+    maps = {
+        "CUTS + persistent structures": np.asarray(out["pred"]).reshape(grid),
+        "CUTS + spectral k-means": on_grid(np.asarray(spectral(embedding))[0], grid),
+        **{BASELINE_ROWS[name]: on_grid(f(pixels), grid) for name, f in BASELINES.items()},
+        "k-means": on_grid(kmeans_segment(pixels, KMEANS_PARTS, channel_first=True), grid),
+        "smoothing + k-means": on_grid(
+            kmeans_segment(np.stack([gaussian_smooth(c, 1.0) for c in pixels]), KMEANS_PARTS, channel_first=True),
+            grid,
+        ),
+    }
+    return data, maps, np.asarray(out["pred_levels"]), seconds
+
+
+def evaluate(parser: ConfigParser, max_slices: int | None) -> dict:
+    """Scores of every method and target over the test slices."""
+    network = parser.get_parsed_content("network").eval()
+    spectral = SpectralKMeans(k=KMEANS_PARTS, landmarks=parser["landmarks"], seed=parser["seed"])
+    items = parser.get_parsed_content("dataset").data[:max_slices]
+    scores: dict[str, dict[str, list]] = {t: {} for t in TARGETS}
+    empty = dict.fromkeys(TARGETS, 0)
+    seconds, best_levels = [], {t: [] for t in TARGETS}
+    for index, item in enumerate(items):
+        data, maps, levels, condensation_seconds = label_maps(item, parser, network, spectral)
+        seconds.append(condensation_seconds)
+        for target, key in TARGETS.items():
+            truth = np.asarray(data[key]).reshape(levels.shape[1:]) > 0
+            if not truth.any():
+                empty[target] += 1
+                continue
+            for method, label_map in maps.items():
+                scores[target].setdefault(method, []).append(hint_scores(label_map, truth))
+            level, oracle = best_level_scores(levels, truth)
+            scores[target].setdefault(ORACLE, []).append(oracle)
+            best_levels[target].append(level)
+        print(f"slice {index + 1}/{len(items)}: condensation {condensation_seconds:.1f} s", flush=True)
+    return {
+        "slices": len(items),
+        "condensation_seconds_per_slice": float(np.mean(seconds)),
+        "targets": {
+            target: {
+                "images": len(next(iter(rows.values()), [])),
+                "empty_truth": empty[target],
+                "methods": {method: summarize_hint_scores(rows[method]) for method in rows},
+                "best_level_index": best_levels[target],
+            }
+            for target, rows in scores.items()
+        },
+    }
+
+
+def table(result: dict) -> str:
+    """Dice and Hausdorff per method (rows) and target, the paper's Dice / Hausdorff beside."""
+    lines = [f"{'method':<30}" + "".join(f"{t + ' Dice / HD / HD95':<28}{'paper':<16}" for t in TARGETS)]
+    methods = list(result["targets"]["tumour"]["methods"])
+    for method in methods:
+        row = f"{method:<30}"
+        for target in TARGETS:
+            s = result["targets"][target]["methods"].get(method)
+            cell = f"{s['dice']['mean']:.3f} / {s['hausdorff']['mean']:.1f} / {s['hd95']['mean']:.1f}" if s else "-"
+            paper = PAPER_TABLE1.get(method, {}).get(target)
+            row += f"{cell:<28}{(f'{paper[0]:.3f} / {paper[1]:.1f}' if paper else '-'):<16}"
+        lines.append(row)
+    counts = ", ".join(f"{t}: {result['targets'][t]['images']} slices" for t in TARGETS)
+    lines.append(f"{counts}; condensation {result['condensation_seconds_per_slice']:.1f} s a slice")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--encoder-ckpt", default=str(ROOT / "bundles" / "cuts" / "models" / "model.pt"))
+    parser.add_argument("--train", action="store_true", help="train the bundle into --workdir first and use it")
+    parser.add_argument("--workdir", default=str(ROOT / "benchmarks" / ".work" / "cuts"))
+    parser.add_argument("--dataset-dir", default=None, help="a slice dataset (default: the bundle's default data)")
+    parser.add_argument("--max-slices", type=int, default=None, help="the first test slices only (smoke runs)")
+    parser.add_argument("--max-epochs", type=int, default=None, help="override the training's epochs")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "cuts.json"))
+    args = parser.parse_args()
+    torch.set_num_threads(min(torch.get_num_threads(), 2))
+    ckpt, training = args.encoder_ckpt, {"reused": args.encoder_ckpt}
+    if args.train:
+        work = Path(args.workdir).resolve() / "train"
+        overrides = {"output_dir": str(work)}
+        overrides.update({"dataset_dir": args.dataset_dir} if args.dataset_dir else {})
+        overrides.update({"max_epochs": args.max_epochs} if args.max_epochs else {})
+        training = run_bundle(bundle_config("cuts", "train.json"), overrides, log_beside(work))
+        ckpt = str(work / "model.pt")
+    config = inference_parser(ckpt, args.dataset_dir)
+    result = {
+        **environment(),
+        "dataset": str(args.dataset_dir or "brain_slices (the bundle's default data)"),
+        "encoder_ckpt": ckpt,
+        "training": training,
+        **evaluate(config, args.max_slices),
+        "paper_table1": {
+            m: {t: {"dice": v[0], "hausdorff": v[1]} for t, v in r.items()} for m, r in PAPER_TABLE1.items()
+        },
+    }
+    write_json(args.out, result, overwrite=True)
+    print(table(result))
+    print(f"results written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()

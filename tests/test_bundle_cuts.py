@@ -1,0 +1,157 @@
+"""The cuts bundle end to end on a tiny encoder: train, infer, evaluate, bad input."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+from bundle_support import bundle_workflow, error_messages
+from monai.bundle import ConfigWorkflow
+
+from monai_ext.data.brain import make_brains
+
+BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "cuts"
+CONFIGS = BUNDLE / "configs"
+TRAIN = str(CONFIGS / "train.json")
+INFERENCE = str(CONFIGS / "inference.json")
+EVALUATE = [INFERENCE, str(CONFIGS / "evaluate.json")]
+
+TINY = {"bundle_root": str(BUNDLE), "spatial_size": [24, 24], "network_def#channels": [4, 8]}
+TINY_TRAIN = {**TINY, "max_epochs": 1, "val_interval": 1, "batch_size": 2, "anchors_per_image": 4}
+TINY_INFER = {**TINY, "landmarks": 64}
+
+
+def workflow(config_file: str | list[str], workflow_type: str, **override) -> ConfigWorkflow:
+    """An initialized workflow with this bundle's metadata and logging config."""
+    return bundle_workflow(CONFIGS, config_file, workflow_type, **override)
+
+
+@pytest.fixture(scope="module")
+def slices(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three subjects, one tumour slice and one tumour-free slice each, 32 x 32 x 4 contrasts."""
+    folder = tmp_path_factory.mktemp("slices")
+    make_brains(folder, n=3, seed=0, mode="2d", slices_per_subject=1, empty_slices_per_subject=1, slice_size=32)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def trained(slices: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("train")
+    wf = workflow(TRAIN, "train", dataset_dir=str(slices), output_dir=str(out), **TINY_TRAIN)
+    assert wf.check_properties() == []
+    wf.run()
+    wf.finalize()
+    return out / "model.pt"
+
+
+def test_training_selects_the_encoder_on_the_validation_patch_error(trained: Path) -> None:
+    selection = json.loads((trained.parent / "model_selection.json").read_text())
+    assert "val_patch_mse" in json.dumps(selection)
+    checkpoint = next(trained.parent.glob("checkpoint_epoch=1.pt"))
+    import torch
+
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    assert {"model", "reconstructor", "optimizer"} <= set(state)  # the reconstructor resumes with the encoder
+    assert set(torch.load(trained, map_location="cpu", weights_only=True)) == set(state["model"])
+
+
+def test_inference_writes_segmentation_levels_and_panel(slices: Path, trained: Path, tmp_path: Path) -> None:
+    wf = workflow(
+        INFERENCE, "infer", dataset_dir=str(slices), output_dir=str(tmp_path), ckpt_path=str(trained), **TINY_INFER
+    )
+    assert wf.check_properties() == []
+    wf.run()
+    test_images = [Path(r["image"]) for r in json.loads((slices / "datalist.json").read_text())["test"]]
+    assert len(test_images) == 2
+    for image in test_images:
+        stem = tmp_path / image.parent.name / image.name.split(".")[0]
+        segmentation = np.asarray(nib.load(f"{stem}_seg.nii.gz").dataobj)
+        levels = np.asarray(nib.load(f"{stem}_levels.nii.gz").dataobj)
+        assert segmentation.shape == (32, 32) and levels.shape[:2] == (32, 32)  # back on the input grid
+        labels = np.unique(segmentation)
+        assert labels.tolist() == list(range(len(labels)))  # a full label map numbered 0 .. k - 1
+        counts = [len(np.unique(levels[..., i])) for i in range(levels.shape[-1])]
+        assert counts == sorted(counts, reverse=True)  # fine to coarse
+        assert Path(f"{stem}_levels.png").stat().st_size > 0
+
+
+def test_evaluation_scores_both_targets_with_the_oracle_apart(slices: Path, trained: Path, tmp_path: Path) -> None:
+    wf = workflow(
+        EVALUATE, "eval", dataset_dir=str(slices), eval_output_dir=str(tmp_path), ckpt_path=str(trained), **TINY_INFER
+    )
+    wf.run()
+    report = json.loads((tmp_path / "report.json").read_text())
+    tumour = report["targets"]["tumour"]
+    assert report["images"] == 2 and tumour["images"] == 1 and tumour["empty_truth"] == 1  # one slice without it
+    assert set(tumour["methods"]) == {"persistent structures", "spectral k-means", "best level (oracle)"}
+    for scores in tumour["methods"].values():
+        assert 0 <= scores["dice"]["mean"] <= 1
+    oracle, persistent = tumour["methods"]["best level (oracle)"], tumour["methods"]["persistent structures"]
+    assert oracle["dice"]["mean"] >= 0 and set(report["targets"]) == {"tumour", "ventricles"}
+    assert persistent["dice"]["n"] == 1
+    assert not list(tmp_path.rglob("*_seg.nii.gz"))  # evaluation writes the report only
+
+
+def test_images_smaller_than_the_patch_and_wrong_channels_name_the_file(slices: Path, tmp_path: Path) -> None:
+    record = json.loads((slices / "datalist.json").read_text())["test"][0]
+    small = tmp_path / "small"
+    small.mkdir()
+    nib.save(nib.Nifti1Image(np.random.rand(4, 4, 4).astype(np.float32), np.eye(4)), small / "tiny.nii.gz")
+    wf = workflow(INFERENCE, "infer", dataset_dir=str(small), output_dir=str(tmp_path / "a"), **TINY_INFER)
+    with pytest.raises(Exception) as error:
+        wf.dataset[0]
+    assert re.search(
+        r"'image' of '.*tiny.nii.gz' has spatial shape \(4, 4\), smaller than 5 pixels", error_messages(error.value)
+    )
+    wf = workflow(
+        INFERENCE,
+        "infer",
+        dataset_dir=str(slices),
+        output_dir=str(tmp_path / "b"),
+        **{**TINY_INFER, "image_channels": 1},
+    )
+    with pytest.raises(Exception) as error:
+        wf.dataset[0]
+    assert re.search(
+        r"'image' of '.*_image.nii.gz' has 4 channels; .*config id image_channels", error_messages(error.value)
+    )
+    assert record["image"].endswith("_image.nii.gz")
+
+
+def test_a_condensation_over_the_memory_cap_is_refused_before_it_runs(
+    slices: Path, trained: Path, tmp_path: Path
+) -> None:
+    wf = workflow(
+        INFERENCE,
+        "infer",
+        dataset_dir=str(slices),
+        output_dir=str(tmp_path),
+        ckpt_path=str(trained),
+        **{**TINY_INFER, "max_memory_gb": 1e-6},
+    )
+    with pytest.raises(Exception) as error:
+        wf.run()
+    assert "above max_memory_gb=1e-06" in error_messages(error.value)
+    assert not list(tmp_path.rglob("*.nii.gz"))
+
+
+def test_a_png_folder_mixing_grey_and_rgb_is_refused_naming_the_grey_file(tmp_path: Path) -> None:
+    """A folder of PNG files needs no datalist; with ``image_channels 3`` the RGB file is read and the greyscale one
+    refused, named (H x W has no channel axis to match)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (24, 24, 3), dtype=np.uint8)).save(tmp_path / "a_rgb.png")
+    Image.fromarray(rng.integers(0, 255, (24, 24), dtype=np.uint8)).save(tmp_path / "b_grey.png")
+    wf = workflow(
+        INFERENCE, "infer", dataset_dir=str(tmp_path), output_dir=str(tmp_path / "out"), image_channels=3, **TINY
+    )
+    assert [Path(item["image"]).name for item in wf.dataset.data] == ["a_rgb.png", "b_grey.png"]
+    assert wf.dataset[0]["image"].shape == (3, 24, 24)
+    with pytest.raises(Exception) as error:
+        wf.dataset[1]
+    assert "b_grey.png" in error_messages(error.value)
