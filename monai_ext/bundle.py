@@ -25,6 +25,7 @@ DEFAULT_PHANTOMS = "phantoms_regular"
 DEFAULT_DATA: dict[str, Callable[[str], Path]] = {  # cache folder name -> generator of its dataset
     DEFAULT_PHANTOMS: partial(make_phantoms, variant="regular", n=120, seed=0, size=50),
     "brains": partial(make_brains, n=60, seed=0, mode="3d", resolution=2),
+    "cell_slices": partial(make_phantoms, variant="regular", n=120, seed=0, size=64, mode="2d"),
     "brain_slices": partial(
         make_brains, n=60, seed=0, mode="2d", resolution=2, slices_per_subject=4, empty_slices_per_subject=1
     ),
@@ -69,7 +70,8 @@ def default_dataset_dir(name: str = DEFAULT_PHANTOMS) -> str:
         name: one of ``DEFAULT_DATA``: ``"phantoms_regular"`` (the 120 regular cell phantoms, the bundles' default),
             ``"brains"`` (60 BraTS-like brain phantoms, the brain configs' default) or ``"brain_slices"`` (their 2D
             axial slices, 128 x 128 x 4 contrasts: 4 through the tumour and 1 without it per subject; the
-            diffusion_segmentation bundle's default).
+            diffusion_segmentation and cuts bundles' default) or ``"cell_slices"`` (the central 64 x 64 axial slice
+            of 120 regular cell phantoms, for cuts' ``configs/cell_slices.json``).
 
     Raises:
         ValueError: ``name`` is not a default dataset.

@@ -93,6 +93,8 @@ def test_evaluation_scores_both_targets_with_the_oracle_apart(slices: Path, trai
     oracle, persistent = tumour["methods"]["best level (oracle)"], tumour["methods"]["persistent structures"]
     assert oracle["dice"]["mean"] >= 0 and set(report["targets"]) == {"tumour", "ventricles"}
     assert persistent["dice"]["n"] == 1
+    ventricles = report["targets"]["ventricles"]  # read from the batch: the evaluator's output has no such key
+    assert ventricles["images"] + ventricles["empty_truth"] == 2
     assert not list(tmp_path.rglob("*_seg.nii.gz"))  # evaluation writes the report only
 
 
@@ -155,3 +157,29 @@ def test_a_png_folder_mixing_grey_and_rgb_is_refused_naming_the_grey_file(tmp_pa
     with pytest.raises(Exception) as error:
         wf.dataset[1]
     assert "b_grey.png" in error_messages(error.value)
+
+
+def test_cell_phantom_slices_train_and_evaluate_with_their_overlay(tmp_path: Path) -> None:
+    """configs/cell_slices.json: one-channel 2D slices of the cell phantoms (no channel axis in the file), the cell
+    mask as the target."""
+    from monai_ext.data.phantoms import make_phantoms
+
+    data = tmp_path / "cells"
+    make_phantoms(str(data), n=6, seed=0, size=24, workers=1, mode="2d")
+    record = json.loads((data / "datalist.json").read_text())["training"][0]
+    assert nib.load(data / record["image"]).shape == nib.load(data / record["label_l1"]).shape == (24, 24)
+    overlay = str(CONFIGS / "cell_slices.json")
+    wf = workflow([TRAIN, overlay], "train", dataset_dir=str(data), output_dir=str(tmp_path / "t"), **TINY_TRAIN)
+    wf.run()
+    wf = workflow(
+        [*EVALUATE, overlay],
+        "eval",
+        dataset_dir=str(data),
+        eval_output_dir=str(tmp_path / "e"),
+        ckpt_path=str(tmp_path / "t" / "model.pt"),
+        **TINY_INFER,
+    )
+    wf.run()
+    report = json.loads((tmp_path / "e" / "report.json").read_text())
+    assert list(report["targets"]) == ["cell"], report
+    assert report["targets"]["cell"]["images"] == 1, report["targets"]

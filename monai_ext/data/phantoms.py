@@ -299,14 +299,18 @@ def make_phantom(options: PhantomOptions, rng: np.random.Generator) -> Phantom:
     return Phantom(image=image, labels={1: level1, 2: level2, 3: level3}, noise_std=noise_std / noisy_range)
 
 
-def _write_phantom(task: tuple[PhantomOptions, np.random.SeedSequence, Path, str]) -> dict[str, str | float]:
-    """Generate one phantom from its own seed and write its image and label maps; return its datalist entry."""
-    options, seed, folder, name = task
+def _write_phantom(
+    task: tuple[PhantomOptions, np.random.SeedSequence, Path, str, str],
+) -> dict[str, str | float]:
+    """Generate one phantom from its own seed and write its image and label maps (the whole volume, or its
+    central axial slice in ``"2d"`` mode); return its datalist entry."""
+    options, seed, folder, name, mode = task
     phantom = make_phantom(options, np.random.default_rng(seed))
-    save_nifti(phantom.image, folder / f"{name}_image.nii.gz")
+    cut = (lambda volume: volume[..., options.size // 2]) if mode == "2d" else (lambda volume: volume)
+    save_nifti(cut(phantom.image), folder / f"{name}_image.nii.gz")
     record: dict[str, str | float] = {"image": f"{name}_image.nii.gz", "noise_std": round(phantom.noise_std, 6)}
     for level, key in LABEL_KEYS.items():
-        save_nifti(phantom.labels[level], folder / f"{name}_{key}.nii.gz")
+        save_nifti(cut(phantom.labels[level]), folder / f"{name}_{key}.nii.gz")
         record[key] = f"{name}_{key}.nii.gz"
     return record
 
@@ -320,6 +324,7 @@ def make_phantoms(
     noise: float = 0.25,
     overwrite: bool = False,
     workers: int | None = None,
+    mode: str = "3d",
 ) -> Path:
     """Write ``n`` cell phantoms as NIfTI with a MONAI datalist (80 / 20 / 20 split for 120 volumes).
 
@@ -335,11 +340,15 @@ def make_phantoms(
         noise: pink-noise magnitude as a fraction of the clean intensity range.
         overwrite: replace the contents of a non-empty folder.
         workers: processes generating volumes in parallel (default: the number of cores).
+        mode: ``"3d"`` writes the volumes; ``"2d"`` writes the central axial slice of each (``size`` x ``size``
+            image and label maps under the same keys; e.g. for the 2D CUTS bundle).
 
     Returns:
         path of the written ``datalist.json``.
     """
     options = PhantomOptions(variant=variant, size=size, noise=noise)
+    if mode not in ("2d", "3d"):
+        raise ValueError(f"mode must be '2d' or '3d', got {mode!r}.")
     if int(n) != n or n < 1:
         raise ValueError(f"n (number of volumes) must be an integer >= 1, got {n}.")
     workers = workers or os.cpu_count() or 1
@@ -347,7 +356,7 @@ def make_phantoms(
         raise ValueError(f"workers must be >= 1, got {workers}.")
     folder = prepare_output_dir(out, overwrite)
     tasks = [
-        (options, child, folder, f"phantom_{index:03d}")
+        (options, child, folder, f"phantom_{index:03d}", mode)
         for index, child in enumerate(np.random.SeedSequence(seed).spawn(n))
     ]
     progress = partial(tqdm, total=n, desc=f"{variant} phantoms")
@@ -362,6 +371,7 @@ def make_phantoms(
         "seed": seed,
         "n": n,
         "options": asdict(options),
+        "mode": mode,
         "class_intensity_ranges": CLASS_INTENSITY_RANGES,
         "classes": {key: LEVEL_CLASSES[level] for level, key in LABEL_KEYS.items()},
     }

@@ -66,6 +66,9 @@ class CUTSReport(EndOfRunWriter):
         targets: target name -> key of its (1, H, W) binary ground truth.
         levels_key: key of the (L, H, W) level series; None: no oracle row.
         output_transform: maps ``engine.state.output`` to the decollated items; identity by default.
+        batch_transform: maps ``engine.state.batch`` to the decollated items; identity by default. Each item is
+            the batch item updated with the output item: MONAI's evaluators keep the keys that came with the data
+            (e.g. a second ground truth) in the batch, and only ``image``, ``label`` and ``pred`` in the output.
         overwrite: replace an existing report; when False, ``attach`` refuses an existing one.
     """
 
@@ -76,6 +79,7 @@ class CUTSReport(EndOfRunWriter):
         targets: Mapping[str, str],
         levels_key: str | None = "pred_levels",
         output_transform: Callable[[Any], Any] = lambda x: x,
+        batch_transform: Callable[[Any], Any] = lambda x: x,
         overwrite: bool = False,
     ) -> None:
         if not methods or not targets:
@@ -86,6 +90,7 @@ class CUTSReport(EndOfRunWriter):
         self.methods, self.targets = dict(methods), dict(targets)
         self.levels_key = levels_key
         self.output_transform = output_transform
+        self.batch_transform = batch_transform
         self.overwrite = overwrite
         self.logger = logging.getLogger(__name__)
         self.reset()
@@ -97,7 +102,9 @@ class CUTSReport(EndOfRunWriter):
         self.images = 0
 
     def __call__(self, engine: Engine) -> None:
-        for item in output_items(self.output_transform(engine.state.output)):
+        outputs = output_items(self.output_transform(engine.state.output))
+        batch = output_items(self.batch_transform(engine.state.batch))
+        for item in ({**data, **output} for data, output in zip(batch, outputs, strict=True)):
             self.images += 1
             maps = {m: convert_to_numpy(item[k]) for m, k in self.methods.items() if k in item}
             levels = convert_to_numpy(item[self.levels_key]) if self.levels_key in item else None
