@@ -166,6 +166,8 @@ def test_cell_phantom_slices_train_and_evaluate_with_their_overlay(tmp_path: Pat
 
     data = tmp_path / "cells"
     make_phantoms(str(data), n=6, seed=0, size=24, workers=1, mode="2d")
+    with pytest.raises(ValueError, match="mode must be '2d' or '3d'"):
+        make_phantoms(str(tmp_path / "bad"), n=1, size=24, mode="2.5d")
     record = json.loads((data / "datalist.json").read_text())["training"][0]
     assert nib.load(data / record["image"]).shape == nib.load(data / record["label_l1"]).shape == (24, 24)
     overlay = str(CONFIGS / "cell_slices.json")
