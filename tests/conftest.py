@@ -30,3 +30,12 @@ def tiny_brains(tmp_path_factory: pytest.TempPathFactory):
     folder = tmp_path_factory.mktemp("brains")
     make_brains(folder, n=6, seed=0)
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_brain_slices(tmp_path_factory: pytest.TempPathFactory):
+    """Three subjects' 32 x 32 four-contrast slices, one through the tumour and one without it each (2 / 2 / 2
+    slices); returns the folder."""
+    folder = tmp_path_factory.mktemp("slices")
+    make_brains(folder, n=3, seed=0, mode="2d", slices_per_subject=1, empty_slices_per_subject=1, slice_size=32)
+    return folder

@@ -12,8 +12,6 @@ import pytest
 from bundle_support import bundle_workflow, error_messages
 from monai.bundle import ConfigParser, ConfigWorkflow
 
-from monai_ext.data.brain import make_brains
-
 BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "diffusion_segmentation"
 CONFIGS = BUNDLE / "configs"
 TRAIN = str(CONFIGS / "train.json")
@@ -38,11 +36,9 @@ def workflow(config_file: str | list[str], workflow_type: str, **override) -> Co
 
 
 @pytest.fixture(scope="module")
-def slices(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def slices(tiny_brain_slices: Path) -> Path:
     """Three subjects, one tumour slice and one tumour-free slice each, 32 x 32 x 4 contrasts."""
-    folder = tmp_path_factory.mktemp("slices")
-    make_brains(folder, n=3, seed=0, mode="2d", slices_per_subject=1, empty_slices_per_subject=1, slice_size=32)
-    return folder
+    return tiny_brain_slices
 
 
 @pytest.fixture(scope="module")
