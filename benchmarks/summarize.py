@@ -386,6 +386,27 @@ def cuts(result: dict) -> str:
     return "\n".join(lines)
 
 
+def condensation(result: dict) -> str:
+    lines = [
+        f"Diffusion condensation (`{result['command']}`): one CUTS embedding map (d = {result['embedding_dim']}) per "
+        "size, each run in its own process (peak resident memory of that process, including Python and torch); "
+        f"log-log plot `{repo_relative(result['figure'])}`:",
+        _header(["method", "side", "pixels N", "seconds", "peak memory (GB)", "levels"]),
+    ]
+    for method, rows in result["runs"].items():
+        for row in rows:
+            if "seconds" in row:
+                cells = [f"{row['seconds']}", f"{row['peak_memory_mb'] / 1024:.2f}", str(row["levels"])]
+            else:
+                cells = [row["failed"], "-", "-"]
+            lines.append(_row([method, str(row["side"]), str(row["pixels"]), *cells]))
+    if ratios := result.get("phate_over_ours_seconds"):
+        lines.append(
+            "\nmultiscale_phate's time over ours: " + ", ".join(f"{side}^2: {r}x" for side, r in ratios.items()) + "."
+        )
+    return "\n".join(lines)
+
+
 def _discovery() -> list[dict] | None:
     return [r for name in ("discovery_regular.json", "discovery_irregular.json") if (r := _load(name))] or None
 
@@ -408,6 +429,7 @@ SOURCES = {  # section: (table function, reader of the results it needs)
     "brains": (brains, lambda: _load("brains.json")),
     "diffusion_segmentation": (diffusion_segmentation, lambda: _load("diffusion_segmentation.json")),
     "cuts": (cuts, lambda: _load("cuts.json")),
+    "condensation": (condensation, lambda: _load("condensation.json")),
 }
 
 
