@@ -35,7 +35,7 @@ def test_each_default_dataset_has_its_own_cache_folder():
 
 
 def test_an_unknown_default_dataset_names_the_choices():
-    with pytest.raises(ValueError, match=r"'tumours'.*\['brain_slices', 'brains', 'phantoms_regular'\]"):
+    with pytest.raises(ValueError, match=r"'tumours'.*\['brain_slices', 'brains', 'cell_slices', 'phantoms_regular'\]"):
         bundle.default_dataset_dir("tumours")
 
 
