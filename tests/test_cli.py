@@ -61,7 +61,7 @@ def test_valid_options_pass(args):
         (["--out", "d", "-s", "3"], "unknown option -s"),
         (["--out", "d", "--nosize"], "option --nosize must be an integer, got 'False'"),
         (["--out", "d", "--nose", "0.1"], "unknown option --nose. Did you mean --noise?"),
-        (["a", "b", "1", "2", "3", "0.1", "true", "1", "extra"], "too many values ['extra']"),
+        (["a", "b", "1", "2", "3", "0.1", "true", "1", "2d", "extra"], "too many values ['extra']"),
     ],
 )
 def test_bad_options_are_refused(args, message):
