@@ -24,8 +24,7 @@ from monai.bundle import ConfigParser
 
 from monai_ext.baselines.kmeans import gaussian_smooth, kmeans_segment
 from monai_ext.baselines.superpixels import BASELINES
-from monai_ext.engines.cuts_report import ORACLE, summarize_hint_scores
-from monai_ext.metrics import best_level_scores, hint_scores
+from monai_ext.engines.cuts_report import ORACLE, CUTSReport
 from monai_ext.provenance import environment, write_json
 from monai_ext.transforms import SpectralKMeans
 
@@ -86,40 +85,22 @@ def label_maps(item: dict, parser: ConfigParser, network: torch.nn.Module, spect
     return data, maps, np.asarray(out["pred_levels"]), seconds
 
 
-def evaluate(parser: ConfigParser, max_slices: int | None) -> dict:
-    """Scores of every method and target over the test slices."""
+def evaluate(parser: ConfigParser, max_slices: int | None, work: Path) -> dict:
+    """Scores of every method and target over the test slices (``CUTSReport``, as the bundle's evaluation)."""
     network = parser.get_parsed_content("network").eval()
     spectral = SpectralKMeans(k=KMEANS_PARTS, landmarks=parser["landmarks"], seed=parser["seed"])
     items = parser.get_parsed_content("dataset").data[:max_slices]
-    scores: dict[str, dict[str, list]] = {t: {} for t in TARGETS}
-    empty = dict.fromkeys(TARGETS, 0)
-    seconds, best_levels = [], {t: [] for t in TARGETS}
+    report, seconds = None, []
     for index, item in enumerate(items):
         data, maps, levels, condensation_seconds = label_maps(item, parser, network, spectral)
+        report = report or CUTSReport(work, {method: method for method in maps}, TARGETS, levels_key="pred_levels")
+        report.add({**data, **maps, "pred_levels": levels})
         seconds.append(condensation_seconds)
-        for target, key in TARGETS.items():
-            truth = np.asarray(data[key]).reshape(levels.shape[1:]) > 0
-            if not truth.any():
-                empty[target] += 1
-                continue
-            for method, label_map in maps.items():
-                scores[target].setdefault(method, []).append(hint_scores(label_map, truth))
-            level, oracle = best_level_scores(levels, truth)
-            scores[target].setdefault(ORACLE, []).append(oracle)
-            best_levels[target].append(level)
         print(f"slice {index + 1}/{len(items)}: condensation {condensation_seconds:.1f} s", flush=True)
     return {
         "slices": len(items),
         "condensation_seconds_per_slice": float(np.mean(seconds)),
-        "targets": {
-            target: {
-                "images": len(next(iter(rows.values()), [])),
-                "empty_truth": empty[target],
-                "methods": {method: summarize_hint_scores(rows[method]) for method in rows},
-                "best_level_index": best_levels[target],
-            }
-            for target, rows in scores.items()
-        },
+        "targets": report.report()["targets"],
     }
 
 
@@ -165,7 +146,7 @@ def main() -> None:
         "dataset": str(args.dataset_dir or "brain_slices (the bundle's default data)"),
         "encoder_ckpt": ckpt,
         "training": training,
-        **evaluate(config, args.max_slices),
+        **evaluate(config, args.max_slices, Path(args.workdir)),
         "paper_table1": {
             m: {t: {"dice": v[0], "hausdorff": v[1]} for t, v in r.items()} for m, r in PAPER_TABLE1.items()
         },

@@ -104,24 +104,28 @@ class CUTSReport(EndOfRunWriter):
     def __call__(self, engine: Engine) -> None:
         outputs = output_items(self.output_transform(engine.state.output))
         batch = output_items(self.batch_transform(engine.state.batch))
-        for item in ({**data, **output} for data, output in zip(batch, outputs, strict=True)):
-            self.images += 1
-            maps = {m: convert_to_numpy(item[k]) for m, k in self.methods.items() if k in item}
-            levels = convert_to_numpy(item[self.levels_key]) if self.levels_key in item else None
-            for target, key in self.targets.items():
-                if key not in item:
-                    continue
-                truth = convert_to_numpy(item[key]).reshape(convert_to_numpy(item[key]).shape[-2:]) > 0
-                if not truth.any():
-                    self.empty[target] += 1
-                    continue
-                for method, label_map in maps.items():
-                    scores = hint_scores(label_map.reshape(truth.shape), truth)
-                    self.scores[target].setdefault(method, []).append(scores)
-                if levels is not None:
-                    index, scores = best_level_scores(levels, truth)
-                    self.scores[target].setdefault(ORACLE, []).append(scores)
-                    self.best_levels[target].append(index)
+        for data, output in zip(batch, outputs, strict=True):
+            self.add({**data, **output})
+
+    def add(self, item: Mapping[str, Any]) -> None:
+        """Score one item (a dict holding the label maps, the levels and the ground truth of each target)."""
+        self.images += 1
+        maps = {m: convert_to_numpy(item[k]) for m, k in self.methods.items() if k in item}
+        levels = convert_to_numpy(item[self.levels_key]) if self.levels_key in item else None
+        for target, key in self.targets.items():
+            if key not in item:
+                continue
+            truth = convert_to_numpy(item[key]).reshape(convert_to_numpy(item[key]).shape[-2:]) > 0
+            if not truth.any():
+                self.empty[target] += 1
+                continue
+            for method, label_map in maps.items():
+                scores = hint_scores(label_map.reshape(truth.shape), truth)
+                self.scores[target].setdefault(method, []).append(scores)
+            if levels is not None:
+                index, scores = best_level_scores(levels, truth)
+                self.scores[target].setdefault(ORACLE, []).append(scores)
+                self.best_levels[target].append(index)
 
     def report(self) -> dict:
         targets = {}
