@@ -142,7 +142,9 @@ def plot_curve(curve: dict[int, dict], supervised: float, path: Path) -> None:
 
 def ensemble_inferer(name: str, parser: ConfigParser, num_samples: int = ENSEMBLE) -> DiffusionEnsembleInferer:
     """The seeded inferer of the sampler ``name`` (a key of ``STEPS``: ``ddpm`` or ``ddim_<steps>``)."""
-    scheduler = sampling_scheduler(name.split("_")[0], parser["num_train_timesteps"])
+    scheduler = sampling_scheduler(
+        name.split("_")[0], parser["num_train_timesteps"], prediction_type=parser["prediction_type"]
+    )
     return DiffusionEnsembleInferer(
         scheduler, num_samples=num_samples, num_inference_steps=STEPS[name], seed=0, progress=False
     )

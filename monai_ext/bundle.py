@@ -17,7 +17,7 @@ from torch import nn
 from monai_ext.data.brain import make_brains
 from monai_ext.data.datalist import on_rank_zero
 from monai_ext.data.phantoms import make_phantoms
-from monai_ext.schedulers import ConsistentDDIMScheduler, LearnedVarianceDDPMScheduler
+from monai_ext.schedulers import PREDICTION_TYPES, ConsistentDDIMScheduler, LearnedVarianceDDPMScheduler
 from monai_ext.transforms.hierarchy import parse_num_parts
 
 CACHE_ENV = "MONAI_EXT_CACHE"
@@ -151,19 +151,25 @@ def visual_denoiser(visual_target: str, denoiser: nn.Module) -> nn.Module | None
 SAMPLERS = ("ddim", "ddpm")
 
 
-def sampling_scheduler(sampler: str, num_train_timesteps: int, schedule: str = "linear_beta") -> Scheduler:
-    """The scheduler an ensemble sampler runs with (config id ``sampler``), over the training noise schedule:
-    ``"ddim"`` (Song et al., ICLR 2021; any number of steps, the noise prediction only, stepping along the clipped
-    x0 with ``ConsistentDDIMScheduler``) or ``"ddpm"`` (all T steps, with the learned variance of
+def sampling_scheduler(
+    sampler: str, num_train_timesteps: int, schedule: str = "linear_beta", prediction_type: str = "epsilon"
+) -> Scheduler:
+    """The scheduler an ensemble sampler runs with (config id ``sampler``), over the training noise schedule and
+    for the network's ``prediction_type`` (config id ``prediction_type``): ``"ddim"`` (Song et al., ICLR 2021; any
+    number of steps, the prediction of the mean only, stepping along the clipped x0 with
+    ``ConsistentDDIMScheduler``) or ``"ddpm"`` (all T steps, with the learned variance of
     ``LearnedVarianceDDPMScheduler``).
 
     Raises:
-        ValueError: ``sampler`` is neither.
+        ValueError: ``sampler`` is neither, or ``prediction_type`` is not one of ``PREDICTION_TYPES``.
     """
+    if prediction_type not in PREDICTION_TYPES:
+        raise ValueError(f"config id 'prediction_type' must be one of {PREDICTION_TYPES}, got {prediction_type!r}.")
+    options = {"num_train_timesteps": num_train_timesteps, "schedule": schedule, "prediction_type": prediction_type}
     if sampler == "ddim":
-        return ConsistentDDIMScheduler(num_train_timesteps=num_train_timesteps, schedule=schedule)
+        return ConsistentDDIMScheduler(**options)
     if sampler == "ddpm":
-        return LearnedVarianceDDPMScheduler(num_train_timesteps=num_train_timesteps, schedule=schedule)
+        return LearnedVarianceDDPMScheduler(**options)
     raise ValueError(f"config id 'sampler' must be one of {SAMPLERS}, got {sampler!r}.")
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+import torch
 from bundle_support import bundle_workflow, error_messages
 from monai.bundle import ConfigParser, ConfigWorkflow
 
@@ -54,6 +55,19 @@ def trained(slices: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_training_selects_weights_on_the_validation_dice(trained: Path) -> None:
     selection = json.loads((trained.parent / "model_selection.json").read_text())
     assert trained.is_file() and "val_mean_dice" in json.dumps(selection)
+
+
+def same_weights(first: dict, second: dict) -> bool:
+    return first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
+
+
+def test_selection_and_resume_keep_the_moving_average_of_the_weights(trained: Path) -> None:
+    """The validation scores, and ``model.pt`` holds, the exponential moving average of the weights (the authors'
+    guided-diffusion EMA); the resume checkpoint keeps both the online and the averaged network."""
+    resume = torch.load(trained.parent / "checkpoint_epoch=1.pt", map_location="cpu", weights_only=True)
+    selected = torch.load(trained, map_location="cpu", weights_only=True)
+    assert same_weights(selected, resume["ema_model"])
+    assert not same_weights(selected, resume["model"])
 
 
 def test_inference_writes_mask_mean_variance_and_panel(slices: Path, trained: Path, tmp_path: Path) -> None:
@@ -166,6 +180,9 @@ def test_supervised_baseline_trains_and_evaluates_as_a_dropout_ensemble(slices: 
     )
     assert wf.check_properties() == []
     wf.run()
+    resume = torch.load(tmp_path / "t" / "checkpoint_epoch=1.pt", map_location="cpu", weights_only=True)
+    selected = torch.load(tmp_path / "t" / "model.pt", map_location="cpu", weights_only=True)
+    assert same_weights(selected, resume["model"])  # the baseline is selected on its own weights, with no average
     wf = workflow(
         [*EVALUATE, supervised],
         "eval",
@@ -285,3 +302,18 @@ def test_greyscale_png_is_read_with_no_channel_axis(png_slices: Path, tmp_path: 
         **TINY_INFER,
     )
     assert tuple(wf.dataset[0]["image"].shape) == (1, 16, 16)
+
+
+def test_inference_samples_with_the_training_prediction_type_and_the_paper_predicts_the_noise() -> None:
+    """The CPU recipe predicts v (at t near T the noise prediction's error is multiplied by sqrt((1 - abar_t) /
+    abar_t), about 150 at t = 980, and half the samples diverged); inference reads the same id, and the paper's
+    setting keeps the noise prediction."""
+    train, infer, paper = ConfigParser(), ConfigParser(), ConfigParser()
+    train.read_config(TRAIN)
+    infer.read_config(INFERENCE)
+    paper.read_config([TRAIN, str(CONFIGS / "train_paper.json")])
+    assert train["prediction_type"] == infer["prediction_type"] == "v_prediction"
+    assert infer.get_parsed_content("scheduler").prediction_type == "v_prediction"
+    assert infer["num_train_timesteps"] == train["num_train_timesteps"]
+    assert paper.get_parsed_content("scheduler").prediction_type == "epsilon"
+    assert train.get_parsed_content("validate#scheduler").prediction_type == "v_prediction"

@@ -133,8 +133,38 @@ def test_hybrid_loss_is_mse_plus_weighted_bound_and_the_bound_trains_only_the_va
         HybridDiffusionLoss(scheduler, lambda_vlb=-1)
     with pytest.raises(TypeError, match="LearnedVarianceDDPMScheduler"):
         HybridDiffusionLoss(DDPMScheduler(T))
-    with pytest.raises(ValueError, match="'epsilon'"):
-        HybridDiffusionLoss(LearnedVarianceDDPMScheduler(T, prediction_type="sample"))
+
+
+@pytest.mark.parametrize("kind", ["sample", "v_prediction"])
+def test_hybrid_loss_regresses_x0_or_v_and_bounds_the_same_mean(kind: str) -> None:
+    """L_simple regresses the scheduler's target, written out here per sample (v = sqrt(abar_t) eps -
+    sqrt(1 - abar_t) x0, Salimans & Ho 2022); the bound of an x0 or v output equals the bound of the noise output
+    that implies the same x0."""
+    scheduler = LearnedVarianceDDPMScheduler(
+        num_train_timesteps=T, schedule="linear_beta", beta_start=0.01, beta_end=0.2, prediction_type=kind
+    )
+    x0 = torch.rand(2, 1, 4, 4) * 2 - 1
+    noise = torch.randn(2, 1, 4, 4)
+    timesteps = torch.tensor([1, 5])
+    abar = torch.tensor(np.cumprod(1 - np.linspace(0.01, 0.2, T))[[1, 5]], dtype=torch.float32).view(2, 1, 1, 1)
+    wanted = x0 if kind == "sample" else abar.sqrt() * noise - (1 - abar).sqrt() * x0
+    output = torch.randn(2, 2, 4, 4)
+    target = {"x0": x0, "noise": noise, "timesteps": timesteps}
+    mse = ((output[:, :1] - wanted) ** 2).mean()
+    assert HybridDiffusionLoss(scheduler, lambda_vlb=0.0)(output, target).item() == pytest.approx(mse.item(), rel=1e-5)
+    x_t = scheduler.add_noise(x0, noise, timesteps)
+    x0_hat = output[:, :1] if kind == "sample" else abar.sqrt() * x_t - (1 - abar).sqrt() * output[:, :1]
+    eps_hat = (x_t - abar.sqrt() * x0_hat) / (1 - abar).sqrt()
+    vlb = tiny_scheduler().variational_bound(torch.cat([eps_hat, output[:, 1:]], 1), x0, x_t, timesteps).mean()
+    loss = HybridDiffusionLoss(scheduler, lambda_vlb=0.5)(output, target)
+    assert loss.item() == pytest.approx((mse + 0.5 * T * vlb).item(), rel=1e-4)
+
+
+def test_sampling_scheduler_carries_the_prediction_type_and_names_the_config_id() -> None:
+    for sampler in ("ddim", "ddpm"):
+        assert sampling_scheduler(sampler, T, prediction_type="v_prediction").prediction_type == "v_prediction"
+    with pytest.raises(ValueError, match="'prediction_type'"):
+        sampling_scheduler("ddim", T, prediction_type="noise")
 
 
 def test_mask_prepare_batch_noises_the_mask_and_passes_the_image_as_condition() -> None:

@@ -32,14 +32,18 @@ def predicted_x0(
     return abar.sqrt() * x_t - (1 - abar).sqrt() * model_output
 
 
-def model_output_for(scheduler: Scheduler, x0: torch.Tensor, epsilon: torch.Tensor, timestep: int) -> torch.Tensor:
-    """The U-Net output at ``timestep`` that implies ``x0`` and the noise ``epsilon``, for the scheduler's
-    ``prediction_type`` (the inverse of :func:`predicted_x0`): ``epsilon``: the noise; ``sample``: x0;
-    ``v_prediction``: sqrt(abar_t) eps - sqrt(1 - abar_t) x0."""
+def model_output_for(
+    scheduler: Scheduler, x0: torch.Tensor, epsilon: torch.Tensor, timesteps: int | torch.Tensor
+) -> torch.Tensor:
+    """The U-Net output at timesteps t that implies ``x0`` and the noise ``epsilon``, for the scheduler's
+    ``prediction_type`` (the inverse of :func:`predicted_x0`; the regression target of the simple loss):
+    ``epsilon``: the noise; ``sample``: x0; ``v_prediction``: sqrt(abar_t) eps - sqrt(1 - abar_t) x0 (Salimans &
+    Ho, ICLR 2022, sec. 4). ``timesteps``: one step for the whole batch or one per sample (B,)."""
     kind = prediction_kind(scheduler)
     if kind == "epsilon":
         return epsilon
     if kind == "sample":
         return x0
-    abar = scheduler.alphas_cumprod.to(x0.device)[int(timestep)].to(x0.dtype)
+    steps = torch.as_tensor(timesteps, device=x0.device).long().reshape(-1)
+    abar = scheduler.alphas_cumprod.to(x0.device)[steps].to(x0.dtype).view(-1, *([1] * (x0.ndim - 1)))
     return abar.sqrt() * epsilon - (1 - abar).sqrt() * x0
