@@ -24,7 +24,6 @@ from diffusion_segmentation import ensemble_inferer, parser_of, test_items, tumo
 
 from monai_ext.bundle import load_weights
 from monai_ext.engines import slice_scores
-from monai_ext.inferers.ensemble import input_seed
 from monai_ext.provenance import environment, write_json
 from monai_ext.schedulers import predicted_x0
 
@@ -37,8 +36,7 @@ def diverged(foreground: float, truth: float) -> bool:
 def first_step_masks(network: torch.nn.Module, inferer, image: torch.Tensor) -> torch.Tensor:
     """The masks (n, 1, H, W) implied at the inferer's first step by the initial noise it draws for ``image``."""
     n, scheduler = inferer.num_samples, inferer.scheduler
-    generator = torch.Generator().manual_seed(input_seed(inferer.seed, image[None]))
-    noise = torch.randn((n, inferer.mask_channels, *image.shape[1:]), generator=generator)
+    noise, _ = inferer.initial_noise(image[None])
     scheduler.set_timesteps(inferer.num_inference_steps)
     t = int(scheduler.timesteps[0])
     timesteps = torch.full((n,), t, dtype=torch.long)

@@ -309,3 +309,17 @@ def test_each_image_draws_its_own_noise_and_the_same_image_the_same() -> None:
     assert not torch.equal(initial[0], initial[1]) and torch.equal(initial[0], initial[2])
     assert input_seed(0, first_image) == input_seed(0, first_image.clone()) != input_seed(0, second_image)
     assert input_seed(0, first_image) != input_seed(1, first_image)
+
+
+def test_sampling_starts_from_the_initial_noise() -> None:
+    """``initial_noise`` is the draw ``sample`` starts from, for a batch of images (what the divergence benchmark
+    reads the first-step masks from)."""
+    images = torch.rand(2, 3, 8, 8)
+    network = RecordingNetwork(out_channels=2)
+    inferer = DiffusionEnsembleInferer(tiny_scheduler(), num_samples=3, seed=5, progress=False)
+    inferer.sample(images, network)
+    noise, generator = inferer.initial_noise(images)
+    assert noise.shape == (6, 1, 8, 8) and isinstance(generator, torch.Generator)
+    assert torch.equal(network.inputs[0][:, :1], noise)
+    assert inferer.initial_noise(images[:1])[0].shape == (3, 1, 8, 8)
+    assert DiffusionEnsembleInferer(tiny_scheduler(), seed=None).initial_noise(images)[1] is None

@@ -124,16 +124,26 @@ class DiffusionEnsembleInferer(Inferer):
             )
         return self.scheduler.step(output, t, x, generator=generator)[0]
 
+    def initial_noise(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Generator | None]:
+        """The noise the n samples of each image start from, (B * n, C, *spatial), and the generator that drew it.
+
+        The generator is seeded per call from ``seed`` and the inputs (:func:`input_seed`); :meth:`sample` keeps
+        drawing the scheduler's noise from it, so the same image always gives the same samples.
+        """
+        inputs = torch.as_tensor(inputs)
+        generator = None
+        if self.seed is not None:
+            generator = torch.Generator(device=inputs.device).manual_seed(input_seed(self.seed, inputs))
+        size = (inputs.shape[0] * self.num_samples, self.mask_channels, *inputs.shape[2:])
+        return torch.randn(size, generator=generator, device=inputs.device, dtype=inputs.dtype), generator
+
     @torch.no_grad()
     def sample(self, inputs: torch.Tensor, network: torch.nn.Module) -> torch.Tensor:
         """The n sampled masks of each image, in [0, 1]: (B, n, C, *spatial)."""
         batch, spatial = inputs.shape[0], inputs.shape[2:]
         n, c = self.num_samples, self.mask_channels
         image = torch.as_tensor(inputs).repeat_interleave(n, dim=0)
-        generator = None
-        if self.seed is not None:
-            generator = torch.Generator(device=image.device).manual_seed(input_seed(self.seed, inputs))
-        x = torch.randn((batch * n, c, *spatial), generator=generator, device=image.device, dtype=image.dtype)
+        x, generator = self.initial_noise(inputs)
         for t in tqdm(self._timesteps(image.device), desc="ensemble sampling", disable=not self.progress):
             timesteps = torch.full((batch * n,), int(t), device=image.device, dtype=torch.long)
             x = self._step(network(torch.cat([x, image], dim=1), timesteps=timesteps), t, x, generator)
