@@ -10,7 +10,8 @@ package never imports it; ``make benchmark-phate-env`` builds one in ``.venv-pha
 The official implementation condenses all N points densely (1024 points take about a minute here): it runs at the
 sides of ``--phate-sizes`` only, each within ``--timeout`` seconds (a run that does not finish is recorded so).
 
-The embeddings come from the bundle's shipped encoder (``--encoder-ckpt``) on the four min-max scaled contrasts.
+The embeddings come from the bundle's shipped encoder (``--encoder-ckpt``, built by its ``inference.json``) on the four
+min-max scaled contrasts.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _runner import ROOT
+from _runner import ROOT, bundle_config
 
 SIZES = (32, 64, 128, 256)
 TARGETS = {128: (15.0, 4.0), 256: (90.0, None)}  # side: (seconds, peak GB) at most (issue 11)
@@ -51,18 +52,20 @@ print(json.dumps({"seconds": round(seconds, 2), "peak_memory_mb": round(peak, 1)
 
 def embeddings(side: int, ckpt: str) -> np.ndarray:
     """(side^2, 128) float32 CUTS embeddings of the first test slice of the default brain dataset at side x side."""
+    from monai.bundle import ConfigParser
     from monai.transforms import LoadImage
 
     from monai_ext.bundle import default_dataset_dir, ensure_default_data
     from monai_ext.data.datalist import load_datalist
-    from monai_ext.networks.cuts import CUTSEncoder
 
     dataset = ensure_default_data(default_dataset_dir("brain_slices"))
     record = load_datalist(Path(dataset) / "datalist.json", "test")[0]
     image = torch.as_tensor(LoadImage(image_only=True)(record["image"])).permute(2, 0, 1).float()
     low, high = image.amin((1, 2), keepdim=True), image.amax((1, 2), keepdim=True)
     image = torch.nn.functional.interpolate(((image - low) / (high - low))[None], size=(side, side), mode="bilinear")
-    encoder = CUTSEncoder(in_channels=image.shape[1]).eval()
+    config = ConfigParser()
+    config.read_config(bundle_config("cuts", "inference.json")[0])
+    encoder = config.get_parsed_content("network_def").eval()  # the bundle's architecture (kernel_size)
     encoder.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=True))
     with torch.no_grad():
         return encoder(image)[0].flatten(1).T.contiguous().numpy()

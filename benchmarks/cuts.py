@@ -86,7 +86,8 @@ def label_maps(item: dict, parser: ConfigParser, network: torch.nn.Module, spect
 
 
 def evaluate(parser: ConfigParser, max_slices: int | None, work: Path) -> dict:
-    """Scores of every method and target over the test slices (``CUTSReport``, as the bundle's evaluation)."""
+    """Scores of every method and target over the slices of the parser's ``input_split`` (``CUTSReport``, as the
+    bundle's evaluation)."""
     network = parser.get_parsed_content("network").eval()
     spectral = SpectralKMeans(k=KMEANS_PARTS, landmarks=parser["landmarks"], seed=parser["seed"])
     items = parser.get_parsed_content("dataset").data[:max_slices]
@@ -127,7 +128,8 @@ def main() -> None:
     parser.add_argument("--train", action="store_true", help="train the bundle into --workdir first and use it")
     parser.add_argument("--workdir", default=str(ROOT / "benchmarks" / ".work" / "cuts"))
     parser.add_argument("--dataset-dir", default=None, help="a slice dataset (default: the bundle's default data)")
-    parser.add_argument("--max-slices", type=int, default=None, help="the first test slices only (smoke runs)")
+    parser.add_argument("--split", default="test", choices=("validation", "test"), help="the datalist split scored")
+    parser.add_argument("--max-slices", type=int, default=None, help="the first slices only (smoke runs)")
     parser.add_argument("--max-epochs", type=int, default=None, help="override the training's epochs")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "cuts.json"))
     args = parser.parse_args()
@@ -141,9 +143,11 @@ def main() -> None:
         training = run_bundle(bundle_config("cuts", "train.json"), overrides, log_beside(work))
         ckpt = str(work / "model.pt")
     config = inference_parser(ckpt, args.dataset_dir)
+    config["input_split"] = args.split
     result = {
         **environment(),
         "dataset": str(args.dataset_dir or "brain_slices (the bundle's default data)"),
+        "split": args.split,
         "encoder_ckpt": ckpt,
         "training": training,
         **evaluate(config, args.max_slices, Path(args.workdir)),

@@ -362,7 +362,7 @@ def cuts(result: dict) -> str:
     paper = result["paper_table1"]
     lines = [
         f"CUTS (`{result['command']}`), "
-        + ", ".join(f"{result['targets'][t]['images']} test slices with {t}" for t in targets)
+        + ", ".join(f"{result['targets'][t]['images']} {result.get('split', 'test')} slices with {t}" for t in targets)
         + "; every label map binarised by the hint rule (the part most frequent under the ground truth); Dice and "
         "Hausdorff / HD95 in pixels; paper = Liu, Amodio et al., Table 1 (BraTS tumour, brain ventricles):",
         _header(["method", *[f"{t} {c}" for t in targets for c in ("Dice", "HD / HD95", "paper Dice / HD")]]),
