@@ -6,6 +6,7 @@ lateral ventricles); the paper's values beside.
 
     python benchmarks/cuts.py --out benchmarks/results/cuts.json             # the shipped encoder
     python benchmarks/cuts.py --train --workdir benchmarks/.work/cuts ...     # train the bundle first
+    python benchmarks/cuts.py --split validation --out ...                    # choose settings on validation
 
 Every method sees the bundle's preprocessed slice (the four contrasts, each min-max scaled, at the network's
 size); the label maps are scored on the slice's own grid.
@@ -128,6 +129,7 @@ def main() -> None:
     parser.add_argument("--train", action="store_true", help="train the bundle into --workdir first and use it")
     parser.add_argument("--workdir", default=str(ROOT / "benchmarks" / ".work" / "cuts"))
     parser.add_argument("--dataset-dir", default=None, help="a slice dataset (default: the bundle's default data)")
+    parser.add_argument("--kernel-size", type=int, default=None, help="the encoder's (default: the bundle's)")
     parser.add_argument("--split", default="test", choices=("validation", "test"), help="the datalist split scored")
     parser.add_argument("--max-slices", type=int, default=None, help="the first slices only (smoke runs)")
     parser.add_argument("--max-epochs", type=int, default=None, help="override the training's epochs")
@@ -140,14 +142,18 @@ def main() -> None:
         overrides = {"output_dir": str(work)}
         overrides.update({"dataset_dir": args.dataset_dir} if args.dataset_dir else {})
         overrides.update({"max_epochs": args.max_epochs} if args.max_epochs else {})
+        overrides.update({"kernel_size": args.kernel_size} if args.kernel_size else {})
         training = run_bundle(bundle_config("cuts", "train.json"), overrides, log_beside(work))
         ckpt = str(work / "model.pt")
     config = inference_parser(ckpt, args.dataset_dir)
     config["input_split"] = args.split
+    if args.kernel_size:
+        config["kernel_size"] = args.kernel_size
     result = {
         **environment(),
         "dataset": str(args.dataset_dir or "brain_slices (the bundle's default data)"),
         "split": args.split,
+        "kernel_size": config["kernel_size"],
         "encoder_ckpt": ckpt,
         "training": training,
         **evaluate(config, args.max_slices, Path(args.workdir)),
