@@ -17,6 +17,14 @@ def prediction_kind(scheduler: Scheduler) -> str:
     return kind
 
 
+def _alpha_bar(
+    scheduler: Scheduler, timesteps: int | torch.Tensor, like: torch.Tensor, dtype: torch.dtype
+) -> torch.Tensor:
+    """abar_t of one step or one per sample, on ``like``'s device in ``dtype``, shaped to broadcast over ``like``."""
+    steps = torch.as_tensor(timesteps, device=like.device).long().reshape(-1)
+    return scheduler.alphas_cumprod.to(like.device)[steps].to(dtype).view(-1, *([1] * (like.ndim - 1)))
+
+
 def predicted_x0(
     scheduler: Scheduler, model_output: torch.Tensor, x_t: torch.Tensor, timesteps: torch.Tensor
 ) -> torch.Tensor:
@@ -26,7 +34,7 @@ def predicted_x0(
     kind = prediction_kind(scheduler)
     if kind == "sample":
         return model_output
-    abar = scheduler.alphas_cumprod.to(x_t.device)[timesteps].float().view(-1, *([1] * (x_t.ndim - 1)))
+    abar = _alpha_bar(scheduler, timesteps, x_t, torch.float32)
     if kind == "epsilon":
         return (x_t - (1 - abar).sqrt() * model_output) / abar.sqrt()
     return abar.sqrt() * x_t - (1 - abar).sqrt() * model_output
@@ -44,6 +52,5 @@ def model_output_for(
         return epsilon
     if kind == "sample":
         return x0
-    steps = torch.as_tensor(timesteps, device=x0.device).long().reshape(-1)
-    abar = scheduler.alphas_cumprod.to(x0.device)[steps].to(x0.dtype).view(-1, *([1] * (x0.ndim - 1)))
+    abar = _alpha_bar(scheduler, timesteps, x0, x0.dtype)
     return abar.sqrt() * epsilon - (1 - abar).sqrt() * x0
