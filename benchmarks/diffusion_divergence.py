@@ -37,8 +37,7 @@ def first_step_masks(network: torch.nn.Module, inferer, image: torch.Tensor) -> 
     """The masks (n, 1, H, W) implied at the inferer's first step by the initial noise it draws for ``image``."""
     n, scheduler = inferer.num_samples, inferer.scheduler
     noise, _ = inferer.initial_noise(image[None])
-    scheduler.set_timesteps(inferer.num_inference_steps)
-    t = int(scheduler.timesteps[0])
+    t = int(inferer.sampling_timesteps(image.device)[0])
     timesteps = torch.full((n,), t, dtype=torch.long)
     conditioned = torch.cat([noise, image[None].expand(n, -1, -1, -1)], dim=1)
     output = network(conditioned, timesteps=timesteps)[:, : inferer.mask_channels]

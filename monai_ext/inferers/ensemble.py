@@ -101,7 +101,8 @@ class DiffusionEnsembleInferer(Inferer):
         self.seed = seed
         self.progress = as_flag(progress, "progress")
 
-    def _timesteps(self, device: torch.device) -> torch.Tensor:
+    def sampling_timesteps(self, device: torch.device) -> torch.Tensor:
+        """The timesteps :meth:`sample` runs, first (noisiest) to last: ``num_inference_steps`` of them, or all T."""
         self.scheduler.set_timesteps(self.num_inference_steps or self.scheduler.num_train_timesteps, device=device)
         return self.scheduler.timesteps
 
@@ -144,7 +145,7 @@ class DiffusionEnsembleInferer(Inferer):
         n, c = self.num_samples, self.mask_channels
         image = torch.as_tensor(inputs).repeat_interleave(n, dim=0)
         x, generator = self.initial_noise(inputs)
-        for t in tqdm(self._timesteps(image.device), desc="ensemble sampling", disable=not self.progress):
+        for t in tqdm(self.sampling_timesteps(image.device), desc="ensemble sampling", disable=not self.progress):
             timesteps = torch.full((batch * n,), int(t), device=image.device, dtype=torch.long)
             x = self._step(network(torch.cat([x, image], dim=1), timesteps=timesteps), t, x, generator)
         return signal_to_probability(x).reshape(batch, n, c, *spatial)
