@@ -24,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _runner import ROOT, bundle_config
+from _runner import ROOT
+from cuts import inference_parser
 
 SIZES = (32, 64, 128, 256)
 TARGETS = {128: (15.0, 4.0), 256: (90.0, None)}  # side: (seconds, peak GB) at most (issue 11)
@@ -52,7 +53,6 @@ print(json.dumps({"seconds": round(seconds, 2), "peak_memory_mb": round(peak, 1)
 
 def embeddings(side: int, ckpt: str) -> np.ndarray:
     """(side^2, 128) float32 CUTS embeddings of the first test slice of the default brain dataset at side x side."""
-    from monai.bundle import ConfigParser
     from monai.transforms import LoadImage
 
     from monai_ext.bundle import default_dataset_dir, ensure_default_data
@@ -63,10 +63,9 @@ def embeddings(side: int, ckpt: str) -> np.ndarray:
     image = torch.as_tensor(LoadImage(image_only=True)(record["image"])).permute(2, 0, 1).float()
     low, high = image.amin((1, 2), keepdim=True), image.amax((1, 2), keepdim=True)
     image = torch.nn.functional.interpolate(((image - low) / (high - low))[None], size=(side, side), mode="bilinear")
-    config = ConfigParser()
-    config.read_config(bundle_config("cuts", "inference.json")[0])
-    encoder = config.get_parsed_content("network_def").eval()  # the bundle's architecture (kernel_size)
-    encoder.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=True))
+    config = inference_parser(ckpt, None)  # the bundle's architecture (kernel_size) and weight loading
+    config["device"] = torch.device("cpu")
+    encoder = config.get_parsed_content("network").eval()
     with torch.no_grad():
         return encoder(image)[0].flatten(1).T.contiguous().numpy()
 
