@@ -386,6 +386,18 @@ def cuts(result: dict) -> str:
     return "\n".join(lines)
 
 
+def cuts_selection(result: dict) -> str:
+    targets = list(next(iter(result["dice"].values())))
+    lines = [
+        f"CUTS level selection (`{result['command']}`), {result['split']} split: label-free rules on three kinds of "
+        "condensed features beside k-means and the oracle best level; hint-rule Dice:",
+        _header(["features: rule", *[f"{t} Dice" for t in targets]]),
+    ]
+    for row, scores in result["dice"].items():
+        lines.append(_row([row, *[f"{scores[t]['mean']:.3f} ± {scores[t]['sd']:.3f}" for t in targets]]))
+    return "\n".join(lines)
+
+
 def condensation(result: dict) -> str:
     lines = [
         f"Diffusion condensation (`{result['command']}`): one CUTS embedding map (d = {result['embedding_dim']}) per "
@@ -430,6 +442,7 @@ SOURCES = {  # section: (table function, reader of the results it needs)
     "diffusion_segmentation": (diffusion_segmentation, lambda: _load("diffusion_segmentation.json")),
     "cuts": (cuts, lambda: _load("cuts.json")),
     "condensation": (condensation, lambda: _load("condensation.json")),
+    "cuts_selection": (cuts_selection, lambda: _load("cuts_selection.json")),
 }
 
 

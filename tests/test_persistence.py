@@ -56,6 +56,28 @@ def test_lifetimes_match_a_direct_count(steps) -> None:
     assert found[frozenset({0, 1})] == (4 if steps is None else 30)  # intact in levels 0-3, merged at level 4
 
 
+def test_parents_form_the_condensation_tree() -> None:
+    segments = segment_lifetimes(LEVELS)
+
+    def members(segment: dict) -> frozenset:
+        return frozenset(torch.nonzero(LEVELS[segment["level"]] == segment["label"]).flatten().tolist())
+
+    for segment in segments:
+        own = members(segment)
+        # brute force: the set of the label that holds the segment's pixels at the first later level where they
+        # are no longer a whole label
+        later = [
+            frozenset(torch.nonzero(level == level[min(own)]).flatten().tolist())
+            for level in LEVELS[segment["level"] + 1 :]
+        ]
+        grown = next((m for m in later if m != own), None)
+        if grown is None:
+            assert segment["parent"] is None
+        else:
+            assert members(segments[segment["parent"]]) == grown
+    assert sum(s["parent"] is None for s in segments) == 1  # the last level has one cluster: one root
+
+
 def test_the_more_persistent_segment_is_painted_over_the_less() -> None:
     labels = persistent_structures(LEVELS, min_size=0.0, min_persistence=2)
     # persistent: {0,1} (4 levels), {2,3} and {4,5} (2 levels: 1-2), {6,7} (2 levels), {2..7} (1 level: dropped)

@@ -29,8 +29,9 @@ def segment_lifetimes(levels: torch.Tensor, steps: Sequence[int] | None = None) 
         steps: increasing condensation steps of the L levels, or None.
 
     Returns:
-        one dict per segment: ``level`` (where it appears), ``label`` (its label there), ``size`` (pixels) and
-        ``persistence``.
+        one dict per segment: ``level`` (where it appears), ``label`` (its label there), ``size`` (pixels),
+        ``persistence`` and ``parent``, the index of the segment it is merged into (None for a segment alive at the
+        last level): the segments and their parents form the condensation tree.
     """
     if levels.ndim != 2 or len(levels) < 1:
         raise ValueError(f"levels must be (L, N) with L >= 1, got shape {tuple(levels.shape)}.")
@@ -46,21 +47,25 @@ def segment_lifetimes(levels: torch.Tensor, steps: Sequence[int] | None = None) 
             continue
         parent = torch.zeros(len(sizes[index - 1]), dtype=torch.long)
         parent[levels[index - 1]] = level  # each previous label's label now (all its pixels share it)
-        carried = {}
+        carried, merged = {}, []
         for label, segment in alive.items():
             new = int(parent[label])
             if int(sizes[index][new]) == segments[segment]["size"]:
                 carried[new] = segment
             else:
                 segments[segment]["end"] = clock[index]
+                merged.append((segment, new))
         for label in range(len(sizes[index])):
             if label not in carried:
                 carried[label] = len(segments)
                 segments.append({"level": index, "label": label, "size": int(sizes[index][label])})
+        for segment, new in merged:
+            segments[segment]["parent"] = carried[new]
         alive = carried
     for segment in segments:
         end = segment.pop("end", clock[-1] + 1)
         segment["persistence"] = end - clock[segment["level"]]
+        segment.setdefault("parent", None)
     return segments
 
 
