@@ -54,6 +54,15 @@ def inference_parser(ckpt: str, dataset_dir: str | None) -> ConfigParser:
     return parser
 
 
+def train_encoder(workdir: str, dataset_dir: str | None, overrides: dict) -> tuple[str, dict]:
+    """Train the bundle (``train.json`` with ``overrides``) into ``workdir``/train, or resume it there; return the
+    best encoder's checkpoint and the run's record (time, memory, overrides)."""
+    work = Path(workdir).resolve() / "train"
+    overrides = {"output_dir": str(work), **({"dataset_dir": dataset_dir} if dataset_dir else {}), **overrides}
+    training = run_bundle(bundle_config("cuts", "train.json"), overrides, log_beside(work))
+    return str(work / "model.pt"), {**training, "overrides": overrides}
+
+
 def on_grid(label_map: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """A label map resized (nearest) to ``shape`` when it is on another grid."""
     if label_map.shape == shape:
@@ -138,13 +147,8 @@ def main() -> None:
     torch.set_num_threads(min(torch.get_num_threads(), 2))
     ckpt, training = args.encoder_ckpt, {"reused": args.encoder_ckpt}
     if args.train:
-        work = Path(args.workdir).resolve() / "train"
-        overrides = {"output_dir": str(work)}
-        overrides.update({"dataset_dir": args.dataset_dir} if args.dataset_dir else {})
-        overrides.update({"max_epochs": args.max_epochs} if args.max_epochs else {})
-        overrides.update({"kernel_size": args.kernel_size} if args.kernel_size else {})
-        training = run_bundle(bundle_config("cuts", "train.json"), overrides, log_beside(work))
-        ckpt = str(work / "model.pt")
+        overrides = {"max_epochs": args.max_epochs, "kernel_size": args.kernel_size}
+        ckpt, training = train_encoder(args.workdir, args.dataset_dir, {k: v for k, v in overrides.items() if v})
     config = inference_parser(ckpt, args.dataset_dir)
     config["input_split"] = args.split
     if args.kernel_size:

@@ -4,6 +4,7 @@ k-means on the intensities (alone and with the pixel coordinates), all in the sa
 split: it is for choosing, not for reporting.
 
     python benchmarks/cuts_selection.py --out benchmarks/results/cuts_selection.json
+    python benchmarks/cuts_selection.py --train --patch-size 9 --workdir benchmarks/.work/patch9 --out ...
 
 Features, each condensed with the bundle's settings:
 - ``embedding``: the encoder's output, as the bundle condenses it;
@@ -31,7 +32,7 @@ from collections import defaultdict
 import numpy as np
 import torch
 from _runner import ROOT
-from cuts import KMEANS_PARTS, TARGETS, inference_parser
+from cuts import KMEANS_PARTS, TARGETS, inference_parser, train_encoder
 from monai.bundle import ConfigParser
 
 from monai_ext.baselines.kmeans import kmeans_segment
@@ -164,7 +165,11 @@ def table(result: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--encoder-ckpt", default=str(ROOT / "bundles" / "cuts" / "models" / "model.pt"))
+    parser.add_argument("--train", action="store_true", help="train the bundle into --workdir first and use it")
+    parser.add_argument("--workdir", default=str(ROOT / "benchmarks" / ".work" / "cuts_selection"))
     parser.add_argument("--kernel-size", type=int, default=None, help="the encoder's (default: the bundle's)")
+    parser.add_argument("--patch-size", type=int, default=None, help="training's patch (default: the bundle's)")
+    parser.add_argument("--max-epochs", type=int, default=None, help="override the training's epochs")
     parser.add_argument("--split", default="validation", choices=("validation", "test"))
     parser.add_argument("--coordinate-weights", type=float, nargs="+", default=[0.5, 1.0])
     parser.add_argument("--size-powers", type=float, nargs="+", default=[0.0, 0.5, 1.0])
@@ -173,8 +178,14 @@ def main() -> None:
     args = parser.parse_args()
     if any(w <= 0 for w in args.coordinate_weights) or any(p < 0 for p in args.size_powers):
         parser.error("--coordinate-weights must be > 0 and --size-powers >= 0.")
+    if not args.train and (args.patch_size or args.max_epochs):
+        parser.error("--patch-size and --max-epochs set the training: pass --train.")
     torch.set_num_threads(min(torch.get_num_threads(), 2))
-    config = inference_parser(args.encoder_ckpt, None)
+    ckpt, training = args.encoder_ckpt, {"reused": args.encoder_ckpt}
+    if args.train:
+        overrides = {"kernel_size": args.kernel_size, "patch_size": args.patch_size, "max_epochs": args.max_epochs}
+        ckpt, training = train_encoder(args.workdir, None, {k: v for k, v in overrides.items() if v})
+    config = inference_parser(ckpt, None)
     config["input_split"] = args.split
     if args.kernel_size:
         config["kernel_size"] = args.kernel_size
@@ -182,7 +193,8 @@ def main() -> None:
         **environment(),
         "split": args.split,
         "kernel_size": config["kernel_size"],
-        "encoder_ckpt": args.encoder_ckpt,
+        "encoder_ckpt": ckpt,
+        "training": training,
         "coordinate_weights": args.coordinate_weights,
         "size_powers": args.size_powers,
         **evaluate(config, args.coordinate_weights, args.size_powers, args.max_slices),
