@@ -63,6 +63,35 @@ def train_encoder(workdir: str, dataset_dir: str | None, overrides: dict) -> tup
     return str(work / "model.pt"), {**training, "overrides": overrides}
 
 
+def add_encoder_arguments(parser: argparse.ArgumentParser, name: str, split: str) -> None:
+    """The options of the CUTS benchmarks that choose or train the encoder and the slices scored; the work folder
+    defaults to ``benchmarks/.work/<name>``."""
+    parser.add_argument("--encoder-ckpt", default=str(ROOT / "bundles" / "cuts" / "models" / "model.pt"))
+    parser.add_argument("--train", action="store_true", help="train the bundle into --workdir first and use it")
+    parser.add_argument("--workdir", default=str(ROOT / "benchmarks" / ".work" / name))
+    parser.add_argument("--kernel-size", type=int, default=None, help="the encoder's (default: the bundle's)")
+    parser.add_argument("--max-epochs", type=int, default=None, help="override the training's epochs")
+    parser.add_argument("--split", default=split, choices=("validation", "test"), help="the datalist split scored")
+    parser.add_argument("--max-slices", type=int, default=None, help="the first slices only (smoke runs)")
+
+
+def encoder_config(
+    args: argparse.Namespace, dataset_dir: str | None, training_overrides: dict
+) -> tuple[ConfigParser, str, dict]:
+    """The encoder of :func:`add_encoder_arguments`' options (trained first with ``--train``, with
+    ``training_overrides`` beside ``--kernel-size`` and ``--max-epochs``; unset values left to the bundle): the
+    bundle's inference config on it with the split and kernel set, its checkpoint and the training record."""
+    ckpt, training = args.encoder_ckpt, {"reused": args.encoder_ckpt}
+    if args.train:
+        overrides = {"max_epochs": args.max_epochs, "kernel_size": args.kernel_size, **training_overrides}
+        ckpt, training = train_encoder(args.workdir, dataset_dir, {k: v for k, v in overrides.items() if v})
+    config = inference_parser(ckpt, dataset_dir)
+    config["input_split"] = args.split
+    if args.kernel_size:
+        config["kernel_size"] = args.kernel_size
+    return config, ckpt, training
+
+
 def on_grid(label_map: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """A label map resized (nearest) to ``shape`` when it is on another grid."""
     if label_map.shape == shape:
@@ -134,25 +163,12 @@ def table(result: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--encoder-ckpt", default=str(ROOT / "bundles" / "cuts" / "models" / "model.pt"))
-    parser.add_argument("--train", action="store_true", help="train the bundle into --workdir first and use it")
-    parser.add_argument("--workdir", default=str(ROOT / "benchmarks" / ".work" / "cuts"))
+    add_encoder_arguments(parser, "cuts", split="test")
     parser.add_argument("--dataset-dir", default=None, help="a slice dataset (default: the bundle's default data)")
-    parser.add_argument("--kernel-size", type=int, default=None, help="the encoder's (default: the bundle's)")
-    parser.add_argument("--split", default="test", choices=("validation", "test"), help="the datalist split scored")
-    parser.add_argument("--max-slices", type=int, default=None, help="the first slices only (smoke runs)")
-    parser.add_argument("--max-epochs", type=int, default=None, help="override the training's epochs")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "cuts.json"))
     args = parser.parse_args()
     torch.set_num_threads(min(torch.get_num_threads(), 2))
-    ckpt, training = args.encoder_ckpt, {"reused": args.encoder_ckpt}
-    if args.train:
-        overrides = {"max_epochs": args.max_epochs, "kernel_size": args.kernel_size}
-        ckpt, training = train_encoder(args.workdir, args.dataset_dir, {k: v for k, v in overrides.items() if v})
-    config = inference_parser(ckpt, args.dataset_dir)
-    config["input_split"] = args.split
-    if args.kernel_size:
-        config["kernel_size"] = args.kernel_size
+    config, ckpt, training = encoder_config(args, args.dataset_dir, {})
     result = {
         **environment(),
         "dataset": str(args.dataset_dir or "brain_slices (the bundle's default data)"),

@@ -32,7 +32,7 @@ from collections import defaultdict
 import numpy as np
 import torch
 from _runner import ROOT
-from cuts import KMEANS_PARTS, TARGETS, inference_parser, train_encoder
+from cuts import KMEANS_PARTS, TARGETS, add_encoder_arguments, encoder_config
 from monai.bundle import ConfigParser
 
 from monai_ext.baselines.kmeans import kmeans_segment
@@ -164,16 +164,10 @@ def table(result: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--encoder-ckpt", default=str(ROOT / "bundles" / "cuts" / "models" / "model.pt"))
-    parser.add_argument("--train", action="store_true", help="train the bundle into --workdir first and use it")
-    parser.add_argument("--workdir", default=str(ROOT / "benchmarks" / ".work" / "cuts_selection"))
-    parser.add_argument("--kernel-size", type=int, default=None, help="the encoder's (default: the bundle's)")
+    add_encoder_arguments(parser, "cuts_selection", split="validation")
     parser.add_argument("--patch-size", type=int, default=None, help="training's patch (default: the bundle's)")
-    parser.add_argument("--max-epochs", type=int, default=None, help="override the training's epochs")
-    parser.add_argument("--split", default="validation", choices=("validation", "test"))
     parser.add_argument("--coordinate-weights", type=float, nargs="+", default=[0.5, 1.0])
     parser.add_argument("--size-powers", type=float, nargs="+", default=[0.0, 0.5, 1.0])
-    parser.add_argument("--max-slices", type=int, default=None, help="the first slices only (smoke runs)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "cuts_selection.json"))
     args = parser.parse_args()
     if any(w <= 0 for w in args.coordinate_weights) or any(p < 0 for p in args.size_powers):
@@ -181,14 +175,7 @@ def main() -> None:
     if not args.train and (args.patch_size or args.max_epochs):
         parser.error("--patch-size and --max-epochs set the training: pass --train.")
     torch.set_num_threads(min(torch.get_num_threads(), 2))
-    ckpt, training = args.encoder_ckpt, {"reused": args.encoder_ckpt}
-    if args.train:
-        overrides = {"kernel_size": args.kernel_size, "patch_size": args.patch_size, "max_epochs": args.max_epochs}
-        ckpt, training = train_encoder(args.workdir, None, {k: v for k, v in overrides.items() if v})
-    config = inference_parser(ckpt, None)
-    config["input_split"] = args.split
-    if args.kernel_size:
-        config["kernel_size"] = args.kernel_size
+    config, ckpt, training = encoder_config(args, None, {"patch_size": args.patch_size})
     result = {
         **environment(),
         "split": args.split,
