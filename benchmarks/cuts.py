@@ -1,8 +1,13 @@
 """CUTS on the brain phantom slices in the layout of Liu, Amodio et al., Table 1 (issue 11): the bundle's encoder,
 diffusion condensation and persistent structures, its spectral k-means and the oracle best level, against the
-scikit-image baselines (Otsu watershed, Felzenszwalb, SLIC), k-means on the intensities and on smoothed
-intensities, all in the same run and binarised by the same hint rule, for the two targets (whole tumour,
-lateral ventricles); the paper's values beside.
+scikit-image baselines (Otsu watershed, Felzenszwalb, SLIC), k-means on the intensities, on smoothed intensities
+and refined as the bundle refines, all in the same run and binarised by the same hint rule, for the two targets
+(whole tumour, lateral ventricles); the paper's values beside.
+
+Two readings of the same levels-from-embedding: ``CUTS + persistent structures`` is the bundle's inference (the
+embedding with the pixel coordinates, the authors' code's persistent-structures rule, boundaries refined on the
+intensities); ``CUTS + persistent structures (paper)`` is the paper's (the embedding alone, the paper's rule, no
+refinement), as bundle 0.2.0 shipped it.
 
     python benchmarks/cuts.py --out benchmarks/results/cuts.json             # the shipped encoder
     python benchmarks/cuts.py --train --workdir benchmarks/.work/cuts ...     # train the bundle first
@@ -22,12 +27,20 @@ import numpy as np
 import torch
 from _runner import ROOT, bundle_config, log_beside, run_bundle
 from monai.bundle import ConfigParser
+from monai.transforms import Transform
 
 from monai_ext.baselines.kmeans import gaussian_smooth, kmeans_segment
 from monai_ext.baselines.superpixels import BASELINES
 from monai_ext.engines.cuts_report import ORACLE, CUTSReport
 from monai_ext.provenance import environment, write_json
-from monai_ext.transforms import SpectralKMeans
+from monai_ext.transforms import (
+    DiffusionCondensationd,
+    PersistentStructures,
+    PersistentStructuresd,
+    PottsRefinement,
+    PottsRefinementd,
+    SpectralKMeans,
+)
 
 TARGETS = {"tumour": "label", "ventricles": "ventricles"}
 KMEANS_PARTS = 10  # as CUTS's spectral k-means
@@ -100,8 +113,37 @@ def on_grid(label_map: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return resized[0, 0].long().numpy()
 
 
-def label_maps(item: dict, parser: ConfigParser, network: torch.nn.Module, spectral: SpectralKMeans) -> tuple:
-    """Every method's label map of one datalist item, the CUTS levels and the seconds of its condensation."""
+def postprocessing_transforms(parser: ConfigParser) -> dict[type, Transform]:
+    """The bundle's postprocessing transforms, by type."""
+    return {type(t): t for t in parser.get_parsed_content("postprocessing").transforms}
+
+
+class PaperReading:
+    """The paper's persistent structures of an embedding: the bundle's condensation of the embedding alone, then the
+    paper's rule with the bundle's size and persistence limits, unrefined."""
+
+    def __init__(self, parser: ConfigParser) -> None:
+        transforms = postprocessing_transforms(parser)
+        self.condensation = transforms[DiffusionCondensationd].condensation
+        bundle = transforms[PersistentStructuresd].transform
+        self.persistence = PersistentStructures(
+            bundle.min_size, bundle.min_persistence, max_segments=bundle.max_segments, rule="paper"
+        )
+
+    def __call__(self, embedding: torch.Tensor) -> np.ndarray:
+        return np.asarray(self.persistence(self.condensation(embedding)))[0]
+
+
+def label_maps(
+    item: dict,
+    parser: ConfigParser,
+    network: torch.nn.Module,
+    spectral: SpectralKMeans,
+    paper: PaperReading,
+    refinement: PottsRefinement,
+) -> tuple:
+    """Every method's label map of one datalist item, the CUTS levels and the seconds of the bundle's postprocessing
+    (coordinates, condensation, persistent structures, refinement)."""
     data = parser.get_parsed_content("preprocessing")(dict(item))
     image = data["image"]
     with torch.no_grad():
@@ -111,11 +153,14 @@ def label_maps(item: dict, parser: ConfigParser, network: torch.nn.Module, spect
     seconds = time.perf_counter() - start
     grid = tuple(out["pred"].shape[-2:])
     pixels = image.numpy()
+    kmeans = kmeans_segment(pixels, KMEANS_PARTS, channel_first=True)
     maps = {
         "CUTS + persistent structures": np.asarray(out["pred"]).reshape(grid),
+        "CUTS + persistent structures (paper)": on_grid(paper(embedding), grid),
         "CUTS + spectral k-means": on_grid(np.asarray(spectral(embedding))[0], grid),
         **{BASELINE_ROWS[name]: on_grid(f(pixels), grid) for name, f in BASELINES.items()},
-        "k-means": on_grid(kmeans_segment(pixels, KMEANS_PARTS, channel_first=True), grid),
+        "k-means": on_grid(kmeans, grid),
+        "k-means + refinement": on_grid(np.asarray(refinement(torch.as_tensor(kmeans)[None], image))[0], grid),
         "smoothing + k-means": on_grid(
             kmeans_segment(np.stack([gaussian_smooth(c, 1.0) for c in pixels]), KMEANS_PARTS, channel_first=True),
             grid,
@@ -129,10 +174,11 @@ def evaluate(parser: ConfigParser, max_slices: int | None, work: Path) -> dict:
     bundle's evaluation)."""
     network = parser.get_parsed_content("network").eval()
     spectral = SpectralKMeans(k=KMEANS_PARTS, landmarks=parser["landmarks"], seed=parser["seed"])
+    paper, refinement = PaperReading(parser), postprocessing_transforms(parser)[PottsRefinementd].refinement
     items = parser.get_parsed_content("dataset").data[:max_slices]
     report, seconds = None, []
     for index, item in enumerate(items):
-        data, maps, levels, condensation_seconds = label_maps(item, parser, network, spectral)
+        data, maps, levels, condensation_seconds = label_maps(item, parser, network, spectral, paper, refinement)
         report = report or CUTSReport(work, {method: method for method in maps}, TARGETS, levels_key="pred_levels")
         report.add({**data, **maps, "pred_levels": levels})
         seconds.append(condensation_seconds)

@@ -1,6 +1,7 @@
 """Where CUTS + persistent structures loses to k-means on the brain slices (issue 11): one encoder's condensation
 levels read by label-free selection rules, on three kinds of condensed features, beside the oracle best level and
-k-means on the intensities (alone and with the pixel coordinates), all in the same run. Run it on the validation
+k-means on the intensities (alone, refined as the bundle refines, and with the pixel coordinates), all in the same
+run. Run it on the validation
 split: it is for choosing, not for reporting.
 
     python benchmarks/cuts_selection.py --out benchmarks/results/cuts_selection.json
@@ -8,12 +9,14 @@ split: it is for choosing, not for reporting.
 
 Features, each condensed with the bundle's settings:
 - ``embedding``: the encoder's output, as the bundle condenses it;
-- ``embedding + coordinates w``: the pixel's (row, column), standardised, scaled so that their total standard
-  deviation is w times the embedding's (colour + position, as SLIC clusters);
+- ``embedding + coordinates w``: the pixel's (row, column), centred, scaled so that their total standard
+  deviation is w times the embedding's (``AppendCoordinates``: colour + position, as SLIC clusters);
 - ``embedding + intensities``: the slice's contrasts, centred, scaled to the embedding's total standard deviation.
 
 Rules, each giving one label map per slice:
-- ``persistent structures``: the bundle's (Liu, Amodio et al., sec. 3.2.2);
+- ``persistent structures (paper)`` and ``(lineage)``: by the paper's rule (Liu, Amodio et al., sec. 3.2.2) and
+  by its authors' public code's (``PersistentStructures``, ``rule``), each also ``+ refinement``: the boundaries
+  sharpened on the intensities by the bundle's ``PottsRefinement``;
 - ``excess of mass p``: the non-overlapping segments of the condensation tree with the largest total stability
   size^p x persistence (Campello et al., "Density-based clustering based on hierarchical density estimates", 2013,
   the cluster selection of HDBSCAN, which uses p = 1); segments under the bundle's ``min_segment_size`` are not
@@ -32,13 +35,22 @@ from collections import defaultdict
 import numpy as np
 import torch
 from _runner import ROOT
-from cuts import KMEANS_PARTS, TARGETS, add_encoder_arguments, encoder_config
+from cuts import KMEANS_PARTS, TARGETS, add_encoder_arguments, encoder_config, postprocessing_transforms
 from monai.bundle import ConfigParser
 
 from monai_ext.baselines.kmeans import kmeans_segment
 from monai_ext.metrics.hint import hint_mask
 from monai_ext.provenance import environment, write_json
-from monai_ext.transforms.persistence import segment_lifetimes
+from monai_ext.transforms import (
+    AppendCoordinates,
+    DiffusionCondensationd,
+    PersistentStructures,
+    PersistentStructuresd,
+    PottsRefinement,
+    PottsRefinementd,
+)
+from monai_ext.transforms.features import total_sd
+from monai_ext.transforms.persistence import PERSISTENCE_RULES, segment_lifetimes
 
 ORACLE = "best level (oracle)"
 
@@ -81,37 +93,23 @@ def excess_of_mass(levels: np.ndarray, steps: list[int], size_power: float, min_
     return label_map.reshape(levels.shape[1:])
 
 
-def standardised_coordinates(shape: tuple[int, int]) -> torch.Tensor:
-    """(2, H, W) row and column of every pixel, centred, with total standard deviation 1."""
-    rows, columns = torch.meshgrid(*(torch.arange(n, dtype=torch.float32) for n in shape), indexing="ij")
-    coordinates = torch.stack([rows, columns]).reshape(2, -1)
-    coordinates = coordinates - coordinates.mean(dim=1, keepdim=True)
-    return (coordinates / coordinates.std(dim=1).norm()).reshape(2, *shape)
-
-
-def total_sd(features: torch.Tensor) -> torch.Tensor:
-    """The norm of the per-channel standard deviations of a (C, *spatial) map."""
-    return features.reshape(len(features), -1).std(dim=1).norm()
-
-
 def feature_sets(embedding: torch.Tensor, image: torch.Tensor, weights: list[float]) -> dict[str, torch.Tensor]:
     """The condensed features of one slice (see the module docstring)."""
-    scale = total_sd(embedding)
-    coordinates = standardised_coordinates(tuple(embedding.shape[1:]))
     intensities = image - image.reshape(len(image), -1).mean(dim=1)[:, None, None]
     return {
         "embedding": embedding,
-        **{f"embedding + coordinates {w:g}": torch.cat([embedding, w * scale * coordinates]) for w in weights},
-        "embedding + intensities": torch.cat([embedding, scale * intensities / total_sd(intensities)]),
+        **{f"embedding + coordinates {w:g}": torch.as_tensor(AppendCoordinates(w)(embedding)) for w in weights},
+        "embedding + intensities": torch.cat([embedding, total_sd(embedding) * intensities / total_sd(intensities)]),
     }
 
 
-def kmeans_maps(image: torch.Tensor, weights: list[float]) -> dict[str, np.ndarray]:
-    """k-means (k = 10) on the intensities, alone and with the coordinates scaled as in :func:`feature_sets`."""
-    coordinates = standardised_coordinates(tuple(image.shape[1:]))
-    maps = {"k-means": kmeans_segment(image.numpy(), KMEANS_PARTS, channel_first=True)}
+def kmeans_maps(image: torch.Tensor, weights: list[float], refinement: PottsRefinement) -> dict[str, np.ndarray]:
+    """k-means (k = 10) on the intensities, alone, refined as the bundle refines, and with the coordinates appended
+    as in :func:`feature_sets`."""
+    kmeans = kmeans_segment(image.numpy(), KMEANS_PARTS, channel_first=True)
+    maps = {"k-means": kmeans, "k-means + refinement": np.asarray(refinement(torch.as_tensor(kmeans)[None], image))[0]}
     for w in weights:
-        features = torch.cat([image, w * total_sd(image) * coordinates]).numpy()
+        features = np.asarray(AppendCoordinates(w)(image))
         maps[f"k-means + coordinates {w:g}"] = kmeans_segment(features, KMEANS_PARTS, channel_first=True)
     return maps
 
@@ -119,8 +117,14 @@ def kmeans_maps(image: torch.Tensor, weights: list[float]) -> dict[str, np.ndarr
 def evaluate(parser: ConfigParser, weights: list[float], powers: list[float], max_slices: int | None) -> dict:
     """Dice of every (features, rule) pair and of the k-means rows, per target, over the split's slices."""
     network = parser.get_parsed_content("network").eval()
-    postprocessing = parser.get_parsed_content("postprocessing").transforms
-    condensation, persistence = postprocessing[0].condensation, postprocessing[1].transform
+    postprocessing = postprocessing_transforms(parser)
+    condensation = postprocessing[DiffusionCondensationd].condensation
+    refinement = postprocessing[PottsRefinementd].refinement
+    bundle = postprocessing[PersistentStructuresd].transform
+    persistence = {
+        rule: PersistentStructures(bundle.min_size, bundle.min_persistence, max_segments=bundle.max_segments, rule=rule)
+        for rule in PERSISTENCE_RULES
+    }
     min_size = parser["min_segment_size"]
     items = parser.get_parsed_content("dataset").data[:max_slices]
     dice = defaultdict(lambda: defaultdict(list))  # row -> target -> per-slice Dice
@@ -129,11 +133,15 @@ def evaluate(parser: ConfigParser, weights: list[float], powers: list[float], ma
         image = torch.as_tensor(data["image"]).float()
         with torch.no_grad():
             embedding = network(image[None].to(next(network.parameters()).device))[0].cpu()
-        maps = kmeans_maps(image, weights)
+        maps = kmeans_maps(image, weights, refinement)
         for name, features in feature_sets(embedding, image, weights).items():
             levels = condensation(features)
             steps = list(levels.meta["steps"])
-            maps[f"{name}: persistent structures"] = np.asarray(persistence(levels))[0]
+            for rule, structures in persistence.items():
+                label_map = structures(levels)
+                maps[f"{name}: persistent structures ({rule})"] = np.asarray(label_map)[0]
+                refined = refinement(label_map, image)
+                maps[f"{name}: persistent structures ({rule}) + refinement"] = np.asarray(refined)[0]
             for p in powers:
                 maps[f"{name}: excess of mass {p:g}"] = excess_of_mass(np.asarray(levels), steps, p, min_size)
             maps[f"{name}: {ORACLE}"] = np.asarray(levels)  # scored by its best level

@@ -379,9 +379,9 @@ def cuts(result: dict) -> str:
             ]
         lines.append(_row(cells))
     lines.append(
-        f"\nDiffusion condensation and persistent structures: {result['condensation_seconds_per_slice']:.1f} s a "
-        "slice (128 x 128, this CPU). The oracle row picks, per slice, the level with the best Dice: it looks at the "
-        "ground truth."
+        f"\nThe bundle's postprocessing (coordinates, condensation, persistent structures, refinement): "
+        f"{result['condensation_seconds_per_slice']:.1f} s a slice (128 x 128, this CPU). The oracle row picks, per "
+        "slice, the level with the best Dice: it looks at the ground truth."
     )
     return "\n".join(lines)
 
@@ -390,7 +390,8 @@ def cuts_selection(result: dict) -> str:
     targets = list(next(iter(result["dice"].values())))
     lines = [
         f"CUTS level selection (`{result['command']}`), {result['split']} split: label-free rules on three kinds of "
-        "condensed features beside k-means and the oracle best level; hint-rule Dice:",
+        "condensed features, with and without the boundary refinement, beside k-means and the oracle best level; "
+        "hint-rule Dice:",
         _header(["features: rule", *[f"{t} Dice" for t in targets]]),
     ]
     for row, scores in result["dice"].items():

@@ -9,6 +9,7 @@ from monai_ext.transforms.condensation import DiffusionCondensation
 from monai_ext.transforms.persistence import (
     PersistentStructures,
     PersistentStructuresd,
+    lineage_lifetimes,
     persistent_structures,
     segment_lifetimes,
 )
@@ -111,3 +112,72 @@ def test_bad_arguments() -> None:
         segment_lifetimes(LEVELS, steps=[0, 1, 1, 2, 3])
     with pytest.raises(ValueError, match=r"\(L, N\)"):
         segment_lifetimes(torch.zeros(3, dtype=torch.long))
+
+
+def random_nested_levels(seed: int, pixels: int = 40, counts: tuple[int, ...] = (14, 9, 6, 3, 2)) -> torch.Tensor:
+    """Fine-to-coarse labels in which each level merges random groups of the previous level's labels."""
+    generator = torch.Generator().manual_seed(seed)
+    level = torch.cat([torch.arange(counts[0]), torch.randint(counts[0], (pixels - counts[0],), generator=generator)])
+    levels = [level[torch.randperm(pixels, generator=generator)]]
+    for count in counts[1:]:
+        previous = int(levels[-1].max()) + 1
+        merge = torch.cat([torch.arange(count), torch.randint(count, (previous - count,), generator=generator)])
+        levels.append(merge[torch.randperm(previous, generator=generator)][levels[-1]])
+    return torch.stack(levels)
+
+
+def lineage_map_as_the_authors_code(levels: torch.Tensor, min_size: float, min_persistence: int) -> torch.Tensor:
+    """An independent reading of the authors' ``associate_frames`` + ``get_persistent_structures``: each label of a
+    level takes the name of the previous level's (renamed) label it overlaps best (intersection over union, the
+    lowest name on a tie); a name persists for the levels it appears in and is painted where its area is largest,
+    largest first, over the coarsest level with two or more clusters."""
+    named = [levels[0].clone()]
+    for level in levels[1:]:
+        previous, current = named[-1], level.clone()
+        names = torch.unique(previous)
+        for label in torch.unique(level):
+            inside = level == label
+            iou = [((previous == n) & inside).sum() / ((previous == n) | inside).sum() for n in names]
+            current[inside] = names[int(torch.stack(iou).argmax())]
+        named.append(current)
+    named = torch.stack(named)
+    pixels = levels.shape[1]
+    found = []
+    for name in torch.unique(named):
+        areas = (named == name).sum(dim=1)
+        persistence, frame = int((areas > 0).sum()), int(areas.argmax())
+        if min_size * pixels <= areas[frame] < pixels and persistence >= min_persistence:
+            found.append((-int(areas[frame]), -persistence, frame, name))
+    coarse = [index for index, level in enumerate(levels) if int(level.max()) >= 1]
+    canvas = levels[coarse[-1]].clone() + 1000
+    for _, _, frame, name in sorted(found, key=lambda f: (f[0], f[1])):
+        canvas[named[frame] == name] = name
+    return canvas
+
+
+def same_partition(a: torch.Tensor, b: torch.Tensor) -> bool:
+    pairs = torch.unique(torch.stack([a.flatten(), b.flatten()]), dim=1)
+    return len(torch.unique(pairs[0])) == len(torch.unique(pairs[1])) == pairs.shape[1]
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("min_size, min_persistence", [(0.0, 1), (0.05, 2), (0.1, 3)])
+def test_lineage_rule_matches_the_authors_code(seed: int, min_size: float, min_persistence: int) -> None:
+    levels = random_nested_levels(seed)
+    found = persistent_structures(levels, None, min_size, min_persistence, rule="lineage")
+    assert same_partition(found, lineage_map_as_the_authors_code(levels, min_size, min_persistence))
+
+
+def test_lineages_on_a_hand_made_series() -> None:
+    found = {(s["level"], s["label"]): (s["size"], s["persistence"]) for s in lineage_lifetimes(LEVELS)}
+    # worked by hand: each merge is won by the larger part, on a tie by the lower level-0 founder
+    assert found == {
+        (4, 0): (8, 5),  # founder 1 (pixel 2): wins 1 : 1 against pixel 3, 2 : 2 against 4-5, 4 : 2, 6 : 2
+        (3, 0): (2, 4),  # founder 0 (pixels 0-1): absorbed at level 4
+        (2, 2): (2, 3),  # founder 4 (pixel 6): wins against pixel 7, absorbed at level 3
+        (1, 2): (2, 2),  # founder 3 (pixels 4-5): loses the 2 : 2 tie at level 2
+        (0, 2): (1, 1),  # founder 2 (pixel 3)
+        (0, 5): (1, 1),  # founder 5 (pixel 7)
+    }
+    with pytest.raises(ValueError, match="rule must be one of"):
+        PersistentStructures(rule="largest")

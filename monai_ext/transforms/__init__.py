@@ -1,5 +1,5 @@
 """Transforms MONAI core lacks: image reading that names the file, input validation, hierarchy helpers, diffusion
-condensation and persistent structures (CUTS)."""
+condensation, persistent structures and boundary refinement (CUTS)."""
 
 from monai_ext.transforms.condensation import (
     DiffusionCondensation,
@@ -10,15 +10,21 @@ from monai_ext.transforms.condensation import (
     spectral_kmeans,
 )
 from monai_ext.transforms.ensemble import SplitEnsembled
+from monai_ext.transforms.features import AppendCoordinates, AppendCoordinatesd
 from monai_ext.transforms.io import ReadImaged, SetSpatialShaped, read_image_and_labels
 from monai_ext.transforms.persistence import PersistentStructures, PersistentStructuresd, persistent_structures
+from monai_ext.transforms.refinement import PottsRefinement, PottsRefinementd, potts_refinement
 from monai_ext.transforms.validation import ValidateImaged, ValidateMaskd, check_same_spatial_shape
 
 __all__ = [
+    "AppendCoordinates",
+    "AppendCoordinatesd",
     "DiffusionCondensation",
     "DiffusionCondensationd",
     "PersistentStructures",
     "PersistentStructuresd",
+    "PottsRefinement",
+    "PottsRefinementd",
     "ReadImaged",
     "SetSpatialShaped",
     "SpectralKMeans",
@@ -29,6 +35,7 @@ __all__ = [
     "check_same_spatial_shape",
     "condense",
     "persistent_structures",
+    "potts_refinement",
     "read_image_and_labels",
     "spectral_kmeans",
 ]

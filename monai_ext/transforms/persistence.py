@@ -1,5 +1,5 @@
 """Persistent structures: one label map from the fine-to-coarse levels of a diffusion condensation (CUTS, Liu,
-Amodio et al., sec. 3.2.2)."""
+Amodio et al., sec. 3.2.2), by the paper's rule or by its authors' public code's."""
 
 from __future__ import annotations
 
@@ -11,7 +11,26 @@ from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform, Transform
 
-__all__ = ["PersistentStructures", "PersistentStructuresd", "persistent_structures", "segment_lifetimes"]
+__all__ = [
+    "PERSISTENCE_RULES",
+    "PersistentStructures",
+    "PersistentStructuresd",
+    "lineage_lifetimes",
+    "persistent_structures",
+    "relabel_by_first_appearance",
+    "segment_lifetimes",
+]
+
+PERSISTENCE_RULES = ("paper", "lineage")
+
+
+def _clock(levels: torch.Tensor, steps: Sequence[int] | None) -> list[int]:
+    """The condensation step of every level (its index without ``steps``), after checking both."""
+    if levels.ndim != 2 or len(levels) < 1:
+        raise ValueError(f"levels must be (L, N) with L >= 1, got shape {tuple(levels.shape)}.")
+    if steps is not None and (len(steps) != len(levels) or any(b <= a for a, b in pairwise(steps))):
+        raise ValueError(f"steps must be {len(levels)} increasing integers, one per level, got {list(steps)}.")
+    return list(steps) if steps is not None else list(range(len(levels)))
 
 
 def segment_lifetimes(levels: torch.Tensor, steps: Sequence[int] | None = None) -> list[dict]:
@@ -33,11 +52,7 @@ def segment_lifetimes(levels: torch.Tensor, steps: Sequence[int] | None = None) 
         ``persistence`` and ``parent``, the index of the segment it is merged into (None for a segment alive at the
         last level): the segments and their parents form the condensation tree.
     """
-    if levels.ndim != 2 or len(levels) < 1:
-        raise ValueError(f"levels must be (L, N) with L >= 1, got shape {tuple(levels.shape)}.")
-    if steps is not None and (len(steps) != len(levels) or any(b <= a for a, b in pairwise(steps))):
-        raise ValueError(f"steps must be {len(levels)} increasing integers, one per level, got {list(steps)}.")
-    clock = list(steps) if steps is not None else list(range(len(levels)))
+    clock = _clock(levels, steps)
     sizes = [torch.bincount(level) for level in levels]
     segments, alive = [], {}  # alive: label at the current level -> index in segments of the segment it carries
     for index, level in enumerate(levels):
@@ -69,12 +84,60 @@ def segment_lifetimes(levels: torch.Tensor, steps: Sequence[int] | None = None) 
     return segments
 
 
-def _check_persistence_options(min_size: float, min_persistence: int, max_segments: int | None) -> None:
+def lineage_lifetimes(levels: torch.Tensor, steps: Sequence[int] | None = None) -> list[dict]:
+    """The segments of a fine-to-coarse level series as the CUTS authors' public code tracks them
+    (``get_persistent_structures`` after ``associate_frames``, github.com/ChenLiu-1996/CUTS): a label keeps its
+    identity while it absorbs others. Where segments merge, the largest of them (the code's best overlap; on a tie,
+    the lineage founded by the lowest finest-level label) carries its identity on, and the others end. So every
+    lineage starts at the finest level and grows until it is absorbed or the series ends.
+
+    Args:
+        levels: (L, N) labels, fine to coarse, each level's labels 0 .. c_l - 1.
+        steps: increasing condensation steps of the L levels, or None.
+
+    Returns:
+        one dict per lineage: its largest extent, its last segment, as ``level`` and ``label`` there, its ``size``
+        (pixels), and ``persistence``, from the finest level to the one where it is absorbed, in levels or in
+        ``steps`` (a lineage alive at the last level counts to it, inclusive, as :func:`segment_lifetimes`).
+    """
+    clock = _clock(levels, steps)
+    sizes = torch.bincount(levels[0])
+    lineages = [{"level": 0, "label": label, "size": int(sizes[label])} for label in range(len(sizes))]
+    carrier = list(range(len(sizes)))  # label at the current level -> index of the lineage it carries
+    for index in range(1, len(levels)):
+        parent = torch.zeros(len(sizes), dtype=torch.long)
+        parent[levels[index - 1]] = levels[index]
+        merged_sizes = torch.bincount(levels[index])
+        carried: list[int | None] = [None] * len(merged_sizes)
+        for label in sorted(range(len(sizes)), key=lambda old: (-int(sizes[old]), carrier[old])):
+            new = int(parent[label])
+            if carried[new] is None:
+                carried[new] = carrier[label]
+                lineages[carrier[label]].update(level=index, label=new, size=int(merged_sizes[new]))
+            else:
+                lineages[carrier[label]]["end"] = clock[index]
+        carrier, sizes = carried, merged_sizes
+    for lineage in lineages:
+        lineage["persistence"] = lineage.pop("end", clock[-1] + 1) - clock[0]
+    return lineages
+
+
+def _check_persistence_options(min_size: float, min_persistence: int, max_segments: int | None, rule: str) -> None:
     if not 0 <= min_size < 1 or min_persistence < 1 or (max_segments is not None and max_segments < 1):
         raise ValueError(
             f"min_size must be in [0, 1), min_persistence >= 1 and max_segments None or >= 1, got {min_size}, "
             f"{min_persistence}, {max_segments}."
         )
+    if rule not in PERSISTENCE_RULES:
+        raise ValueError(f"rule must be one of {PERSISTENCE_RULES}, got {rule!r}.")
+
+
+def relabel_by_first_appearance(labels: torch.Tensor) -> torch.Tensor:
+    """A label map renumbered 0 .. k - 1 in the order its labels first appear in raster order (same shape)."""
+    flat = torch.as_tensor(labels).long().reshape(-1)
+    _, inverse = torch.unique(flat, return_inverse=True)
+    first = torch.full((int(inverse.max()) + 1,), len(flat)).scatter_reduce(0, inverse, torch.arange(len(flat)), "amin")
+    return torch.argsort(torch.argsort(first))[inverse].reshape(labels.shape)
 
 
 def persistent_structures(
@@ -83,12 +146,17 @@ def persistent_structures(
     min_size: float = 0.01,
     min_persistence: int = 2,
     max_segments: int | None = None,
+    rule: str = "paper",
 ) -> torch.Tensor:
-    """One label map from a fine-to-coarse level series (CUTS sec. 3.2.2): segments ranked by persistence
-    (:func:`segment_lifetimes`), the more persistent painted over the less (ties: the larger first, so the smaller
-    stays visible); segments under ``min_size`` of the pixels, shorter-lived than ``min_persistence`` or covering
-    every pixel are dropped. The canvas they are painted on is the coarsest level with two or more clusters (one
-    label when there is none), so every pixel gets a label.
+    """One label map from a fine-to-coarse level series (CUTS sec. 3.2.2). Segments under ``min_size`` of the
+    pixels, shorter-lived than ``min_persistence`` or covering every pixel are dropped; the rest are painted on a
+    canvas, the coarsest level with two or more clusters (one label when there is none), so every pixel gets a
+    label. Two rules:
+
+    - ``"paper"``: the intact segments of :func:`segment_lifetimes`, ranked by persistence, the more persistent
+      painted over the less (ties: the larger first, so the smaller stays visible), as the paper describes;
+    - ``"lineage"``: the lineages of :func:`lineage_lifetimes` at their largest extent, painted largest first so
+      the smaller stay visible, as the authors' public code does.
 
     Args:
         levels: (L, *spatial) labels, fine to coarse.
@@ -98,28 +166,26 @@ def persistent_structures(
         max_segments: paint only this many of the most persistent segments, >= 1; None: all. The map then has at
             most ``max_segments`` labels plus the canvas's (a bound for clients that name every label, e.g. a
             bundle's ``channel_def``).
+        rule: ``"paper"`` or ``"lineage"``.
 
     Returns:
         (*spatial) int64 labels 0 .. k - 1, numbered by first appearance in raster order.
     """
-    _check_persistence_options(min_size, min_persistence, max_segments)
+    _check_persistence_options(min_size, min_persistence, max_segments, rule)
     flat = torch.as_tensor(levels).long().reshape(len(levels), -1)
     pixels = flat.shape[1]
     counts = [int(level.max()) + 1 for level in flat]
     split = [index for index, count in enumerate(counts) if count >= 2]
     canvas = flat[split[-1]].clone() if split else torch.zeros(pixels, dtype=torch.long)
-    kept = [
-        s
-        for s in segment_lifetimes(flat, steps)
-        if min_size * pixels <= s["size"] < pixels and s["persistence"] >= min_persistence
-    ]
+    segments = segment_lifetimes(flat, steps) if rule == "paper" else lineage_lifetimes(flat, steps)
+    kept = [s for s in segments if min_size * pixels <= s["size"] < pixels and s["persistence"] >= min_persistence]
+    ranked = sorted(kept, key=lambda s: (s["persistence"], -s["size"]))  # the paper's painting order
+    ranked = ranked[-max_segments:] if max_segments else ranked
+    painted = ranked if rule == "paper" else sorted(ranked, key=lambda s: (-s["size"], -s["persistence"]))
     offset = int(canvas.max()) + 1
-    painted = sorted(kept, key=lambda s: (s["persistence"], -s["size"]))
-    for rank, segment in enumerate(painted[-max_segments:] if max_segments else painted):
+    for rank, segment in enumerate(painted):
         canvas[flat[segment["level"]] == segment["label"]] = offset + rank
-    _, inverse = torch.unique(canvas, return_inverse=True)
-    first = torch.full((int(inverse.max()) + 1,), pixels).scatter_reduce(0, inverse, torch.arange(pixels), "amin")
-    return torch.argsort(torch.argsort(first))[inverse].reshape(levels.shape[1:])
+    return relabel_by_first_appearance(canvas).reshape(levels.shape[1:])
 
 
 class PersistentStructures(Transform):
@@ -131,6 +197,7 @@ class PersistentStructures(Transform):
         min_persistence: shortest kept persistence, >= 1.
         use_steps: measure persistence in condensation steps when the levels carry them; False: in levels.
         max_segments: as :func:`persistent_structures`.
+        rule: ``"paper"`` or ``"lineage"`` (the authors' code), as :func:`persistent_structures`.
     """
 
     def __init__(
@@ -139,18 +206,20 @@ class PersistentStructures(Transform):
         min_persistence: int = 2,
         use_steps: bool = True,
         max_segments: int | None = None,
+        rule: str = "paper",
     ) -> None:
-        _check_persistence_options(min_size, min_persistence, max_segments)
+        _check_persistence_options(min_size, min_persistence, max_segments, rule)
         self.min_size = min_size
         self.min_persistence = min_persistence
         self.use_steps = use_steps
         self.max_segments = max_segments
+        self.rule = rule
 
     def __call__(self, levels: torch.Tensor) -> torch.Tensor:
         meta = dict(getattr(levels, "meta", {}))
         steps = meta.get("steps") if self.use_steps else None
         labels = persistent_structures(
-            torch.as_tensor(levels), steps, self.min_size, self.min_persistence, self.max_segments
+            torch.as_tensor(levels), steps, self.min_size, self.min_persistence, self.max_segments, self.rule
         )
         return MetaTensor(labels[None], meta=meta)
 
