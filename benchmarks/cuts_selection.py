@@ -164,9 +164,9 @@ def evaluate(parser: ConfigParser, weights: list[float], powers: list[float], ma
 
 def table(result: dict) -> str:
     """Mean Dice per row and target."""
-    lines = [f"{'features: rule':<58}" + "".join(f"{t:>12}" for t in TARGETS)]
+    lines = [f"{'features: rule':<76}" + "".join(f"{t:>12}" for t in TARGETS)]
     for row, targets in result["dice"].items():
-        lines.append(f"{row:<58}" + "".join(f"{targets[t]['mean']:>12.3f}" for t in TARGETS))
+        lines.append(f"{row:<76}" + "".join(f"{targets[t]['mean']:>12.3f}" for t in TARGETS))
     return "\n".join(lines)
 
 
