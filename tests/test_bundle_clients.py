@@ -122,7 +122,7 @@ def test_diffusion_pretraining_folder_alone(phantoms, installed, tmp_path):
 
     train = _run(
         _bundle("--config_file", "configs/train.json", "--dataset_dir", str(phantoms), "--output_dir", "train",
-                "--max_epochs", "1", "--val_interval", "1", "--crop_size", SIZE, *TINY_DIFFUSION),
+                "--max_epochs", "1", "--crop_size", SIZE, *TINY_DIFFUSION),
         folder, installed,
     )  # fmt: skip
     assert train.returncode == 0, train.stderr[-3000:]
@@ -189,13 +189,13 @@ def _torchrun(name: str, config_files: list[str], overrides: list[str], cwd: Pat
 
 
 TORCHRUN = {
-    "cuts": ["--max_epochs", "1", "--val_interval", "1", "--batch_size", "2", "--anchors_per_image", "4",
+    "cuts": ["--max_epochs", "1", "--batch_size", "2", "--anchors_per_image", "4",
              *TINY_CUTS],
     "structure_discovery": ["--max_epochs", "1", "--feature_cache_draws", "1", "--denoise_draws", "1",
                             "--batch_size", "2", *TINY_SEGMENTER],
-    "diffusion_pretraining": ["--max_epochs", "1", "--val_interval", "1", "--batch_size", "2", "--num_crops", "1",
+    "diffusion_pretraining": ["--max_epochs", "1", "--batch_size", "2", "--num_crops", "1",
                               "--crop_size", SIZE, *TINY_DIFFUSION],
-    "diffusion_segmentation": ["--max_epochs", "1", "--val_interval", "1", "--batch_size", "2",
+    "diffusion_segmentation": ["--max_epochs", "1", "--batch_size", "2",
                                "--val_inference_steps", "2", *TINY_MASK_DIFFUSION],
 }  # fmt: skip
 DATASETS = {
