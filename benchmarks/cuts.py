@@ -53,6 +53,24 @@ PAPER_TABLE1 = {  # Liu, Amodio et al., Table 1, brain tumour / brain ventricles
     ORACLE: {"tumour": (0.489, 30.64), "ventricles": (0.819, 12.90)},
 }
 BASELINE_ROWS = {"otsu_watershed": "watershed", "felzenszwalb": "felzenszwalb", "slic": "slic"}
+CUTS_ROW = "CUTS + persistent structures"
+PAIRED_BASELINES = ("k-means", "k-means + refinement", "smoothing + k-means")  # the baselines it must beat
+
+
+def paired_differences(ours: list[float], theirs: list[float], draws: int = 10000, seed: int = 0) -> dict:
+    """Per-slice Dice of ours minus theirs on the same slices: the mean, a percentile bootstrap 95 % interval of
+    the mean over slices, and on how many slices ours is higher."""
+    if len(ours) != len(theirs) or not ours:
+        raise ValueError(f"need two non-empty lists of per-slice scores of one length, got {len(ours)}, {len(theirs)}.")
+    difference = np.asarray(ours, dtype=float) - np.asarray(theirs, dtype=float)
+    resampled = np.random.default_rng(seed).integers(0, len(difference), (draws, len(difference)))
+    means = difference[resampled].mean(axis=1)
+    return {
+        "mean": float(difference.mean()),
+        "ci95": [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))],
+        "higher": int((difference > 0).sum()),
+        "n": len(difference),
+    }
 
 
 def inference_parser(ckpt: str, dataset_dir: str | None) -> ConfigParser:
@@ -155,7 +173,7 @@ def label_maps(
     pixels = image.numpy()
     kmeans = kmeans_segment(pixels, KMEANS_PARTS, channel_first=True)
     maps = {
-        "CUTS + persistent structures": np.asarray(out["pred"]).reshape(grid),
+        CUTS_ROW: np.asarray(out["pred"]).reshape(grid),
         "CUTS + persistent structures (paper)": on_grid(paper(embedding), grid),
         "CUTS + spectral k-means": on_grid(np.asarray(spectral(embedding))[0], grid),
         **{BASELINE_ROWS[name]: on_grid(f(pixels), grid) for name, f in BASELINES.items()},
@@ -183,10 +201,14 @@ def evaluate(parser: ConfigParser, max_slices: int | None, work: Path) -> dict:
         report.add({**data, **maps, "pred_levels": levels})
         seconds.append(condensation_seconds)
         print(f"slice {index + 1}/{len(items)}: condensation {condensation_seconds:.1f} s", flush=True)
+    dice = {t: {m: [s["dice"] for s in rows] for m, rows in report.scores[t].items()} for t in TARGETS}
     return {
         "slices": len(items),
         "condensation_seconds_per_slice": float(np.mean(seconds)),
         "targets": report.report()["targets"],
+        "paired_dice": {
+            t: {b: paired_differences(dice[t][CUTS_ROW], dice[t][b]) for b in PAIRED_BASELINES} for t in TARGETS
+        },
     }
 
 

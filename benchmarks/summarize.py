@@ -383,6 +383,12 @@ def cuts(result: dict) -> str:
         f"{result['condensation_seconds_per_slice']:.1f} s a slice (128 x 128, this CPU). The oracle row picks, per "
         "slice, the level with the best Dice: it looks at the ground truth."
     )
+    for target, baselines in result.get("paired_dice", {}).items():
+        pairs = "; ".join(
+            f"{name} {p['mean']:+.3f} [{p['ci95'][0]:+.3f}, {p['ci95'][1]:+.3f}], higher on {p['higher']} of {p['n']}"
+            for name, p in baselines.items()
+        )
+        lines.append(f"\nPaired per slice, {target}: CUTS + persistent structures minus {pairs} (bootstrap 95 %).")
     return "\n".join(lines)
 
 
