@@ -136,6 +136,12 @@ def postprocessing_transforms(parser: ConfigParser) -> dict[type, Transform]:
     return {type(t): t for t in parser.get_parsed_content("postprocessing").transforms}
 
 
+def persistence_with_rule(transforms: dict[type, Transform], rule: str) -> PersistentStructures:
+    """The bundle's persistent structures (size, persistence and segment limits) by ``rule``."""
+    bundle = transforms[PersistentStructuresd].transform
+    return PersistentStructures(bundle.min_size, bundle.min_persistence, max_segments=bundle.max_segments, rule=rule)
+
+
 class PaperReading:
     """The paper's persistent structures of an embedding: the bundle's condensation of the embedding alone, then the
     paper's rule with the bundle's size and persistence limits, unrefined."""
@@ -143,10 +149,7 @@ class PaperReading:
     def __init__(self, parser: ConfigParser) -> None:
         transforms = postprocessing_transforms(parser)
         self.condensation = transforms[DiffusionCondensationd].condensation
-        bundle = transforms[PersistentStructuresd].transform
-        self.persistence = PersistentStructures(
-            bundle.min_size, bundle.min_persistence, max_segments=bundle.max_segments, rule="paper"
-        )
+        self.persistence = persistence_with_rule(transforms, "paper")
 
     def __call__(self, embedding: torch.Tensor) -> np.ndarray:
         return np.asarray(self.persistence(self.condensation(embedding)))[0]

@@ -35,7 +35,14 @@ from collections import defaultdict
 import numpy as np
 import torch
 from _runner import ROOT
-from cuts import KMEANS_PARTS, TARGETS, add_encoder_arguments, encoder_config, postprocessing_transforms
+from cuts import (
+    KMEANS_PARTS,
+    TARGETS,
+    add_encoder_arguments,
+    encoder_config,
+    persistence_with_rule,
+    postprocessing_transforms,
+)
 from monai.bundle import ConfigParser
 
 from monai_ext.baselines.kmeans import kmeans_segment
@@ -44,8 +51,6 @@ from monai_ext.provenance import environment, write_json
 from monai_ext.transforms import (
     AppendCoordinates,
     DiffusionCondensationd,
-    PersistentStructures,
-    PersistentStructuresd,
     PottsRefinement,
     PottsRefinementd,
 )
@@ -120,11 +125,7 @@ def evaluate(parser: ConfigParser, weights: list[float], powers: list[float], ma
     postprocessing = postprocessing_transforms(parser)
     condensation = postprocessing[DiffusionCondensationd].condensation
     refinement = postprocessing[PottsRefinementd].refinement
-    bundle = postprocessing[PersistentStructuresd].transform
-    persistence = {
-        rule: PersistentStructures(bundle.min_size, bundle.min_persistence, max_segments=bundle.max_segments, rule=rule)
-        for rule in PERSISTENCE_RULES
-    }
+    persistence = {rule: persistence_with_rule(postprocessing, rule) for rule in PERSISTENCE_RULES}
     min_size = parser["min_segment_size"]
     items = parser.get_parsed_content("dataset").data[:max_slices]
     dice = defaultdict(lambda: defaultdict(list))  # row -> target -> per-slice Dice

@@ -43,19 +43,18 @@ def _label_means(image: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tenso
     return count, means / count.clamp(min=1)[:, None]
 
 
-def _unary(image: torch.Tensor, labels: torch.Tensor, variance: torch.Tensor) -> torch.Tensor:
-    """(k, *spatial) Gaussian data cost of every label at every pixel: sum over channels of
-    (x - mean of the label)^2 / (2 variance); labels without pixels cost infinity."""
-    count, means = _label_means(image, labels)
+def _unary(image: torch.Tensor, count: torch.Tensor, means: torch.Tensor, variance: torch.Tensor) -> torch.Tensor:
+    """(k, *spatial) Gaussian data cost of every label (``count`` and ``means`` of :func:`_label_means`) at every
+    pixel: sum over channels of (x - mean of the label)^2 / (2 variance); labels without pixels cost infinity."""
     pixels = image.reshape(len(image), -1)
     cost = (((pixels.T[None] - means[:, None]) ** 2) / (2 * variance)).sum(-1)
     cost[count == 0] = torch.inf
-    return cost.reshape(len(count), *labels.shape)
+    return cost.reshape(len(count), *image.shape[1:])
 
 
-def _pooled_variance(image: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """(C,) within-label variance of every channel, pooled over the labels (floored to stay positive)."""
-    _, means = _label_means(image, labels)
+def _pooled_variance(image: torch.Tensor, labels: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
+    """(C,) within-label variance of every channel around the label ``means``, pooled over the labels (floored to
+    stay positive)."""
     pixels = image.reshape(len(image), -1)
     variance = ((pixels - means[labels.reshape(-1)].T) ** 2).mean(dim=1)
     return variance.clamp(min=1e-6 * float(pixels.var(dim=1, correction=0).max().clamp(min=1e-12)))
@@ -94,7 +93,8 @@ def potts_refinement(
     ]
     middle = 3**labels.ndim // 2  # the pixel itself in its neighbourhood
     for _ in range(max_iterations):
-        unary = _unary(image, labels, _pooled_variance(image, labels))
+        count, means = _label_means(image, labels)
+        unary = _unary(image, count, means, _pooled_variance(image, labels, means))
         changed = False
         for members in classes:
             candidates = _neighbourhoods(labels)
