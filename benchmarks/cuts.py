@@ -102,7 +102,12 @@ def add_encoder_arguments(parser: argparse.ArgumentParser, name: str, split: str
     parser.add_argument("--workdir", default=str(ROOT / "benchmarks" / ".work" / name))
     parser.add_argument("--kernel-size", type=int, default=None, help="the encoder's (default: the bundle's)")
     parser.add_argument("--max-epochs", type=int, default=None, help="override the training's epochs")
-    parser.add_argument("--split", default=split, choices=("validation", "test"), help="the datalist split scored")
+    parser.add_argument(
+        "--split",
+        default=split,
+        choices=("training", "validation", "test"),
+        help="the datalist split scored (training: more slices to confirm a choice; the encoder saw them unlabelled)",
+    )
     parser.add_argument("--max-slices", type=int, default=None, help="the first slices only (smoke runs)")
 
 
@@ -136,10 +141,14 @@ def postprocessing_transforms(parser: ConfigParser) -> dict[type, Transform]:
     return {type(t): t for t in parser.get_parsed_content("postprocessing").transforms}
 
 
-def persistence_with_rule(transforms: dict[type, Transform], rule: str) -> PersistentStructures:
-    """The bundle's persistent structures (size, persistence and segment limits) by ``rule``."""
+def persistence_with_rule(
+    transforms: dict[type, Transform], rule: str, part_ratio: float | None = None
+) -> PersistentStructures:
+    """The bundle's persistent structures (size, persistence and segment limits) by ``rule`` and ``part_ratio``."""
     bundle = transforms[PersistentStructuresd].transform
-    return PersistentStructures(bundle.min_size, bundle.min_persistence, max_segments=bundle.max_segments, rule=rule)
+    return PersistentStructures(
+        bundle.min_size, bundle.min_persistence, max_segments=bundle.max_segments, rule=rule, part_ratio=part_ratio
+    )
 
 
 class PaperReading:

@@ -394,14 +394,20 @@ def cuts(result: dict) -> str:
 
 def cuts_selection(result: dict) -> str:
     targets = list(next(iter(result["dice"].values())))
+    margins = result.get("worst_margin", {})
+    features = (
+        "the bundle's condensed features" if result.get("features") == "bundle" else "three kinds of condensed features"
+    )
     lines = [
-        f"CUTS level selection (`{result['command']}`), {result['split']} split: label-free rules on three kinds of "
-        "condensed features, with and without the boundary refinement, beside k-means and the oracle best level; "
-        "hint-rule Dice:",
-        _header(["features: rule", *[f"{t} Dice" for t in targets]]),
+        f"CUTS level selection (`{result['command']}`), {result['split']} split, {result['slices']} slices: label-free "
+        f"rules on {features}, with and without the boundary refinement, beside k-means and the oracle best level; "
+        "hint-rule Dice"
+        + ("; worst margin: the smaller lead of the two targets on the best k-means row:" if margins else ":"),
+        _header(["features: rule", *[f"{t} Dice" for t in targets], *(["worst margin"] if margins else [])]),
     ]
     for row, scores in result["dice"].items():
-        lines.append(_row([row, *[f"{scores[t]['mean']:.3f} ± {scores[t]['sd']:.3f}" for t in targets]]))
+        margin = [f"{margins[row]:+.3f}"] if margins else []
+        lines.append(_row([row, *[f"{scores[t]['mean']:.3f} ± {scores[t]['sd']:.3f}" for t in targets], *margin]))
     return "\n".join(lines)
 
 
@@ -450,6 +456,7 @@ SOURCES = {  # section: (table function, reader of the results it needs)
     "cuts": (cuts, lambda: _load("cuts.json")),
     "condensation": (condensation, lambda: _load("condensation.json")),
     "cuts_selection": (cuts_selection, lambda: _load("cuts_selection.json")),
+    "cuts_selection_training": (cuts_selection, lambda: _load("cuts_selection_training.json")),
 }
 
 

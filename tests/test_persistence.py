@@ -126,11 +126,15 @@ def random_nested_levels(seed: int, pixels: int = 40, counts: tuple[int, ...] = 
     return torch.stack(levels)
 
 
-def lineage_map_as_the_authors_code(levels: torch.Tensor, min_size: float, min_persistence: int) -> torch.Tensor:
+def lineage_map_as_the_authors_code(
+    levels: torch.Tensor, min_size: float, min_persistence: int, part_ratio: float | None = None
+) -> torch.Tensor:
     """An independent reading of the authors' ``associate_frames`` + ``get_persistent_structures``: each label of a
     level takes the name of the previous level's (renamed) label it overlaps best (intersection over union, the
     lowest name on a tie); a name persists for the levels it appears in and is painted where its area is largest,
-    largest first, over the coarsest level with two or more clusters."""
+    largest first, over the coarsest level with two or more clusters. With ``part_ratio``, a name that vanishes is
+    not painted when its last area is at least ``part_ratio`` times the area, in the same level, of the name its
+    pixels take next."""
     named = [levels[0].clone()]
     for level in levels[1:]:
         previous, current = named[-1], level.clone()
@@ -146,6 +150,11 @@ def lineage_map_as_the_authors_code(levels: torch.Tensor, min_size: float, min_p
     for name in torch.unique(named):
         areas = (named == name).sum(dim=1)
         persistence, frame = int((areas > 0).sum()), int(areas.argmax())
+        if part_ratio is not None and persistence < len(levels):
+            last = persistence - 1
+            taker = named[last + 1][named[last] == name][0]
+            if areas[last] >= part_ratio * (named[last] == taker).sum():
+                continue
         if min_size * pixels <= areas[frame] < pixels and persistence >= min_persistence:
             found.append((-int(areas[frame]), -persistence, frame, name))
     coarse = [index for index, level in enumerate(levels) if int(level.max()) >= 1]
@@ -168,6 +177,35 @@ def test_lineage_rule_matches_the_authors_code(seed: int, min_size: float, min_p
     assert same_partition(found, lineage_map_as_the_authors_code(levels, min_size, min_persistence))
 
 
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("part_ratio", [0.3, 0.6, 1.0])
+def test_lineage_parts_match_an_independent_reading(seed: int, part_ratio: float) -> None:
+    levels = random_nested_levels(seed)
+    found = persistent_structures(levels, None, 0.05, 2, rule="lineage", part_ratio=part_ratio)
+    assert same_partition(found, lineage_map_as_the_authors_code(levels, 0.05, 2, part_ratio))
+
+
+def test_comparable_halves_show_whole_and_a_swallowed_structure_stays() -> None:
+    # 24 pixels: halves A, B (6 each) merge at level 1, as V (2) into W (10); everything merges at level 2
+    a, b, v, w = [0] * 6, [1] * 6, [2] * 2, [3] * 10
+    levels = torch.tensor([a + b + v + w, [0] * 12 + [1] * 12, [0] * 24])
+    whole = persistent_structures(levels, None, 0.0, 1, rule="lineage", part_ratio=0.5)
+    assert torch.equal(whole, torch.tensor([0] * 12 + [1] * 2 + [2] * 10))
+    split = persistent_structures(levels, None, 0.0, 1, rule="lineage")
+    assert torch.equal(split, torch.tensor([0] * 6 + [1] * 6 + [2] * 2 + [3] * 10))
+
+
+def test_lineage_parts_on_the_hand_made_series() -> None:
+    def parts(part_ratio: float) -> set[tuple[int, int]]:
+        return {(s["level"], s["label"]) for s in lineage_lifetimes(LEVELS, None, part_ratio) if s["part"]}
+
+    # the absorbed lineage's size : its carrier's, the level before each merge (keys as in the test below)
+    assert parts(1.0) == {(0, 2), (0, 5), (1, 2)}  # 1 : 1, 1 : 1, 2 : 2
+    assert parts(0.5) == {(0, 2), (0, 5), (1, 2), (2, 2)}  # and founder 4's 2 : 4 at level 3
+    assert parts(0.3) == {(0, 2), (0, 5), (1, 2), (2, 2), (3, 0)}  # and founder 0's 2 : 6 at level 4
+    assert not any(s["part"] for s in lineage_lifetimes(LEVELS))
+
+
 def test_lineages_on_a_hand_made_series() -> None:
     found = {(s["level"], s["label"]): (s["size"], s["persistence"]) for s in lineage_lifetimes(LEVELS)}
     # worked by hand: each merge is won by the larger part, on a tie by the lower level-0 founder
@@ -181,3 +219,8 @@ def test_lineages_on_a_hand_made_series() -> None:
     }
     with pytest.raises(ValueError, match="rule must be one of"):
         PersistentStructures(rule="largest")
+    for rule, part_ratio in [("paper", 0.5), ("lineage", 0.0), ("lineage", 1.5)]:
+        with pytest.raises(ValueError, match="part_ratio"):
+            PersistentStructures(rule=rule, part_ratio=part_ratio)
+    with pytest.raises(ValueError, match="part_ratio"):
+        lineage_lifetimes(LEVELS, None, 2.0)

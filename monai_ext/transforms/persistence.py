@@ -84,23 +84,34 @@ def segment_lifetimes(levels: torch.Tensor, steps: Sequence[int] | None = None) 
     return segments
 
 
-def lineage_lifetimes(levels: torch.Tensor, steps: Sequence[int] | None = None) -> list[dict]:
+def lineage_lifetimes(
+    levels: torch.Tensor, steps: Sequence[int] | None = None, part_ratio: float | None = None
+) -> list[dict]:
     """The segments of a fine-to-coarse level series as the CUTS authors' public code tracks them
     (``get_persistent_structures`` after ``associate_frames``, github.com/ChenLiu-1996/CUTS): a label keeps its
     identity while it absorbs others. Where segments merge, the largest of them (the code's best overlap; on a tie,
     the lineage founded by the lowest finest-level label) carries its identity on, and the others end. So every
     lineage starts at the finest level and grows until it is absorbed or the series ends.
 
+    With ``part_ratio``, a lineage absorbed by one less than ``1 / part_ratio`` times its size (compared at the
+    level before the merge) is marked a ``part``: the two were comparable halves of the merged segment, a new whole
+    rather than the larger one grown (a tumour's core meeting its edema), whereas a structure absorbed by a much
+    larger one (a ventricle by the tissue around it) stays a structure of its own.
+
     Args:
         levels: (L, N) labels, fine to coarse, each level's labels 0 .. c_l - 1.
         steps: increasing condensation steps of the L levels, or None.
+        part_ratio: in (0, 1], or None: no lineage is a part (the authors' code).
 
     Returns:
         one dict per lineage: its largest extent, its last segment, as ``level`` and ``label`` there, its ``size``
-        (pixels), and ``persistence``, from the finest level to the one where it is absorbed, in levels or in
-        ``steps`` (a lineage alive at the last level counts to it, inclusive, as :func:`segment_lifetimes`).
+        (pixels), ``persistence``, from the finest level to the one where it is absorbed, in levels or in
+        ``steps`` (a lineage alive at the last level counts to it, inclusive, as :func:`segment_lifetimes`), and
+        ``part`` (see ``part_ratio``).
     """
     clock = _clock(levels, steps)
+    if part_ratio is not None and not 0 < part_ratio <= 1:
+        raise ValueError(f"part_ratio must be None or in (0, 1], got {part_ratio}.")
     sizes = torch.bincount(levels[0])
     lineages = [{"level": 0, "label": label, "size": int(sizes[label])} for label in range(len(sizes))]
     carrier = list(range(len(sizes)))  # label at the current level -> index of the lineage it carries
@@ -109,20 +120,26 @@ def lineage_lifetimes(levels: torch.Tensor, steps: Sequence[int] | None = None) 
         parent[levels[index - 1]] = levels[index]
         merged_sizes = torch.bincount(levels[index])
         carried: list[int | None] = [None] * len(merged_sizes)
+        carrier_size = torch.zeros(len(merged_sizes), dtype=torch.long)  # the carrier's size before the merge
         for label in sorted(range(len(sizes)), key=lambda old: (-int(sizes[old]), carrier[old])):
             new = int(parent[label])
             if carried[new] is None:
-                carried[new] = carrier[label]
+                carried[new], carrier_size[new] = carrier[label], sizes[label]
                 lineages[carrier[label]].update(level=index, label=new, size=int(merged_sizes[new]))
             else:
                 lineages[carrier[label]]["end"] = clock[index]
+                is_part = part_ratio is not None and int(sizes[label]) >= part_ratio * int(carrier_size[new])
+                lineages[carrier[label]]["part"] = is_part
         carrier, sizes = carried, merged_sizes
     for lineage in lineages:
         lineage["persistence"] = lineage.pop("end", clock[-1] + 1) - clock[0]
+        lineage.setdefault("part", False)
     return lineages
 
 
-def _check_persistence_options(min_size: float, min_persistence: int, max_segments: int | None, rule: str) -> None:
+def _check_persistence_options(
+    min_size: float, min_persistence: int, max_segments: int | None, rule: str, part_ratio: float | None
+) -> None:
     if not 0 <= min_size < 1 or min_persistence < 1 or (max_segments is not None and max_segments < 1):
         raise ValueError(
             f"min_size must be in [0, 1), min_persistence >= 1 and max_segments None or >= 1, got {min_size}, "
@@ -130,6 +147,8 @@ def _check_persistence_options(min_size: float, min_persistence: int, max_segmen
         )
     if rule not in PERSISTENCE_RULES:
         raise ValueError(f"rule must be one of {PERSISTENCE_RULES}, got {rule!r}.")
+    if part_ratio is not None and (rule != "lineage" or not 0 < part_ratio <= 1):
+        raise ValueError(f"part_ratio must be None, or in (0, 1] with rule 'lineage', got {part_ratio} ({rule!r}).")
 
 
 def relabel_by_first_appearance(labels: torch.Tensor) -> torch.Tensor:
@@ -147,6 +166,7 @@ def persistent_structures(
     min_persistence: int = 2,
     max_segments: int | None = None,
     rule: str = "paper",
+    part_ratio: float | None = None,
 ) -> torch.Tensor:
     """One label map from a fine-to-coarse level series (CUTS sec. 3.2.2). Segments under ``min_size`` of the
     pixels, shorter-lived than ``min_persistence`` or covering every pixel are dropped; the rest are painted on a
@@ -156,7 +176,9 @@ def persistent_structures(
     - ``"paper"``: the intact segments of :func:`segment_lifetimes`, ranked by persistence, the more persistent
       painted over the less (ties: the larger first, so the smaller stays visible), as the paper describes;
     - ``"lineage"``: the lineages of :func:`lineage_lifetimes` at their largest extent, painted largest first so
-      the smaller stay visible, as the authors' public code does.
+      the smaller stay visible, as the authors' public code does; with ``part_ratio``, a lineage that was a
+      comparable part of a merged segment (see :func:`lineage_lifetimes`) is not painted, so the merged segment
+      shows whole.
 
     Args:
         levels: (L, *spatial) labels, fine to coarse.
@@ -167,18 +189,23 @@ def persistent_structures(
             most ``max_segments`` labels plus the canvas's (a bound for clients that name every label, e.g. a
             bundle's ``channel_def``).
         rule: ``"paper"`` or ``"lineage"``.
+        part_ratio: the lineage rule's, as :func:`lineage_lifetimes`; None: every lineage is painted.
 
     Returns:
         (*spatial) int64 labels 0 .. k - 1, numbered by first appearance in raster order.
     """
-    _check_persistence_options(min_size, min_persistence, max_segments, rule)
+    _check_persistence_options(min_size, min_persistence, max_segments, rule, part_ratio)
     flat = torch.as_tensor(levels).long().reshape(len(levels), -1)
     pixels = flat.shape[1]
     counts = [int(level.max()) + 1 for level in flat]
     split = [index for index, count in enumerate(counts) if count >= 2]
     canvas = flat[split[-1]].clone() if split else torch.zeros(pixels, dtype=torch.long)
-    segments = segment_lifetimes(flat, steps) if rule == "paper" else lineage_lifetimes(flat, steps)
-    kept = [s for s in segments if min_size * pixels <= s["size"] < pixels and s["persistence"] >= min_persistence]
+    segments = segment_lifetimes(flat, steps) if rule == "paper" else lineage_lifetimes(flat, steps, part_ratio)
+    kept = [
+        s
+        for s in segments
+        if min_size * pixels <= s["size"] < pixels and s["persistence"] >= min_persistence and not s.get("part")
+    ]
     ranked = sorted(kept, key=lambda s: (s["persistence"], -s["size"]))  # the paper's painting order
     ranked = ranked[-max_segments:] if max_segments else ranked
     painted = ranked if rule == "paper" else sorted(ranked, key=lambda s: (-s["size"], -s["persistence"]))
@@ -198,6 +225,7 @@ class PersistentStructures(Transform):
         use_steps: measure persistence in condensation steps when the levels carry them; False: in levels.
         max_segments: as :func:`persistent_structures`.
         rule: ``"paper"`` or ``"lineage"`` (the authors' code), as :func:`persistent_structures`.
+        part_ratio: with the lineage rule, as :func:`persistent_structures`.
     """
 
     def __init__(
@@ -207,19 +235,27 @@ class PersistentStructures(Transform):
         use_steps: bool = True,
         max_segments: int | None = None,
         rule: str = "paper",
+        part_ratio: float | None = None,
     ) -> None:
-        _check_persistence_options(min_size, min_persistence, max_segments, rule)
+        _check_persistence_options(min_size, min_persistence, max_segments, rule, part_ratio)
         self.min_size = min_size
         self.min_persistence = min_persistence
         self.use_steps = use_steps
         self.max_segments = max_segments
         self.rule = rule
+        self.part_ratio = part_ratio
 
     def __call__(self, levels: torch.Tensor) -> torch.Tensor:
         meta = dict(getattr(levels, "meta", {}))
         steps = meta.get("steps") if self.use_steps else None
         labels = persistent_structures(
-            torch.as_tensor(levels), steps, self.min_size, self.min_persistence, self.max_segments, self.rule
+            torch.as_tensor(levels),
+            steps,
+            self.min_size,
+            self.min_persistence,
+            self.max_segments,
+            self.rule,
+            self.part_ratio,
         )
         return MetaTensor(labels[None], meta=meta)
 
