@@ -96,15 +96,16 @@ def potts_refinement(
         count, means = _label_means(image, labels)
         unary = _unary(image, count, means, _pooled_variance(image, labels, means))
         changed = False
-        for members in classes:
-            candidates = _neighbourhoods(labels)
+        for members in classes:  # each class's pixels only: (3^D, M) candidates for its M pixels
+            candidates, own = _neighbourhoods(labels)[:, members], labels[members]
             valid = candidates != OUTSIDE
-            disagree = torch.stack([((candidates != c) & valid).sum(0) - (c != labels).long() for c in candidates])
-            cost = torch.where(valid, unary.gather(0, candidates.clamp(min=0)) + smoothness * disagree, torch.inf)
+            disagree = torch.stack([((candidates != c) & valid).sum(0) - (c != own).long() for c in candidates])
+            data_cost = unary[:, members].gather(0, candidates.clamp(min=0))
+            cost = torch.where(valid, data_cost + smoothness * disagree, torch.inf)
             lowest, best = cost.min(0)
-            update = members & (lowest < cost[middle])  # strictly better: a tie keeps the pixel's own label
+            update = lowest < cost[middle]  # strictly better: a tie keeps the pixel's own label
             if update.any():
-                labels[update] = candidates.gather(0, best[None])[0][update]
+                labels[members] = torch.where(update, candidates.gather(0, best[None])[0], own)
                 changed = True
         if not changed:
             break
