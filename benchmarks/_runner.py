@@ -62,3 +62,15 @@ def logged_seconds(log: Path, engine: str, event: str) -> list[float]:
         return []
     pattern = re.compile(rf"{engine} - INFO - {event}\. Time taken: (\d+):(\d+):([\d.]+)")
     return [int(h) * 3600 + int(m) * 60 + float(s) for h, m, s in pattern.findall(log.read_text())]
+
+
+def save_image_grid(fig, axes, columns: Sequence[str], out: Path) -> None:
+    """Finish a figure of image panels (``axes``: rows x columns) and write it to ``out`` as PNG: the column titles
+    over the first row, no ticks, a tight layout, 110 dpi."""
+    for col, title in enumerate(columns):
+        axes[0, col].set_title(title, fontsize=8)
+    for axis in axes.flat:
+        axis.set_xticks([])
+        axis.set_yticks([])
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)

@@ -17,6 +17,7 @@ import copy
 from pathlib import Path
 
 import numpy as np
+from _runner import ROOT, save_image_grid
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
@@ -25,7 +26,6 @@ from scipy import ndimage
 from monai_ext.data.brain import BRATS_LABELS, CONTRASTS, synthesize_brain
 from monai_ext.provenance import refuse_existing
 
-ROOT = Path(__file__).resolve().parents[1]
 FLAIR = CONTRASTS.index("flair")
 COLOURS = {"necrosis": "red", "edema": "yellow", "enhancing": "cyan"}
 BRATS_CMAP = ListedColormap([COLOURS[name] for name, _ in sorted(BRATS_LABELS.items(), key=lambda kv: kv[1])])
@@ -75,13 +75,7 @@ def figure(pairs: list[tuple[dict, dict]], mass_effect_mm: float, out: Path) -> 
         difference = np.abs(pushed["image"][FLAIR, ..., z] - still["image"][FLAIR, ..., z])
         change.imshow(difference.T, cmap="magma", vmin=0, vmax=0.25, origin="lower")
         axes[row, 0].set_ylabel(f"brain_{row:03d}, z = {z}", fontsize=8)
-    for col, title in enumerate(columns):
-        axes[0, col].set_title(title, fontsize=8)
-    for axis in axes.flat:
-        axis.set_xticks([])
-        axis.set_yticks([])
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
+    save_image_grid(fig, axes, columns, out)
 
 
 def main() -> None:
