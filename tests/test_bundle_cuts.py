@@ -10,7 +10,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 from bundle_support import bundle_workflow, error_messages
-from monai.bundle import ConfigWorkflow
+from monai.bundle import ConfigParser, ConfigWorkflow
+
+from monai_ext.transforms import PersistentStructuresd
 
 BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "cuts"
 CONFIGS = BUNDLE / "configs"
@@ -182,3 +184,24 @@ def test_cell_phantom_slices_train_and_evaluate_with_their_overlay(tmp_path: Pat
     report = json.loads((tmp_path / "e" / "report.json").read_text())
     assert list(report["targets"]) == ["cell"], report
     assert report["targets"]["cell"]["images"] == 1, report["targets"]
+
+
+def inference_config(**updates) -> ConfigParser:
+    """This bundle's inference config with ``updates``, unparsed."""
+    parser = ConfigParser()
+    parser.read_config(INFERENCE)
+    parser.update({"bundle_root": str(BUNDLE), **updates})
+    return parser
+
+
+@pytest.mark.parametrize("part_ratio", [None, 0.75])
+def test_the_part_ratio_config_id_reaches_persistent_structures(part_ratio: float | None) -> None:
+    transforms = inference_config(part_ratio=part_ratio).get_parsed_content("postprocessing").transforms
+    [persistence] = [t for t in transforms if isinstance(t, PersistentStructuresd)]
+    assert persistence.transform.rule == "lineage" and persistence.transform.part_ratio == part_ratio
+
+
+def test_a_part_ratio_outside_its_range_is_refused_naming_it() -> None:
+    with pytest.raises(RuntimeError) as raised:  # MONAI wraps the transform's error
+        inference_config(part_ratio=1.5).get_parsed_content("postprocessing")
+    assert "ValueError: part_ratio must be None, or in (0, 1]" in error_messages(raised.value)
