@@ -32,6 +32,7 @@ from monai.transforms import Transform
 from monai_ext.baselines.kmeans import gaussian_smooth, kmeans_segment
 from monai_ext.baselines.superpixels import BASELINES
 from monai_ext.engines.cuts_report import ORACLE, CUTSReport
+from monai_ext.metrics.hint import hint_mask
 from monai_ext.provenance import environment, write_json
 from monai_ext.transforms import (
     DiffusionCondensationd,
@@ -164,37 +165,55 @@ class PaperReading:
         return np.asarray(self.persistence(self.condensation(embedding)))[0]
 
 
-def label_maps(
-    item: dict,
-    parser: ConfigParser,
-    network: torch.nn.Module,
-    spectral: SpectralKMeans,
-    paper: PaperReading,
-    refinement: PottsRefinement,
-) -> tuple:
+def hint_dice(label_map: np.ndarray, truth: np.ndarray) -> float:
+    """Dice of the hint-rule mask of ``label_map`` against a non-empty ``truth`` (Dice alone, without the distances
+    of ``hint_scores``)."""
+    mask, reference = hint_mask(label_map, truth), np.asarray(truth) > 0
+    return float(2 * (mask & reference).sum() / (mask.sum() + reference.sum()))
+
+
+def kmeans_baselines(image: torch.Tensor, refinement: PottsRefinement) -> dict[str, np.ndarray]:
+    """The ``PAIRED_BASELINES`` label maps of a (C, *spatial) slice: k-means (k = 10) on its intensities, refined
+    as the bundle refines, and on its intensities smoothed (Gaussian, sigma 1 pixel)."""
+    pixels = np.asarray(image)
+    kmeans = kmeans_segment(pixels, KMEANS_PARTS, channel_first=True)
+    smoothed = np.stack([gaussian_smooth(c, 1.0) for c in pixels])
+    return {
+        "k-means": kmeans,
+        "k-means + refinement": np.asarray(refinement(torch.as_tensor(kmeans)[None], image))[0],
+        "smoothing + k-means": kmeans_segment(smoothed, KMEANS_PARTS, channel_first=True),
+    }
+
+
+class ComparedMethods:
+    """What :func:`label_maps` needs beside the bundle's own pipeline, built once from its inference config: the
+    encoder, spectral k-means (k = 10), the paper's reading and the bundle's refinement (for the baselines)."""
+
+    def __init__(self, parser: ConfigParser) -> None:
+        self.network = parser.get_parsed_content("network").eval()
+        self.spectral = SpectralKMeans(k=KMEANS_PARTS, landmarks=parser["landmarks"], seed=parser["seed"])
+        self.paper = PaperReading(parser)
+        self.refinement = postprocessing_transforms(parser)[PottsRefinementd].refinement
+
+
+def label_maps(item: dict, parser: ConfigParser, methods: ComparedMethods) -> tuple:
     """Every method's label map of one datalist item, the CUTS levels and the seconds of the bundle's postprocessing
     (coordinates, condensation, persistent structures, refinement)."""
     data = parser.get_parsed_content("preprocessing")(dict(item))
     image = data["image"]
     with torch.no_grad():
-        embedding = network(image[None].to(next(network.parameters()).device))[0].cpu()
+        embedding = methods.network(image[None].to(next(methods.network.parameters()).device))[0].cpu()
     start = time.perf_counter()
     out = parser.get_parsed_content("postprocessing")({**data, "pred": embedding})
     seconds = time.perf_counter() - start
     grid = tuple(out["pred"].shape[-2:])
     pixels = image.numpy()
-    kmeans = kmeans_segment(pixels, KMEANS_PARTS, channel_first=True)
     maps = {
         CUTS_ROW: np.asarray(out["pred"]).reshape(grid),
-        "CUTS + persistent structures (paper)": on_grid(paper(embedding), grid),
-        "CUTS + spectral k-means": on_grid(np.asarray(spectral(embedding))[0], grid),
+        "CUTS + persistent structures (paper)": on_grid(methods.paper(embedding), grid),
+        "CUTS + spectral k-means": on_grid(np.asarray(methods.spectral(embedding))[0], grid),
         **{BASELINE_ROWS[name]: on_grid(f(pixels), grid) for name, f in BASELINES.items()},
-        "k-means": on_grid(kmeans, grid),
-        "k-means + refinement": on_grid(np.asarray(refinement(torch.as_tensor(kmeans)[None], image))[0], grid),
-        "smoothing + k-means": on_grid(
-            kmeans_segment(np.stack([gaussian_smooth(c, 1.0) for c in pixels]), KMEANS_PARTS, channel_first=True),
-            grid,
-        ),
+        **{name: on_grid(m, grid) for name, m in kmeans_baselines(image, methods.refinement).items()},
     }
     return data, maps, np.asarray(out["pred_levels"]), seconds
 
@@ -202,13 +221,11 @@ def label_maps(
 def evaluate(parser: ConfigParser, max_slices: int | None, work: Path) -> dict:
     """Scores of every method and target over the slices of the parser's ``input_split`` (``CUTSReport``, as the
     bundle's evaluation)."""
-    network = parser.get_parsed_content("network").eval()
-    spectral = SpectralKMeans(k=KMEANS_PARTS, landmarks=parser["landmarks"], seed=parser["seed"])
-    paper, refinement = PaperReading(parser), postprocessing_transforms(parser)[PottsRefinementd].refinement
+    methods = ComparedMethods(parser)
     items = parser.get_parsed_content("dataset").data[:max_slices]
     report, seconds = None, []
     for index, item in enumerate(items):
-        data, maps, levels, condensation_seconds = label_maps(item, parser, network, spectral, paper, refinement)
+        data, maps, levels, condensation_seconds = label_maps(item, parser, methods)
         report = report or CUTSReport(work, {method: method for method in maps}, TARGETS, levels_key="pred_levels")
         report.add({**data, **maps, "pred_levels": levels})
         seconds.append(condensation_seconds)

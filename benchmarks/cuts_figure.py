@@ -18,14 +18,13 @@ from pathlib import Path
 import numpy as np
 import torch
 from _runner import ROOT, save_image_grid
-from cuts import CUTS_ROW, KMEANS_PARTS, TARGETS, PaperReading, inference_parser, label_maps, postprocessing_transforms
+from cuts import CUTS_ROW, TARGETS, ComparedMethods, hint_dice, inference_parser, label_maps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from monai_ext.data.brain import CONTRASTS
-from monai_ext.metrics.hint import hint_mask, hint_scores
+from monai_ext.metrics.hint import hint_mask
 from monai_ext.provenance import refuse_existing
-from monai_ext.transforms import PottsRefinementd, SpectralKMeans
 
 FLAIR = CONTRASTS.index("flair")
 OUTLINES = {"tumour": "red", "ventricles": "cyan"}
@@ -41,18 +40,16 @@ def rows(split: str, count: int, ckpt: str) -> list[dict]:
     """The first ``count`` slices of ``split`` with both targets: FLAIR, the truths and the label maps."""
     parser = inference_parser(ckpt, None)
     parser["input_split"] = split
-    network = parser.get_parsed_content("network").eval()
-    spectral = SpectralKMeans(k=KMEANS_PARTS, landmarks=parser["landmarks"], seed=parser["seed"])
-    paper, refinement = PaperReading(parser), postprocessing_transforms(parser)[PottsRefinementd].refinement
+    methods = ComparedMethods(parser)
     found = []
     for item in parser.get_parsed_content("dataset").data:
-        data, maps, levels, _ = label_maps(item, parser, network, spectral, paper, refinement)
+        data, maps, levels, _ = label_maps(item, parser, methods)
         grid = maps[CUTS_ROW].shape
         truths = {t: np.asarray(data[key]).reshape(grid) > 0 for t, key in TARGETS.items()}
         if not all(truth.any() for truth in truths.values()):
             continue
         shown = {METHODS[m]: maps[m] for m in METHODS}
-        shown[ORACLE_COLUMN] = max(levels, key=lambda level: hint_scores(level, truths["tumour"])["dice"])
+        shown[ORACLE_COLUMN] = max(levels, key=lambda level: hint_dice(level, truths["tumour"]))
         name = Path(item["image"]).name.split(".")[0]
         found.append({"name": name, "flair": np.asarray(data["image"])[FLAIR], "truths": truths, "maps": shown})
         print(f"{name}: {len(found)}/{count}", flush=True)
@@ -79,7 +76,7 @@ def figure(slices: list[dict], out: Path) -> None:
             for target, truth in shown["truths"].items():
                 picked = hint_mask(label_map, truth).astype(float)
                 axis.contour(picked.T, levels=[0.5], colors=OUTLINES[target], linewidths=0.9, origin="lower")
-                dice.append(f"{hint_scores(label_map, truth)['dice']:.2f}")
+                dice.append(f"{hint_dice(label_map, truth):.2f}")
             axis.set_xlabel(f"Dice T {dice[0]} / V {dice[1]}", fontsize=7)
     save_image_grid(fig, axes, columns, out)
 

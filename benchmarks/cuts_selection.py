@@ -43,16 +43,18 @@ import torch
 from _runner import ROOT
 from cuts import (
     KMEANS_PARTS,
+    PAIRED_BASELINES,
     TARGETS,
     add_encoder_arguments,
     encoder_config,
+    hint_dice,
+    kmeans_baselines,
     persistence_with_rule,
     postprocessing_transforms,
 )
 from monai.bundle import ConfigParser
 
-from monai_ext.baselines.kmeans import gaussian_smooth, kmeans_segment
-from monai_ext.metrics.hint import hint_mask
+from monai_ext.baselines.kmeans import kmeans_segment
 from monai_ext.provenance import environment, write_json
 from monai_ext.transforms import (
     AppendCoordinates,
@@ -64,13 +66,6 @@ from monai_ext.transforms.features import total_sd
 from monai_ext.transforms.persistence import PERSISTENCE_RULES, segment_lifetimes
 
 ORACLE = "best level (oracle)"
-BASELINES = ("k-means", "k-means + refinement", "smoothing + k-means")  # the worst margin is taken on these
-
-
-def hint_dice(label_map: np.ndarray, truth: np.ndarray) -> float:
-    """Dice of the hint-rule mask of ``label_map`` against a non-empty ``truth``."""
-    mask, reference = hint_mask(label_map, truth), np.asarray(truth) > 0
-    return float(2 * (mask & reference).sum() / (mask.sum() + reference.sum()))
 
 
 def excess_of_mass(levels: np.ndarray, steps: list[int], size_power: float, min_size: float) -> np.ndarray:
@@ -121,15 +116,9 @@ def feature_sets(
 
 
 def kmeans_maps(image: torch.Tensor, weights: list[float], refinement: PottsRefinement) -> dict[str, np.ndarray]:
-    """k-means (k = 10) on the intensities, alone, refined as the bundle refines, on the intensities smoothed as
-    ``cuts.py`` smooths them, and with the coordinates appended as in :func:`feature_sets`."""
-    kmeans = kmeans_segment(image.numpy(), KMEANS_PARTS, channel_first=True)
-    smoothed = np.stack([gaussian_smooth(c, 1.0) for c in image.numpy()])
-    maps = {
-        "k-means": kmeans,
-        "k-means + refinement": np.asarray(refinement(torch.as_tensor(kmeans)[None], image))[0],
-        "smoothing + k-means": kmeans_segment(smoothed, KMEANS_PARTS, channel_first=True),
-    }
+    """``cuts.py``'s baselines (:func:`cuts.kmeans_baselines`) and k-means (k = 10) on the intensities with the
+    coordinates appended as in :func:`feature_sets`."""
+    maps = kmeans_baselines(image, refinement)
     for w in weights:
         features = np.asarray(AppendCoordinates(w)(image))
         maps[f"k-means + coordinates {w:g}"] = kmeans_segment(features, KMEANS_PARTS, channel_first=True)
@@ -182,15 +171,15 @@ def evaluate(
                 series = label_map if row.endswith(ORACLE) else [label_map]
                 dice[row][target].append(max(hint_dice(level, truth) for level in series))
         print(f"slice {index + 1}/{len(items)}", flush=True)
-    means = {row: {t: float(np.mean(v)) for t, v in targets.items()} for row, targets in dice.items()}
-    best_baseline = {t: max(means[b][t] for b in BASELINES) for t in TARGETS}
+    summary = {
+        row: {t: {"mean": float(np.mean(v)), "sd": float(np.std(v)), "n": len(v)} for t, v in targets.items()}
+        for row, targets in dice.items()
+    }
+    best_baseline = {t: max(summary[b][t]["mean"] for b in PAIRED_BASELINES) for t in TARGETS}
     return {
         "slices": len(items),
-        "dice": {
-            row: {t: {"mean": float(np.mean(v)), "sd": float(np.std(v)), "n": len(v)} for t, v in targets.items()}
-            for row, targets in dice.items()
-        },
-        "worst_margin": {row: min(m[t] - best_baseline[t] for t in TARGETS) for row, m in means.items()},
+        "dice": summary,
+        "worst_margin": {row: min(s[t]["mean"] - best_baseline[t] for t in TARGETS) for row, s in summary.items()},
     }
 
 

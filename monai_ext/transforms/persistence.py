@@ -84,6 +84,11 @@ def segment_lifetimes(levels: torch.Tensor, steps: Sequence[int] | None = None) 
     return segments
 
 
+def _check_part_ratio(part_ratio: float | None, rule: str) -> None:
+    if part_ratio is not None and (rule != "lineage" or not 0 < part_ratio <= 1):
+        raise ValueError(f"part_ratio must be None, or in (0, 1] with rule 'lineage', got {part_ratio} ({rule!r}).")
+
+
 def lineage_lifetimes(
     levels: torch.Tensor, steps: Sequence[int] | None = None, part_ratio: float | None = None
 ) -> list[dict]:
@@ -110,8 +115,7 @@ def lineage_lifetimes(
         ``part`` (see ``part_ratio``).
     """
     clock = _clock(levels, steps)
-    if part_ratio is not None and not 0 < part_ratio <= 1:
-        raise ValueError(f"part_ratio must be None or in (0, 1], got {part_ratio}.")
+    _check_part_ratio(part_ratio, "lineage")
     sizes = torch.bincount(levels[0])
     lineages = [{"level": 0, "label": label, "size": int(sizes[label])} for label in range(len(sizes))]
     carrier = list(range(len(sizes)))  # label at the current level -> index of the lineage it carries
@@ -147,8 +151,7 @@ def _check_persistence_options(
         )
     if rule not in PERSISTENCE_RULES:
         raise ValueError(f"rule must be one of {PERSISTENCE_RULES}, got {rule!r}.")
-    if part_ratio is not None and (rule != "lineage" or not 0 < part_ratio <= 1):
-        raise ValueError(f"part_ratio must be None, or in (0, 1] with rule 'lineage', got {part_ratio} ({rule!r}).")
+    _check_part_ratio(part_ratio, rule)
 
 
 def relabel_by_first_appearance(labels: torch.Tensor) -> torch.Tensor:
