@@ -1,13 +1,14 @@
 """CUTS on the brain phantom slices in the layout of Liu, Amodio et al., Table 1 (issue 11): the bundle's encoder,
 diffusion condensation and persistent structures, its spectral k-means and the oracle best level, against the
-scikit-image baselines (Otsu watershed, Felzenszwalb, SLIC), k-means on the intensities, on smoothed intensities
-and refined as the bundle refines, all in the same run and binarised by the same hint rule, for the two targets
-(whole tumour, lateral ventricles); the paper's values beside.
+scikit-image baselines (Otsu watershed, Felzenszwalb, SLIC) and k-means on the intensities (alone, on smoothed
+intensities, refined as the bundle refines, and refined and merged as the bundle merges its parts), all in the same
+run and binarised by the same hint rule, for the two targets (whole tumour, lateral ventricles); the paper's values
+beside.
 
 Two readings of the same levels-from-embedding: ``CUTS + persistent structures`` is the bundle's inference (the
 embedding with the pixel coordinates, the authors' code's persistent-structures rule, boundaries refined on the
-intensities); ``CUTS + persistent structures (paper)`` is the paper's (the embedding alone, the paper's rule, no
-refinement), as bundle 0.2.0 shipped it.
+intensities, comparable adjacent parts merged); ``CUTS + persistent structures (paper)`` is the paper's (the
+embedding alone, the paper's rule, no refinement), as bundle 0.2.0 shipped it.
 
     python benchmarks/cuts.py --out benchmarks/results/cuts.json             # the shipped encoder
     python benchmarks/cuts.py --train --workdir benchmarks/.work/cuts ...     # train the bundle first
@@ -36,6 +37,8 @@ from monai_ext.metrics.hint import hint_mask
 from monai_ext.provenance import environment, write_json
 from monai_ext.transforms import (
     DiffusionCondensationd,
+    MergeAdjacentParts,
+    MergeAdjacentPartsd,
     PersistentStructures,
     PersistentStructuresd,
     PottsRefinement,
@@ -55,7 +58,9 @@ PAPER_TABLE1 = {  # Liu, Amodio et al., Table 1, brain tumour / brain ventricles
 }
 BASELINE_ROWS = {"otsu_watershed": "watershed", "felzenszwalb": "felzenszwalb", "slic": "slic"}
 CUTS_ROW = "CUTS + persistent structures"
-PAIRED_BASELINES = ("k-means", "k-means + refinement", "smoothing + k-means")  # the baselines it must beat
+KMEANS_BASELINES = ("k-means", "k-means + refinement", "smoothing + k-means")
+MERGED_BASELINE = "k-means + refinement + merging"  # k-means given the bundle's whole postprocessing of a label map
+PAIRED_BASELINES = (*KMEANS_BASELINES, MERGED_BASELINE)  # the baselines it must beat
 
 
 def paired_differences(ours: list[float], theirs: list[float], draws: int = 10000, seed: int = 0) -> dict:
@@ -172,33 +177,43 @@ def hint_dice(label_map: np.ndarray, truth: np.ndarray) -> float:
     return float(2 * (mask & reference).sum() / (mask.sum() + reference.sum()))
 
 
-def kmeans_baselines(image: torch.Tensor, refinement: PottsRefinement) -> dict[str, np.ndarray]:
-    """The ``PAIRED_BASELINES`` label maps of a (C, *spatial) slice: k-means (k = 10) on its intensities, refined
-    as the bundle refines, and on its intensities smoothed (Gaussian, sigma 1 pixel)."""
+def kmeans_baselines(
+    image: torch.Tensor, refinement: PottsRefinement, merging: MergeAdjacentParts | None = None
+) -> dict[str, np.ndarray]:
+    """The ``KMEANS_BASELINES`` label maps of a (C, *spatial) slice: k-means (k = 10) on its intensities, refined
+    as the bundle refines, and on its intensities smoothed (Gaussian, sigma 1 pixel); with ``merging``, also the
+    refined map's parts merged by it (``MERGED_BASELINE``)."""
     pixels = np.asarray(image)
     kmeans = kmeans_segment(pixels, KMEANS_PARTS, channel_first=True)
     smoothed = np.stack([gaussian_smooth(c, 1.0) for c in pixels])
-    return {
+    refined = refinement(torch.as_tensor(kmeans)[None], image)
+    maps = {
         "k-means": kmeans,
-        "k-means + refinement": np.asarray(refinement(torch.as_tensor(kmeans)[None], image))[0],
+        "k-means + refinement": np.asarray(refined)[0],
         "smoothing + k-means": kmeans_segment(smoothed, KMEANS_PARTS, channel_first=True),
     }
+    if merging is not None:
+        maps[MERGED_BASELINE] = np.asarray(merging(refined))[0]
+    return maps
 
 
 class ComparedMethods:
     """What :func:`label_maps` needs beside the bundle's own pipeline, built once from its inference config: the
-    encoder, spectral k-means (k = 10), the paper's reading and the bundle's refinement (for the baselines)."""
+    encoder, spectral k-means (k = 10), the paper's reading and the bundle's refinement and part merging (for the
+    baselines; the merging None when the bundle's ``merge_parts`` is off)."""
 
     def __init__(self, parser: ConfigParser) -> None:
         self.network = parser.get_parsed_content("network").eval()
         self.spectral = SpectralKMeans(k=KMEANS_PARTS, landmarks=parser["landmarks"], seed=parser["seed"])
         self.paper = PaperReading(parser)
-        self.refinement = postprocessing_transforms(parser)[PottsRefinementd].refinement
+        transforms = postprocessing_transforms(parser)
+        self.refinement = transforms[PottsRefinementd].refinement
+        self.merging = transforms[MergeAdjacentPartsd].merging if MergeAdjacentPartsd in transforms else None
 
 
 def label_maps(item: dict, parser: ConfigParser, methods: ComparedMethods) -> tuple:
     """Every method's label map of one datalist item, the CUTS levels and the seconds of the bundle's postprocessing
-    (coordinates, condensation, persistent structures, refinement)."""
+    (coordinates, condensation, persistent structures, refinement, merging)."""
     data = parser.get_parsed_content("preprocessing")(dict(item))
     image = data["image"]
     with torch.no_grad():
@@ -213,7 +228,7 @@ def label_maps(item: dict, parser: ConfigParser, methods: ComparedMethods) -> tu
         "CUTS + persistent structures (paper)": on_grid(methods.paper(embedding), grid),
         "CUTS + spectral k-means": on_grid(np.asarray(methods.spectral(embedding))[0], grid),
         **{BASELINE_ROWS[name]: on_grid(f(pixels), grid) for name, f in BASELINES.items()},
-        **{name: on_grid(m, grid) for name, m in kmeans_baselines(image, methods.refinement).items()},
+        **{name: on_grid(m, grid) for name, m in kmeans_baselines(image, methods.refinement, methods.merging).items()},
     }
     return data, maps, np.asarray(out["pred_levels"]), seconds
 
@@ -236,7 +251,8 @@ def evaluate(parser: ConfigParser, max_slices: int | None, work: Path) -> dict:
         "condensation_seconds_per_slice": float(np.mean(seconds)),
         "targets": report.report()["targets"],
         "paired_dice": {
-            t: {b: paired_differences(dice[t][CUTS_ROW], dice[t][b]) for b in PAIRED_BASELINES} for t in TARGETS
+            t: {b: paired_differences(dice[t][CUTS_ROW], dice[t][b]) for b in PAIRED_BASELINES if b in dice[t]}
+            for t in TARGETS
         },
     }
 

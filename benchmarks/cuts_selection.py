@@ -3,8 +3,8 @@ levels read by label-free selection rules, on three kinds of condensed features,
 k-means on the intensities (alone, refined as the bundle refines, smoothed, and with the pixel coordinates), all in
 the same run. Run it on the validation split to choose, and on the training split (more slices, seen by the encoder
 without labels) to confirm a choice: it is not for reporting. Each row's ``worst margin`` is its smallest Dice
-lead, over the two targets, on the best of k-means, k-means + refinement and smoothing + k-means: the quality
-target asks for a lead on both.
+lead, over the two targets, on the best of k-means, k-means + refinement and smoothing + k-means, and for a row
+with merged parts also k-means + refinement merged the same way: the quality target asks for a lead on both.
 
     python benchmarks/cuts_selection.py --out benchmarks/results/cuts_selection.json
     python benchmarks/cuts_selection.py --split training --max-slices 120 --features bundle --out ...
@@ -23,6 +23,9 @@ Rules, each giving one label map per slice:
   sharpened on the intensities by the bundle's ``PottsRefinement``;
 - ``persistent structures (lineage, part ratio r) + refinement``: the lineage rule where a lineage absorbed by one
   less than 1 / r times its size is a part of the merged whole, not painted alone (``part_ratio``), refined;
+- ``persistent structures (lineage) + refinement + merging (s, r)``: the refined lineage map with its parts merged
+  by ``MergeAdjacentParts`` (a part that has at least a share s of its boundary along one neighbour and at least r
+  times its size joins it); ``k-means + refinement + merging (s, r)`` is k-means given the same;
 - ``excess of mass p``: the non-overlapping segments of the condensation tree with the largest total stability
   size^p x persistence (Campello et al., "Density-based clustering based on hierarchical density estimates", 2013,
   the cluster selection of HDBSCAN, which uses p = 1); segments under the bundle's ``min_segment_size`` are not
@@ -42,8 +45,8 @@ import numpy as np
 import torch
 from _runner import ROOT
 from cuts import (
+    KMEANS_BASELINES,
     KMEANS_PARTS,
-    PAIRED_BASELINES,
     TARGETS,
     add_encoder_arguments,
     encoder_config,
@@ -59,6 +62,7 @@ from monai_ext.provenance import environment, write_json
 from monai_ext.transforms import (
     AppendCoordinates,
     DiffusionCondensationd,
+    MergeAdjacentParts,
     PottsRefinement,
     PottsRefinementd,
 )
@@ -115,14 +119,36 @@ def feature_sets(
     }
 
 
-def kmeans_maps(image: torch.Tensor, weights: list[float], refinement: PottsRefinement) -> dict[str, np.ndarray]:
-    """``cuts.py``'s baselines (:func:`cuts.kmeans_baselines`) and k-means (k = 10) on the intensities with the
-    coordinates appended as in :func:`feature_sets`."""
+def merging_suffix(merging: MergeAdjacentParts) -> str:
+    """The row-name suffix of a part merging: `` + merging (s, r)``."""
+    return f" + merging ({merging.boundary_share:g}, {merging.size_ratio:g})"
+
+
+def kmeans_maps(
+    image: torch.Tensor, weights: list[float], refinement: PottsRefinement, mergings: list[MergeAdjacentParts]
+) -> dict[str, np.ndarray]:
+    """``cuts.py``'s baselines (:func:`cuts.kmeans_baselines`), k-means (k = 10) on the intensities with the
+    coordinates appended as in :func:`feature_sets`, and k-means + refinement merged by each of ``mergings``."""
     maps = kmeans_baselines(image, refinement)
     for w in weights:
         features = np.asarray(AppendCoordinates(w)(image))
         maps[f"k-means + coordinates {w:g}"] = kmeans_segment(features, KMEANS_PARTS, channel_first=True)
+    refined = torch.as_tensor(maps["k-means + refinement"])[None]
+    for merging in mergings:
+        maps["k-means + refinement" + merging_suffix(merging)] = np.asarray(merging(refined))[0]
     return maps
+
+
+def worst_margins(summary: dict) -> dict[str, float]:
+    """Per row, its smaller lead over the two targets on the best of ``KMEANS_BASELINES`` and, for a row whose
+    parts are merged, k-means + refinement merged the same way."""
+    margins = {}
+    for row, targets in summary.items():
+        baselines = list(KMEANS_BASELINES)
+        if " + merging (" in row:
+            baselines.append("k-means + refinement" + row[row.index(" + merging (") :])
+        margins[row] = min(targets[t]["mean"] - max(summary[b][t]["mean"] for b in baselines) for t in TARGETS)
+    return margins
 
 
 def evaluate(
@@ -130,6 +156,7 @@ def evaluate(
     weights: list[float],
     powers: list[float],
     part_ratios: list[float],
+    mergings: list[MergeAdjacentParts],
     bundle_only: bool,
     max_slices: int | None,
 ) -> dict:
@@ -148,7 +175,7 @@ def evaluate(
         image = torch.as_tensor(data["image"]).float()
         with torch.no_grad():
             embedding = network(image[None].to(next(network.parameters()).device))[0].cpu()
-        maps = kmeans_maps(image, weights, refinement)
+        maps = kmeans_maps(image, weights, refinement, mergings)
         for name, features in feature_sets(embedding, image, weights, bundle_only).items():
             levels = condensation(features)
             steps = list(levels.meta["steps"])
@@ -157,6 +184,10 @@ def evaluate(
                 maps[f"{name}: persistent structures ({rule})"] = np.asarray(label_map)[0]
                 refined = refinement(label_map, image)
                 maps[f"{name}: persistent structures ({rule}) + refinement"] = np.asarray(refined)[0]
+                if rule == "lineage":
+                    for merging in mergings:
+                        merged = np.asarray(merging(refined))[0]
+                        maps[f"{name}: persistent structures ({rule}) + refinement" + merging_suffix(merging)] = merged
             for r, structures in parts.items():
                 refined = refinement(structures(levels), image)
                 maps[f"{name}: persistent structures (lineage, part ratio {r:g}) + refinement"] = np.asarray(refined)[0]
@@ -175,20 +206,15 @@ def evaluate(
         row: {t: {"mean": float(np.mean(v)), "sd": float(np.std(v)), "n": len(v)} for t, v in targets.items()}
         for row, targets in dice.items()
     }
-    best_baseline = {t: max(summary[b][t]["mean"] for b in PAIRED_BASELINES) for t in TARGETS}
-    return {
-        "slices": len(items),
-        "dice": summary,
-        "worst_margin": {row: min(s[t]["mean"] - best_baseline[t] for t in TARGETS) for row, s in summary.items()},
-    }
+    return {"slices": len(items), "dice": summary, "worst_margin": worst_margins(summary)}
 
 
 def table(result: dict) -> str:
     """Mean Dice per row and target, and the row's worst margin on the baselines."""
-    lines = [f"{'features: rule':<92}" + "".join(f"{t:>12}" for t in TARGETS) + f"{'worst margin':>14}"]
+    lines = [f"{'features: rule':<100}" + "".join(f"{t:>12}" for t in TARGETS) + f"{'worst margin':>14}"]
     for row, targets in result["dice"].items():
         cells = "".join(f"{targets[t]['mean']:>12.3f}" for t in TARGETS)
-        lines.append(f"{row:<92}{cells}{result['worst_margin'][row]:>+14.3f}")
+        lines.append(f"{row:<100}{cells}{result['worst_margin'][row]:>+14.3f}")
     return "\n".join(lines)
 
 
@@ -199,6 +225,8 @@ def main() -> None:
     parser.add_argument("--coordinate-weights", type=float, nargs="+", default=[0.5, 1.0])
     parser.add_argument("--size-powers", type=float, nargs="+", default=[0.0, 0.5, 1.0])
     parser.add_argument("--part-ratios", type=float, nargs="+", default=[0.6, 0.75, 0.9])
+    parser.add_argument("--boundary-shares", type=float, nargs="+", default=[0.5, 0.6, 0.7])
+    parser.add_argument("--size-ratios", type=float, nargs="+", default=[0.6, 0.75, 0.9])
     parser.add_argument("--features", choices=("all", "bundle"), default="all", help="bundle: its features only")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "cuts_selection.json"))
     args = parser.parse_args()
@@ -206,6 +234,8 @@ def main() -> None:
         parser.error("--coordinate-weights must be > 0 and --size-powers >= 0.")
     if any(not 0 < r <= 1 for r in args.part_ratios):
         parser.error("--part-ratios must be in (0, 1].")
+    if any(not 0 < s <= 1 for s in args.boundary_shares) or any(not 0 <= r <= 1 for r in args.size_ratios):
+        parser.error("--boundary-shares must be in (0, 1] and --size-ratios in [0, 1].")
     if not args.train and (args.patch_size or args.max_epochs):
         parser.error("--patch-size and --max-epochs set the training: pass --train.")
     torch.set_num_threads(min(torch.get_num_threads(), 2))
@@ -220,8 +250,17 @@ def main() -> None:
         "coordinate_weights": weights,
         "size_powers": args.size_powers,
         "part_ratios": args.part_ratios,
+        "mergings": {"boundary_shares": args.boundary_shares, "size_ratios": args.size_ratios},
         "features": args.features,
-        **evaluate(config, weights, args.size_powers, args.part_ratios, args.features == "bundle", args.max_slices),
+        **evaluate(
+            config,
+            weights,
+            args.size_powers,
+            args.part_ratios,
+            [MergeAdjacentParts(s, r) for s in args.boundary_shares for r in args.size_ratios],
+            args.features == "bundle",
+            args.max_slices,
+        ),
     }
     write_json(args.out, result, overwrite=True)
     print(table(result))

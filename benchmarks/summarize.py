@@ -378,8 +378,9 @@ def cuts(result: dict) -> str:
                 f"{reference['dice']:.3f} / {reference['hausdorff']:.1f}" if reference else "-",
             ]
         lines.append(_row(cells))
+    merged = ", merging" if "k-means + refinement + merging" in result["targets"][targets[0]]["methods"] else ""
     lines.append(
-        f"\nThe bundle's postprocessing (coordinates, condensation, persistent structures, refinement): "
+        f"\nThe bundle's postprocessing (coordinates, condensation, persistent structures, refinement{merged}): "
         f"{result['condensation_seconds_per_slice']:.1f} s a slice (128 x 128, this CPU). The oracle row picks, per "
         "slice, the level with the best Dice: it looks at the ground truth."
     )
@@ -400,9 +401,16 @@ def cuts_selection(result: dict) -> str:
     )
     lines = [
         f"CUTS level selection (`{result['command']}`), {result['split']} split, {result['slices']} slices: label-free "
-        f"rules on {features}, with and without the boundary refinement, beside k-means and the oracle best level; "
-        "hint-rule Dice"
-        + ("; worst margin: the smaller lead of the two targets on the best k-means row:" if margins else ":"),
+        f"rules on {features}, with and without the boundary refinement"
+        + (" and the part merging" if result.get("mergings") else "")
+        + ", beside k-means and the oracle best level; hint-rule Dice"
+        + ("; worst margin: the smaller lead of the two targets on the best k-means row" if margins else "")
+        + (
+            " (for a row with merged parts, also k-means + refinement merged the same way)"
+            if result.get("mergings")
+            else ""
+        )
+        + ":",
         _header(["features: rule", *[f"{t} Dice" for t in targets], *(["worst margin"] if margins else [])]),
     ]
     for row, scores in result["dice"].items():

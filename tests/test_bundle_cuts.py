@@ -12,7 +12,7 @@ import pytest
 from bundle_support import bundle_workflow, error_messages
 from monai.bundle import ConfigParser, ConfigWorkflow
 
-from monai_ext.transforms import PersistentStructuresd
+from monai_ext.transforms import MergeAdjacentPartsd, PersistentStructuresd, PottsRefinementd
 
 BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "cuts"
 CONFIGS = BUNDLE / "configs"
@@ -58,10 +58,12 @@ def test_training_selects_the_encoder_on_the_validation_patch_error(trained: Pat
     assert set(torch.load(trained, map_location="cpu", weights_only=True)) == set(state["model"])
 
 
-def test_inference_writes_segmentation_levels_and_panel(slices: Path, trained: Path, tmp_path: Path) -> None:
-    wf = workflow(
-        INFERENCE, "infer", dataset_dir=str(slices), output_dir=str(tmp_path), ckpt_path=str(trained), **TINY_INFER
-    )
+@pytest.mark.parametrize("merge_parts", [False, True])
+def test_inference_writes_segmentation_levels_and_panel(
+    slices: Path, trained: Path, tmp_path: Path, merge_parts: bool
+) -> None:
+    overrides = {"dataset_dir": str(slices), "output_dir": str(tmp_path), "ckpt_path": str(trained)}
+    wf = workflow(INFERENCE, "infer", merge_parts=merge_parts, **overrides, **TINY_INFER)
     assert wf.check_properties() == []
     wf.run()
     test_images = [Path(r["image"]) for r in json.loads((slices / "datalist.json").read_text())["test"]]
@@ -205,3 +207,35 @@ def test_a_part_ratio_outside_its_range_is_refused_naming_it() -> None:
     with pytest.raises(RuntimeError) as raised:  # MONAI wraps the transform's error
         inference_config(part_ratio=1.5).get_parsed_content("postprocessing")
     assert "ValueError: part_ratio must be None, or in (0, 1]" in error_messages(raised.value)
+
+
+@pytest.mark.parametrize("merge_parts", [True, "true"])
+def test_the_merge_config_ids_reach_the_part_merging_after_the_refinement(merge_parts: bool | str) -> None:
+    config = inference_config(merge_parts=merge_parts, merge_boundary_share=0.6, merge_size_ratio=0.75)
+    transforms = list(config.get_parsed_content("postprocessing").transforms)
+    [merging] = [t for t in transforms if isinstance(t, MergeAdjacentPartsd)]
+    assert (merging.merging.boundary_share, merging.merging.size_ratio) == (0.6, 0.75)
+    assert isinstance(transforms[transforms.index(merging) - 1], PottsRefinementd)
+
+
+@pytest.mark.parametrize("merge_parts", [False, "false"])
+def test_merge_parts_off_leaves_the_refined_map(merge_parts: bool | str) -> None:
+    transforms = inference_config(merge_parts=merge_parts).get_parsed_content("postprocessing").transforms
+    assert not any(isinstance(t, MergeAdjacentPartsd) for t in transforms)
+    assert any(isinstance(t, PottsRefinementd) for t in transforms)
+
+
+@pytest.mark.parametrize(
+    "updates, message",
+    [
+        (
+            {"merge_parts": True, "merge_size_ratio": 1.5},
+            "ValueError: boundary_share must be in (0, 1] and size_ratio in [0, 1]",
+        ),
+        ({"merge_parts": "maybe"}, "option 'merge_parts' must be True or False"),
+    ],
+)
+def test_bad_merge_options_are_refused_naming_them(updates: dict, message: str) -> None:
+    with pytest.raises(RuntimeError) as raised:  # MONAI wraps the error
+        inference_config(**updates).get_parsed_content("postprocessing")
+    assert message in error_messages(raised.value)

@@ -1,5 +1,5 @@
 """Transforms MONAI core lacks: image reading that names the file, input validation, hierarchy helpers, diffusion
-condensation, persistent structures and boundary refinement (CUTS)."""
+condensation, persistent structures, boundary refinement and part merging (CUTS)."""
 
 from monai_ext.transforms.condensation import (
     DiffusionCondensation,
@@ -12,6 +12,7 @@ from monai_ext.transforms.condensation import (
 from monai_ext.transforms.ensemble import SplitEnsembled
 from monai_ext.transforms.features import AppendCoordinates, AppendCoordinatesd
 from monai_ext.transforms.io import ReadImaged, SetSpatialShaped, read_image_and_labels
+from monai_ext.transforms.merging import MergeAdjacentParts, MergeAdjacentPartsd, merge_adjacent_parts
 from monai_ext.transforms.persistence import PersistentStructures, PersistentStructuresd, persistent_structures
 from monai_ext.transforms.refinement import PottsRefinement, PottsRefinementd, potts_refinement
 from monai_ext.transforms.validation import ValidateImaged, ValidateMaskd, check_same_spatial_shape
@@ -21,6 +22,8 @@ __all__ = [
     "AppendCoordinatesd",
     "DiffusionCondensation",
     "DiffusionCondensationd",
+    "MergeAdjacentParts",
+    "MergeAdjacentPartsd",
     "PersistentStructures",
     "PersistentStructuresd",
     "PottsRefinement",
@@ -34,6 +37,7 @@ __all__ = [
     "ValidateMaskd",
     "check_same_spatial_shape",
     "condense",
+    "merge_adjacent_parts",
     "persistent_structures",
     "potts_refinement",
     "read_image_and_labels",
