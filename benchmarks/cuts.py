@@ -13,6 +13,7 @@ embedding alone, the paper's rule, no refinement), as bundle 0.2.0 shipped it.
     python benchmarks/cuts.py --out benchmarks/results/cuts.json             # the shipped encoder
     python benchmarks/cuts.py --train --workdir benchmarks/.work/cuts ...     # train the bundle first
     python benchmarks/cuts.py --split validation --out ...                    # choose settings on validation
+    python benchmarks/cuts.py --data cell_slices --out ...                    # the cell phantom slices, their encoder
 
 Every method sees the bundle's preprocessed slice (the four contrasts, each min-max scaled, at the network's
 size); the label maps are scored on the slice's own grid.
@@ -47,6 +48,10 @@ from monai_ext.transforms import (
 )
 
 TARGETS = {"tumour": "label", "ventricles": "ventricles"}
+DATASETS = {  # the bundle's data: overlays on inference.json and train.json, targets, k-means part counts beside 10
+    "brain_slices": ([], TARGETS, ()),
+    "cell_slices": (["cell_slices.json"], {"cell": "label_l1"}, (2,)),  # one structure on a background: k = 2 too
+}
 KMEANS_PARTS = 10  # as CUTS's spectral k-means
 PAPER_TABLE1 = {  # Liu, Amodio et al., Table 1, brain tumour / brain ventricles: Dice, Hausdorff (pixels)
     "watershed": {"tumour": (0.188, 53.96), "ventricles": (0.631, 30.25)},
@@ -79,31 +84,36 @@ def paired_differences(ours: list[float], theirs: list[float], draws: int = 1000
     }
 
 
-def inference_parser(ckpt: str, dataset_dir: str | None) -> ConfigParser:
-    """The bundle's inference config with ``ckpt`` and the ground truth of both targets read."""
+def inference_parser(ckpt: str | None, dataset_dir: str | None, data: str = "brain_slices") -> ConfigParser:
+    """The bundle's inference config for ``data`` (a key of ``DATASETS``) with the ground truth of its targets read
+    and ``ckpt`` as the encoder (None: the config's)."""
+    overlays, targets, _ = DATASETS[data]
     parser = ConfigParser()
-    parser.read_config(bundle_config("cuts", "inference.json")[0])
-    parser.update(
-        {"bundle_root": str(ROOT / "bundles" / "cuts"), "ckpt_path": ckpt, "label_keys": list(TARGETS.values())}
-    )
+    parser.read_config(bundle_config("cuts", "inference.json", *overlays))
+    parser.update({"bundle_root": str(ROOT / "bundles" / "cuts"), "label_keys": list(targets.values())})
+    if ckpt:
+        parser["ckpt_path"] = ckpt
     if dataset_dir:
         parser["dataset_dir"] = dataset_dir
     return parser
 
 
-def train_encoder(workdir: str, dataset_dir: str | None, overrides: dict) -> tuple[str, dict]:
-    """Train the bundle (``train.json`` with ``overrides``) into ``workdir``/train, or resume it there; return the
-    best encoder's checkpoint and the run's record (time, memory, overrides)."""
+def train_encoder(
+    workdir: str, dataset_dir: str | None, overrides: dict, data: str = "brain_slices"
+) -> tuple[str, dict]:
+    """Train the bundle (``train.json`` with the overlays of ``data`` and ``overrides``) into ``workdir``/train, or
+    resume it there; return the best encoder's checkpoint and the run's record (time, memory, overrides)."""
     work = Path(workdir).resolve() / "train"
     overrides = {"output_dir": str(work), **({"dataset_dir": dataset_dir} if dataset_dir else {}), **overrides}
-    training = run_bundle(bundle_config("cuts", "train.json"), overrides, log_beside(work))
+    configs = bundle_config("cuts", "train.json", *DATASETS[data][0])
+    training = run_bundle(configs, overrides, log_beside(work))
     return str(work / "model.pt"), {**training, "overrides": overrides}
 
 
 def add_encoder_arguments(parser: argparse.ArgumentParser, name: str, split: str) -> None:
     """The options of the CUTS benchmarks that choose or train the encoder and the slices scored; the work folder
     defaults to ``benchmarks/.work/<name>``."""
-    parser.add_argument("--encoder-ckpt", default=str(ROOT / "bundles" / "cuts" / "models" / "model.pt"))
+    parser.add_argument("--encoder-ckpt", default=None, help="default: the bundle's shipped encoder for the data")
     parser.add_argument("--train", action="store_true", help="train the bundle into --workdir first and use it")
     parser.add_argument("--workdir", default=str(ROOT / "benchmarks" / ".work" / name))
     parser.add_argument("--kernel-size", type=int, default=None, help="the encoder's (default: the bundle's)")
@@ -118,16 +128,20 @@ def add_encoder_arguments(parser: argparse.ArgumentParser, name: str, split: str
 
 
 def encoder_config(
-    args: argparse.Namespace, dataset_dir: str | None, training_overrides: dict
+    args: argparse.Namespace, dataset_dir: str | None, training_overrides: dict, data: str = "brain_slices"
 ) -> tuple[ConfigParser, str, dict]:
     """The encoder of :func:`add_encoder_arguments`' options (trained first with ``--train``, with
     ``training_overrides`` beside ``--kernel-size`` and ``--max-epochs``; unset values left to the bundle): the
-    bundle's inference config on it with the split and kernel set, its checkpoint and the training record."""
-    ckpt, training = args.encoder_ckpt, {"reused": args.encoder_ckpt}
+    bundle's inference config for ``data`` (a key of ``DATASETS``) on it with the split and kernel set, its
+    checkpoint and the training record."""
+    ckpt, training = args.encoder_ckpt, {}
     if args.train:
         overrides = {"max_epochs": args.max_epochs, "kernel_size": args.kernel_size, **training_overrides}
-        ckpt, training = train_encoder(args.workdir, dataset_dir, {k: v for k, v in overrides.items() if v})
-    config = inference_parser(ckpt, dataset_dir)
+        overrides = {k: v for k, v in overrides.items() if v}
+        ckpt, training = train_encoder(args.workdir, dataset_dir, overrides, data)
+    config = inference_parser(ckpt, dataset_dir, data)
+    ckpt = str(config.get_parsed_content("ckpt_path"))
+    training = training or {"reused": ckpt}
     config["input_split"] = args.split
     if args.kernel_size:
         config["kernel_size"] = args.kernel_size
@@ -178,11 +192,15 @@ def hint_dice(label_map: np.ndarray, truth: np.ndarray) -> float:
 
 
 def kmeans_baselines(
-    image: torch.Tensor, refinement: PottsRefinement, merging: MergeAdjacentParts | None = None
+    image: torch.Tensor,
+    refinement: PottsRefinement,
+    merging: MergeAdjacentParts | None = None,
+    other_parts: tuple[int, ...] = (),
 ) -> dict[str, np.ndarray]:
     """The ``KMEANS_BASELINES`` label maps of a (C, *spatial) slice: k-means (k = 10) on its intensities, refined
     as the bundle refines, and on its intensities smoothed (Gaussian, sigma 1 pixel); with ``merging``, also the
-    refined map's parts merged by it (``MERGED_BASELINE``)."""
+    refined map's parts merged by it (``MERGED_BASELINE``); for each k of ``other_parts``, k-means and smoothing +
+    k-means with k parts (``k-means (k = 2)``, ...)."""
     pixels = np.asarray(image)
     kmeans = kmeans_segment(pixels, KMEANS_PARTS, channel_first=True)
     smoothed = np.stack([gaussian_smooth(c, 1.0) for c in pixels])
@@ -194,15 +212,20 @@ def kmeans_baselines(
     }
     if merging is not None:
         maps[MERGED_BASELINE] = np.asarray(merging(refined))[0]
+    for k in other_parts:
+        maps[f"k-means (k = {k})"] = kmeans_segment(pixels, k, channel_first=True)
+        maps[f"smoothing + k-means (k = {k})"] = kmeans_segment(smoothed, k, channel_first=True)
     return maps
 
 
 class ComparedMethods:
     """What :func:`label_maps` needs beside the bundle's own pipeline, built once from its inference config: the
-    encoder, spectral k-means (k = 10), the paper's reading and the bundle's refinement and part merging (for the
-    baselines; the merging None when the bundle's ``merge_parts`` is off)."""
+    encoder, spectral k-means (k = 10), the paper's reading, the bundle's refinement and part merging (for the
+    baselines; the merging None when the bundle's ``merge_parts`` is off) and the k-means part counts
+    ``other_parts`` reported beside k = 10."""
 
-    def __init__(self, parser: ConfigParser) -> None:
+    def __init__(self, parser: ConfigParser, other_parts: tuple[int, ...] = ()) -> None:
+        self.other_parts = other_parts
         self.network = parser.get_parsed_content("network").eval()
         self.spectral = SpectralKMeans(k=KMEANS_PARTS, landmarks=parser["landmarks"], seed=parser["seed"])
         self.paper = PaperReading(parser)
@@ -228,48 +251,58 @@ def label_maps(item: dict, parser: ConfigParser, methods: ComparedMethods) -> tu
         "CUTS + persistent structures (paper)": on_grid(methods.paper(embedding), grid),
         "CUTS + spectral k-means": on_grid(np.asarray(methods.spectral(embedding))[0], grid),
         **{BASELINE_ROWS[name]: on_grid(f(pixels), grid) for name, f in BASELINES.items()},
-        **{name: on_grid(m, grid) for name, m in kmeans_baselines(image, methods.refinement, methods.merging).items()},
+        **{
+            name: on_grid(m, grid)
+            for name, m in kmeans_baselines(image, methods.refinement, methods.merging, methods.other_parts).items()
+        },
     }
     return data, maps, np.asarray(out["pred_levels"]), seconds
 
 
-def evaluate(parser: ConfigParser, max_slices: int | None, work: Path) -> dict:
-    """Scores of every method and target over the slices of the parser's ``input_split`` (``CUTSReport``, as the
-    bundle's evaluation)."""
-    methods = ComparedMethods(parser)
+def is_paired_baseline(method: str) -> bool:
+    """Whether CUTS is paired against ``method``: ``PAIRED_BASELINES`` and k-means with other part counts."""
+    return method in PAIRED_BASELINES or method.startswith(("k-means (k = ", "smoothing + k-means (k = "))
+
+
+def evaluate(parser: ConfigParser, max_slices: int | None, work: Path, data: str = "brain_slices") -> dict:
+    """Scores of every method and of the targets of ``data`` (a key of ``DATASETS``) over the slices of the
+    parser's ``input_split`` (``CUTSReport``, as the bundle's evaluation); CUTS paired against every k-means row."""
+    _, targets, other_parts = DATASETS[data]
+    methods = ComparedMethods(parser, other_parts)
     items = parser.get_parsed_content("dataset").data[:max_slices]
     report, seconds = None, []
     for index, item in enumerate(items):
         data, maps, levels, condensation_seconds = label_maps(item, parser, methods)
-        report = report or CUTSReport(work, {method: method for method in maps}, TARGETS, levels_key="pred_levels")
+        report = report or CUTSReport(work, {method: method for method in maps}, targets, levels_key="pred_levels")
         report.add({**data, **maps, "pred_levels": levels})
         seconds.append(condensation_seconds)
         print(f"slice {index + 1}/{len(items)}: condensation {condensation_seconds:.1f} s", flush=True)
-    dice = {t: {m: [s["dice"] for s in rows] for m, rows in report.scores[t].items()} for t in TARGETS}
+    dice = {t: {m: [s["dice"] for s in rows] for m, rows in report.scores[t].items()} for t in targets}
     return {
         "slices": len(items),
         "condensation_seconds_per_slice": float(np.mean(seconds)),
         "targets": report.report()["targets"],
         "paired_dice": {
-            t: {b: paired_differences(dice[t][CUTS_ROW], dice[t][b]) for b in PAIRED_BASELINES if b in dice[t]}
-            for t in TARGETS
+            t: {b: paired_differences(dice[t][CUTS_ROW], dice[t][b]) for b in dice[t] if is_paired_baseline(b)}
+            for t in targets
         },
     }
 
 
 def table(result: dict) -> str:
     """Dice and Hausdorff per method (rows) and target, the paper's Dice / Hausdorff beside."""
-    lines = [f"{'method':<30}" + "".join(f"{t + ' Dice / HD / HD95':<28}{'paper':<16}" for t in TARGETS)]
-    methods = list(result["targets"]["tumour"]["methods"])
+    targets = list(result["targets"])
+    lines = [f"{'method':<30}" + "".join(f"{t + ' Dice / HD / HD95':<28}{'paper':<16}" for t in targets)]
+    methods = list(result["targets"][targets[0]]["methods"])
     for method in methods:
         row = f"{method:<30}"
-        for target in TARGETS:
+        for target in targets:
             s = result["targets"][target]["methods"].get(method)
             cell = f"{s['dice']['mean']:.3f} / {s['hausdorff']['mean']:.1f} / {s['hd95']['mean']:.1f}" if s else "-"
             paper = PAPER_TABLE1.get(method, {}).get(target)
             row += f"{cell:<28}{(f'{paper[0]:.3f} / {paper[1]:.1f}' if paper else '-'):<16}"
         lines.append(row)
-    counts = ", ".join(f"{t}: {result['targets'][t]['images']} slices" for t in TARGETS)
+    counts = ", ".join(f"{t}: {result['targets'][t]['images']} slices" for t in targets)
     lines.append(f"{counts}; condensation {result['condensation_seconds_per_slice']:.1f} s a slice")
     return "\n".join(lines)
 
@@ -277,19 +310,21 @@ def table(result: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_encoder_arguments(parser, "cuts", split="test")
-    parser.add_argument("--dataset-dir", default=None, help="a slice dataset (default: the bundle's default data)")
+    parser.add_argument("--data", default="brain_slices", choices=tuple(DATASETS), help="the bundle's data")
+    parser.add_argument("--dataset-dir", default=None, help="a slice dataset (default: the bundle's data)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "cuts.json"))
     args = parser.parse_args()
     torch.set_num_threads(min(torch.get_num_threads(), 2))
-    config, ckpt, training = encoder_config(args, args.dataset_dir, {})
+    config, ckpt, training = encoder_config(args, args.dataset_dir, {}, args.data)
     result = {
         **environment(),
-        "dataset": str(args.dataset_dir or "brain_slices (the bundle's default data)"),
+        "dataset": str(args.dataset_dir or f"{args.data} (the bundle's data)"),
         "split": args.split,
         "kernel_size": config["kernel_size"],
+        "spatial_size": config["spatial_size"],
         "encoder_ckpt": ckpt,
         "training": training,
-        **evaluate(config, args.max_slices, Path(args.workdir)),
+        **evaluate(config, args.max_slices, Path(args.workdir), args.data),
         "paper_table1": {
             m: {t: {"dice": v[0], "hausdorff": v[1]} for t, v in r.items()} for m, r in PAPER_TABLE1.items()
         },

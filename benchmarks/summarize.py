@@ -360,12 +360,16 @@ def diffusion_segmentation(result: dict) -> str:
 def cuts(result: dict) -> str:
     targets = list(result["targets"])
     paper = result["paper_table1"]
+    paper_targets = {t for row in paper.values() for t in row} & set(targets)
+    side = result.get("spatial_size", [128, 128])
+    columns = ("Dice", "HD / HD95", "paper Dice / HD") if paper_targets else ("Dice", "HD / HD95")
     lines = [
         f"CUTS (`{result['command']}`), "
         + ", ".join(f"{result['targets'][t]['images']} {result.get('split', 'test')} slices with {t}" for t in targets)
         + "; every label map binarised by the hint rule (the part most frequent under the ground truth); Dice and "
-        "Hausdorff / HD95 in pixels; paper = Liu, Amodio et al., Table 1 (BraTS tumour, brain ventricles):",
-        _header(["method", *[f"{t} {c}" for t in targets for c in ("Dice", "HD / HD95", "paper Dice / HD")]]),
+        "Hausdorff / HD95 in pixels"
+        + ("; paper = Liu, Amodio et al., Table 1 (BraTS tumour, brain ventricles):" if paper_targets else ":"),
+        _header(["method", *[f"{t} {c}" for t in targets for c in columns]]),
     ]
     for method in result["targets"][targets[0]]["methods"]:
         cells = [method]
@@ -375,14 +379,18 @@ def cuts(result: dict) -> str:
             cells += [
                 f"{s['dice']['mean']:.3f} ± {s['dice']['sd']:.3f}" if s else "-",
                 f"{s['hausdorff']['mean']:.1f} / {s['hd95']['mean']:.1f}" if s else "-",
-                f"{reference['dice']:.3f} / {reference['hausdorff']:.1f}" if reference else "-",
+                *(
+                    [f"{reference['dice']:.3f} / {reference['hausdorff']:.1f}" if reference else "-"]
+                    if paper_targets
+                    else []
+                ),
             ]
         lines.append(_row(cells))
     merged = ", merging" if "k-means + refinement + merging" in result["targets"][targets[0]]["methods"] else ""
     lines.append(
         f"\nThe bundle's postprocessing (coordinates, condensation, persistent structures, refinement{merged}): "
-        f"{result['condensation_seconds_per_slice']:.1f} s a slice (128 x 128, this CPU). The oracle row picks, per "
-        "slice, the level with the best Dice: it looks at the ground truth."
+        f"{result['condensation_seconds_per_slice']:.1f} s a slice ({side[0]} x {side[1]}, this CPU). The oracle "
+        "row picks, per slice, the level with the best Dice: it looks at the ground truth."
     )
     for target, baselines in result.get("paired_dice", {}).items():
         pairs = "; ".join(
@@ -462,6 +470,7 @@ SOURCES = {  # section: (table function, reader of the results it needs)
     "brains": (brains, lambda: _load("brains.json")),
     "diffusion_segmentation": (diffusion_segmentation, lambda: _load("diffusion_segmentation.json")),
     "cuts": (cuts, lambda: _load("cuts.json")),
+    "cuts_cells": (cuts, lambda: _load("cuts_cells.json")),
     "condensation": (condensation, lambda: _load("condensation.json")),
     "cuts_selection": (cuts_selection, lambda: _load("cuts_selection.json")),
     "cuts_selection_training": (cuts_selection, lambda: _load("cuts_selection_training.json")),

@@ -188,6 +188,21 @@ def test_cell_phantom_slices_train_and_evaluate_with_their_overlay(tmp_path: Pat
     assert report["targets"]["cell"]["images"] == 1, report["targets"]
 
 
+def test_the_shipped_cell_encoder_infers_on_cell_slices(tmp_path: Path) -> None:
+    """configs/cell_slices.json loads models/model_cell_slices.pt by default: inference runs with no training."""
+    from monai_ext.data.phantoms import make_phantoms
+
+    data = tmp_path / "cells"
+    make_phantoms(str(data), n=3, seed=1, size=24, workers=1, mode="2d")
+    overlay = str(CONFIGS / "cell_slices.json")
+    overrides = {"bundle_root": str(BUNDLE), "dataset_dir": str(data), "output_dir": str(tmp_path / "i")}
+    wf = workflow([INFERENCE, overlay], "infer", landmarks=64, **overrides)
+    assert wf.parser.get_parsed_content("ckpt_path").endswith("models/model_cell_slices.pt")
+    wf.run()
+    segmentations = [np.asarray(nib.load(f).dataobj) for f in (tmp_path / "i").rglob("*_seg.nii.gz")]
+    assert segmentations and all(s.shape == (24, 24) and len(np.unique(s)) >= 2 for s in segmentations)
+
+
 def inference_config(**updates) -> ConfigParser:
     """This bundle's inference config with ``updates``, unparsed."""
     parser = ConfigParser()
