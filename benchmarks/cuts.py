@@ -7,8 +7,8 @@ beside.
 
 Two readings of the same levels-from-embedding: ``CUTS + persistent structures`` is the bundle's inference (the
 embedding with the pixel coordinates, the authors' code's persistent-structures rule, boundaries refined on the
-intensities, comparable adjacent parts merged); ``CUTS + persistent structures (paper)`` is the paper's (the
-embedding alone, the paper's rule, no refinement), as bundle 0.2.0 shipped it.
+intensities, comparable adjacent parts merged when ``merge_parts`` is on); ``CUTS + persistent structures
+(paper)`` is the paper's (the embedding alone, the paper's rule, no refinement), as bundle 0.2.0 shipped it.
 
     python benchmarks/cuts.py --out benchmarks/results/cuts.json             # the shipped encoder
     python benchmarks/cuts.py --train --workdir benchmarks/.work/cuts ...     # train the bundle first
@@ -64,7 +64,8 @@ PAPER_TABLE1 = {  # Liu, Amodio et al., Table 1, brain tumour / brain ventricles
 BASELINE_ROWS = {"otsu_watershed": "watershed", "felzenszwalb": "felzenszwalb", "slic": "slic"}
 CUTS_ROW = "CUTS + persistent structures"
 KMEANS_BASELINES = ("k-means", "k-means + refinement", "smoothing + k-means")
-MERGED_BASELINE = "k-means + refinement + merging"  # k-means given the bundle's whole postprocessing of a label map
+MERGING = " + merging"
+MERGED_BASELINE = "k-means + refinement" + MERGING  # k-means given the bundle's whole postprocessing of a label map
 PAIRED_BASELINES = (*KMEANS_BASELINES, MERGED_BASELINE)  # the baselines it must beat
 
 
@@ -84,10 +85,10 @@ def paired_differences(ours: list[float], theirs: list[float], draws: int = 1000
     }
 
 
-def inference_parser(ckpt: str | None, dataset_dir: str | None, data: str = "brain_slices") -> ConfigParser:
-    """The bundle's inference config for ``data`` (a key of ``DATASETS``) with the ground truth of its targets read
-    and ``ckpt`` as the encoder (None: the config's)."""
-    overlays, targets, _ = DATASETS[data]
+def inference_parser(ckpt: str | None, dataset_dir: str | None, dataset: str = "brain_slices") -> ConfigParser:
+    """The bundle's inference config for ``dataset`` (a key of ``DATASETS``) with the ground truth of its targets
+    read and ``ckpt`` as the encoder (None: the config's)."""
+    overlays, targets, _ = DATASETS[dataset]
     parser = ConfigParser()
     parser.read_config(bundle_config("cuts", "inference.json", *overlays))
     parser.update({"bundle_root": str(ROOT / "bundles" / "cuts"), "label_keys": list(targets.values())})
@@ -99,13 +100,13 @@ def inference_parser(ckpt: str | None, dataset_dir: str | None, data: str = "bra
 
 
 def train_encoder(
-    workdir: str, dataset_dir: str | None, overrides: dict, data: str = "brain_slices"
+    workdir: str, dataset_dir: str | None, overrides: dict, dataset: str = "brain_slices"
 ) -> tuple[str, dict]:
-    """Train the bundle (``train.json`` with the overlays of ``data`` and ``overrides``) into ``workdir``/train, or
+    """Train the bundle (``train.json`` with the overlays of ``dataset`` and ``overrides``) into ``workdir``/train, or
     resume it there; return the best encoder's checkpoint and the run's record (time, memory, overrides)."""
     work = Path(workdir).resolve() / "train"
     overrides = {"output_dir": str(work), **({"dataset_dir": dataset_dir} if dataset_dir else {}), **overrides}
-    configs = bundle_config("cuts", "train.json", *DATASETS[data][0])
+    configs = bundle_config("cuts", "train.json", *DATASETS[dataset][0])
     training = run_bundle(configs, overrides, log_beside(work))
     return str(work / "model.pt"), {**training, "overrides": overrides}
 
@@ -128,18 +129,18 @@ def add_encoder_arguments(parser: argparse.ArgumentParser, name: str, split: str
 
 
 def encoder_config(
-    args: argparse.Namespace, dataset_dir: str | None, training_overrides: dict, data: str = "brain_slices"
+    args: argparse.Namespace, dataset_dir: str | None, training_overrides: dict, dataset: str = "brain_slices"
 ) -> tuple[ConfigParser, str, dict]:
     """The encoder of :func:`add_encoder_arguments`' options (trained first with ``--train``, with
     ``training_overrides`` beside ``--kernel-size`` and ``--max-epochs``; unset values left to the bundle): the
-    bundle's inference config for ``data`` (a key of ``DATASETS``) on it with the split and kernel set, its
+    bundle's inference config for ``dataset`` (a key of ``DATASETS``) on it with the split and kernel set, its
     checkpoint and the training record."""
     ckpt, training = args.encoder_ckpt, {}
     if args.train:
         overrides = {"max_epochs": args.max_epochs, "kernel_size": args.kernel_size, **training_overrides}
         overrides = {k: v for k, v in overrides.items() if v}
-        ckpt, training = train_encoder(args.workdir, dataset_dir, overrides, data)
-    config = inference_parser(ckpt, dataset_dir, data)
+        ckpt, training = train_encoder(args.workdir, dataset_dir, overrides, dataset)
+    config = inference_parser(ckpt, dataset_dir, dataset)
     ckpt = str(config.get_parsed_content("ckpt_path"))
     training = training or {"reused": ckpt}
     config["input_split"] = args.split
@@ -194,13 +195,14 @@ def hint_dice(label_map: np.ndarray, truth: np.ndarray) -> float:
 def kmeans_baselines(
     image: torch.Tensor,
     refinement: PottsRefinement,
-    merging: MergeAdjacentParts | None = None,
+    mergings: dict[str, MergeAdjacentParts] | None = None,
     other_parts: tuple[int, ...] = (),
 ) -> dict[str, np.ndarray]:
     """The ``KMEANS_BASELINES`` label maps of a (C, *spatial) slice: k-means (k = 10) on its intensities, refined
-    as the bundle refines, and on its intensities smoothed (Gaussian, sigma 1 pixel); with ``merging``, also the
-    refined map's parts merged by it (``MERGED_BASELINE``); for each k of ``other_parts``, k-means and smoothing +
-    k-means with k parts (``k-means (k = 2)``, ...)."""
+    as the bundle refines, and on its intensities smoothed (Gaussian, sigma 1 pixel); for each (suffix, merging)
+    of ``mergings``, the refined map's parts merged by it, as ``"k-means + refinement" + suffix`` (suffix
+    ``MERGING``: ``MERGED_BASELINE``); for each k of ``other_parts``, k-means and smoothing + k-means with k parts
+    (``k-means (k = 2)``, ...)."""
     pixels = np.asarray(image)
     kmeans = kmeans_segment(pixels, KMEANS_PARTS, channel_first=True)
     smoothed = np.stack([gaussian_smooth(c, 1.0) for c in pixels])
@@ -210,8 +212,8 @@ def kmeans_baselines(
         "k-means + refinement": np.asarray(refined)[0],
         "smoothing + k-means": kmeans_segment(smoothed, KMEANS_PARTS, channel_first=True),
     }
-    if merging is not None:
-        maps[MERGED_BASELINE] = np.asarray(merging(refined))[0]
+    for suffix, merging in (mergings or {}).items():
+        maps["k-means + refinement" + suffix] = np.asarray(merging(refined))[0]
     for k in other_parts:
         maps[f"k-means (k = {k})"] = kmeans_segment(pixels, k, channel_first=True)
         maps[f"smoothing + k-means (k = {k})"] = kmeans_segment(smoothed, k, channel_first=True)
@@ -221,8 +223,8 @@ def kmeans_baselines(
 class ComparedMethods:
     """What :func:`label_maps` needs beside the bundle's own pipeline, built once from its inference config: the
     encoder, spectral k-means (k = 10), the paper's reading, the bundle's refinement and part merging (for the
-    baselines; the merging None when the bundle's ``merge_parts`` is off) and the k-means part counts
-    ``other_parts`` reported beside k = 10."""
+    baselines; no merging when the bundle's ``merge_parts`` is off) and the k-means part counts ``other_parts``
+    reported beside k = 10."""
 
     def __init__(self, parser: ConfigParser, other_parts: tuple[int, ...] = ()) -> None:
         self.other_parts = other_parts
@@ -231,12 +233,13 @@ class ComparedMethods:
         self.paper = PaperReading(parser)
         transforms = postprocessing_transforms(parser)
         self.refinement = transforms[PottsRefinementd].refinement
-        self.merging = transforms[MergeAdjacentPartsd].merging if MergeAdjacentPartsd in transforms else None
+        merging = transforms.get(MergeAdjacentPartsd)
+        self.mergings = {MERGING: merging.merging} if merging else {}
 
 
 def label_maps(item: dict, parser: ConfigParser, methods: ComparedMethods) -> tuple:
     """Every method's label map of one datalist item, the CUTS levels and the seconds of the bundle's postprocessing
-    (coordinates, condensation, persistent structures, refinement, merging)."""
+    (coordinates, condensation, persistent structures, refinement, and merging when on)."""
     data = parser.get_parsed_content("preprocessing")(dict(item))
     image = data["image"]
     with torch.no_grad():
@@ -253,7 +256,7 @@ def label_maps(item: dict, parser: ConfigParser, methods: ComparedMethods) -> tu
         **{BASELINE_ROWS[name]: on_grid(f(pixels), grid) for name, f in BASELINES.items()},
         **{
             name: on_grid(m, grid)
-            for name, m in kmeans_baselines(image, methods.refinement, methods.merging, methods.other_parts).items()
+            for name, m in kmeans_baselines(image, methods.refinement, methods.mergings, methods.other_parts).items()
         },
     }
     return data, maps, np.asarray(out["pred_levels"]), seconds
@@ -264,10 +267,10 @@ def is_paired_baseline(method: str) -> bool:
     return method in PAIRED_BASELINES or method.startswith(("k-means (k = ", "smoothing + k-means (k = "))
 
 
-def evaluate(parser: ConfigParser, max_slices: int | None, work: Path, data: str = "brain_slices") -> dict:
-    """Scores of every method and of the targets of ``data`` (a key of ``DATASETS``) over the slices of the
+def evaluate(parser: ConfigParser, max_slices: int | None, work: Path, dataset: str = "brain_slices") -> dict:
+    """Scores of every method and of the targets of ``dataset`` (a key of ``DATASETS``) over the slices of the
     parser's ``input_split`` (``CUTSReport``, as the bundle's evaluation); CUTS paired against every k-means row."""
-    _, targets, other_parts = DATASETS[data]
+    _, targets, other_parts = DATASETS[dataset]
     methods = ComparedMethods(parser, other_parts)
     items = parser.get_parsed_content("dataset").data[:max_slices]
     report, seconds = None, []

@@ -125,28 +125,24 @@ def merging_suffix(merging: MergeAdjacentParts) -> str:
 
 
 def kmeans_maps(
-    image: torch.Tensor, weights: list[float], refinement: PottsRefinement, mergings: list[MergeAdjacentParts]
+    image: torch.Tensor, weights: list[float], refinement: PottsRefinement, mergings: dict[str, MergeAdjacentParts]
 ) -> dict[str, np.ndarray]:
-    """``cuts.py``'s baselines (:func:`cuts.kmeans_baselines`), k-means (k = 10) on the intensities with the
-    coordinates appended as in :func:`feature_sets`, and k-means + refinement merged by each of ``mergings``."""
-    maps = kmeans_baselines(image, refinement)
+    """``cuts.py``'s baselines (:func:`cuts.kmeans_baselines`, with k-means + refinement merged by each of
+    ``mergings``, by row-name suffix) and k-means (k = 10) on the intensities with the coordinates appended as in
+    :func:`feature_sets`."""
+    maps = kmeans_baselines(image, refinement, mergings)
     for w in weights:
         features = np.asarray(AppendCoordinates(w)(image))
         maps[f"k-means + coordinates {w:g}"] = kmeans_segment(features, KMEANS_PARTS, channel_first=True)
-    refined = torch.as_tensor(maps["k-means + refinement"])[None]
-    for merging in mergings:
-        maps["k-means + refinement" + merging_suffix(merging)] = np.asarray(merging(refined))[0]
     return maps
 
 
-def worst_margins(summary: dict) -> dict[str, float]:
-    """Per row, its smaller lead over the two targets on the best of ``KMEANS_BASELINES`` and, for a row whose
-    parts are merged, k-means + refinement merged the same way."""
+def worst_margins(summary: dict, counterparts: dict[str, str]) -> dict[str, float]:
+    """Per row, its smaller lead over the two targets on the best of ``KMEANS_BASELINES`` and of its counterpart
+    (``counterparts``: for a row whose parts are merged, k-means + refinement merged the same way)."""
     margins = {}
     for row, targets in summary.items():
-        baselines = list(KMEANS_BASELINES)
-        if " + merging (" in row:
-            baselines.append("k-means + refinement" + row[row.index(" + merging (") :])
+        baselines = [*KMEANS_BASELINES, *([counterparts[row]] if row in counterparts else [])]
         margins[row] = min(targets[t]["mean"] - max(summary[b][t]["mean"] for b in baselines) for t in TARGETS)
     return margins
 
@@ -156,7 +152,7 @@ def evaluate(
     weights: list[float],
     powers: list[float],
     part_ratios: list[float],
-    mergings: list[MergeAdjacentParts],
+    mergings: dict[str, MergeAdjacentParts],
     bundle_only: bool,
     max_slices: int | None,
 ) -> dict:
@@ -170,6 +166,7 @@ def evaluate(
     min_size = parser["min_segment_size"]
     items = parser.get_parsed_content("dataset").data[:max_slices]
     dice = defaultdict(lambda: defaultdict(list))  # row -> target -> per-slice Dice
+    counterparts = {}  # merged row -> k-means + refinement merged the same way
     for index, item in enumerate(items):
         data = parser.get_parsed_content("preprocessing")(dict(item))
         image = torch.as_tensor(data["image"]).float()
@@ -185,9 +182,10 @@ def evaluate(
                 refined = refinement(label_map, image)
                 maps[f"{name}: persistent structures ({rule}) + refinement"] = np.asarray(refined)[0]
                 if rule == "lineage":
-                    for merging in mergings:
-                        merged = np.asarray(merging(refined))[0]
-                        maps[f"{name}: persistent structures ({rule}) + refinement" + merging_suffix(merging)] = merged
+                    for suffix, merging in mergings.items():
+                        row = f"{name}: persistent structures ({rule}) + refinement{suffix}"
+                        maps[row] = np.asarray(merging(refined))[0]
+                        counterparts[row] = "k-means + refinement" + suffix
             for r, structures in parts.items():
                 refined = refinement(structures(levels), image)
                 maps[f"{name}: persistent structures (lineage, part ratio {r:g}) + refinement"] = np.asarray(refined)[0]
@@ -206,7 +204,7 @@ def evaluate(
         row: {t: {"mean": float(np.mean(v)), "sd": float(np.std(v)), "n": len(v)} for t, v in targets.items()}
         for row, targets in dice.items()
     }
-    return {"slices": len(items), "dice": summary, "worst_margin": worst_margins(summary)}
+    return {"slices": len(items), "dice": summary, "worst_margin": worst_margins(summary, counterparts)}
 
 
 def table(result: dict) -> str:
@@ -241,6 +239,7 @@ def main() -> None:
     torch.set_num_threads(min(torch.get_num_threads(), 2))
     config, ckpt, training = encoder_config(args, None, {"patch_size": args.patch_size})
     weights = [config["coordinate_weight"]] if args.features == "bundle" else args.coordinate_weights
+    mergings = [MergeAdjacentParts(s, r) for s in args.boundary_shares for r in args.size_ratios]
     result = {
         **environment(),
         "split": args.split,
@@ -257,7 +256,7 @@ def main() -> None:
             weights,
             args.size_powers,
             args.part_ratios,
-            [MergeAdjacentParts(s, r) for s in args.boundary_shares for r in args.size_ratios],
+            {merging_suffix(m): m for m in mergings},
             args.features == "bundle",
             args.max_slices,
         ),

@@ -245,12 +245,13 @@ def test_merge_parts_off_leaves_the_refined_map(merge_parts: bool | str) -> None
     [
         (
             {"merge_parts": True, "merge_size_ratio": 1.5},
-            "ValueError: boundary_share must be in (0, 1] and size_ratio in [0, 1]",
+            "ValueError: boundary_share must be in (0, 1] and size_ratio in [0, 1], got 0.6 and 1.5",
         ),
+        ({"merge_parts": True, "merge_boundary_share": 0}, "got 0 and 0.75"),
         ({"merge_parts": "maybe"}, "option 'merge_parts' must be True or False"),
     ],
 )
-def test_bad_merge_options_are_refused_naming_them(updates: dict, message: str) -> None:
+def test_bad_merge_options_are_refused_with_the_transforms_message(updates: dict, message: str) -> None:
     with pytest.raises(RuntimeError) as raised:  # MONAI wraps the error
         inference_config(**updates).get_parsed_content("postprocessing")
     assert message in error_messages(raised.value)

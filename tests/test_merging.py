@@ -107,6 +107,31 @@ def test_matches_reference_on_random_maps(boundary_share, size_ratio):
     assert merges > 0  # the options let some parts merge on these maps
 
 
+def test_ties_follow_raster_order_on_tiny_maps():
+    """Small maps with few labels tie often, in size and in contact: both ties go to the part that appears first,
+    and a merged part ranks where the earlier of its two parts did."""
+    rng = np.random.default_rng(0)
+    merges = 0
+    for _ in range(400):
+        labels = rng.integers(0, rng.integers(2, 6), size=tuple(rng.integers(2, 7, size=2)))
+        boundary_share, size_ratio = rng.uniform(0.25, 0.5), rng.uniform(0.0, 0.8)
+        expected = relabel_by_first_appearance(torch.as_tensor(reference_merge(labels, boundary_share, size_ratio)))
+        got = merge_adjacent_parts(torch.as_tensor(labels), boundary_share, size_ratio)
+        assert torch.equal(got, expected), (labels, boundary_share, size_ratio)
+        merges += len(np.unique(labels)) - len(torch.unique(got))
+    assert merges > 0
+
+
+def test_a_merged_part_keeps_the_earlier_rank():
+    """Part 3 (5 pixels, first in raster order) joins the island 2, which holds a quarter of its boundary, the most.
+    The merged part keeps part 3's first rank, so part 1 (the bottom-right pixel, touching it and part 0 once each)
+    picks it on the tie and is too small to join it. Ranked as the island, the merged part would lose that tie to
+    part 0, which part 1 would then join."""
+    labels = torch.tensor([[3, 3, 3, 0], [3, 2, 3, 1]])
+    expected = torch.tensor([[0, 0, 0, 1], [0, 0, 0, 2]])
+    assert torch.equal(merge_adjacent_parts(labels, 0.25, 0.8), expected)
+
+
 @pytest.mark.parametrize("core, size_ratio, merges", [(5, 0.9, True), (4, 0.9, False), (4, 0.8, True)])
 def test_a_core_merges_with_a_ring_of_its_size(core, size_ratio, merges):
     """A core square inside a ring one pixel wide: the core's whole boundary is the ring's; a 5 x 5 core has 25
@@ -167,8 +192,11 @@ def test_bad_options_are_refused(boundary_share, size_ratio):
 
 
 def test_bad_labels_are_refused_naming_the_key():
-    with pytest.raises(ValueError, match="integers >= 0"):
-        merge_adjacent_parts(torch.tensor([[0.5, 1.0]]))
+    for bad in ([[0.5, 1.0]], [[float("inf"), 0.0]], [[float("nan"), 0.0]]):
+        with pytest.raises(ValueError, match="integers >= 0"):
+            merge_adjacent_parts(torch.tensor(bad))
+        with pytest.raises(ValueError, match="integers >= 0"):
+            part_contacts(torch.tensor(bad))
     with pytest.raises(ValueError, match="integers >= 0"):
         merge_adjacent_parts(torch.tensor([[-1, 0]]))
     with pytest.raises(ValueError, match="\\(1, \\*spatial\\)"):

@@ -24,13 +24,17 @@ def part_contacts(labels: torch.Tensor) -> torch.Tensor:
     """Contacts between the parts of a label map.
 
     Args:
-        labels: (*spatial) labels 0 .. k - 1.
+        labels: (*spatial) integer labels 0 .. k - 1.
 
     Returns:
         (k + 1, k + 1) symmetric int64 counts: entry [a, b] is the number of face-neighbouring pixel pairs (2 D
         per pixel) of which one is in part a and the other in part b; index k stands for the outside of the image,
         so row a sums to the length of part a's boundary. The diagonal is 0.
+
+    Raises:
+        ValueError: ``labels`` is empty, or not integers >= 0.
     """
+    labels = _checked_labels(labels)
     k = int(labels.max()) + 1
     padded = torch.nn.functional.pad(labels, (1, 1) * labels.ndim, value=k)
     counts = torch.zeros((k + 1) * (k + 1), dtype=torch.long)
@@ -45,10 +49,11 @@ def part_contacts(labels: torch.Tensor) -> torch.Tensor:
 def merge_adjacent_parts(labels: torch.Tensor, boundary_share: float = 0.6, size_ratio: float = 0.75) -> torch.Tensor:
     """Parts merged into the neighbour that holds most of their boundary, when they are not much smaller than it.
 
-    Repeatedly, the smallest part a (ties: the lower label) whose largest neighbour part b holds at least
-    ``boundary_share`` of a's boundary (the image's edge counts as boundary but is never a neighbour to merge
-    with) and which has at least ``size_ratio`` times b's pixels joins b; the merged part's contacts and size are
-    the sums of the two. It stops when no part qualifies. So comparable pieces of one structure along a long shared
+    Repeatedly, the smallest part a (ties: the earlier in raster order) whose neighbour b sharing the most of its
+    boundary (ties: the earlier) holds at least ``boundary_share`` of it (the image's edge counts as boundary but
+    is never a neighbour to merge with), and which has at least ``size_ratio`` times b's pixels, joins b; the
+    merged part's contacts and size are the sums of the two, and it ranks where the earlier of the two did. It
+    stops when no part qualifies. So comparable pieces of one structure along a long shared
     boundary join, a small island inside a much larger part stays, and a part whose boundary is spread over several
     neighbours stays.
 
@@ -59,6 +64,9 @@ def merge_adjacent_parts(labels: torch.Tensor, boundary_share: float = 0.6, size
 
     Returns:
         (*spatial) int64 labels renumbered 0 .. k - 1 by first appearance in raster order.
+
+    Raises:
+        ValueError: an option is out of range, or ``labels`` is empty or not integers >= 0.
     """
     _check_merge_options(boundary_share, size_ratio)
     labels = relabel_by_first_appearance(_checked_labels(labels))
@@ -67,14 +75,14 @@ def merge_adjacent_parts(labels: torch.Tensor, boundary_share: float = 0.6, size
     sizes = torch.bincount(labels.reshape(-1), minlength=k)
     target = torch.arange(k)
     while (merge := _next_merge(contacts, sizes, boundary_share, size_ratio)) is not None:
-        part, neighbour = merge
-        contacts[neighbour] += contacts[part]
-        contacts[:, neighbour] += contacts[:, part]
-        contacts[neighbour, neighbour] = 0
-        contacts[part], contacts[:, part] = 0, 0
-        sizes[neighbour] += sizes[part]
-        sizes[part] = 0
-        target[target == part] = neighbour
+        keep, drop = min(merge), max(merge)  # labels are in raster order: the merged part keeps the earlier's rank
+        contacts[keep] += contacts[drop]
+        contacts[:, keep] += contacts[:, drop]
+        contacts[keep, keep] = 0
+        contacts[drop], contacts[:, drop] = 0, 0
+        sizes[keep] += sizes[drop]
+        sizes[drop] = 0
+        target[target == drop] = keep
     return relabel_by_first_appearance(target[labels])
 
 
@@ -87,7 +95,9 @@ def _next_merge(
         if sizes[part] == 0 or boundary == 0:
             continue
         neighbour = int(contacts[part, :-1].argmax())
-        if contacts[part, neighbour] >= boundary_share * boundary and sizes[part] >= size_ratio * sizes[neighbour]:
+        along = int(contacts[part, neighbour]) >= boundary_share * boundary
+        comparable = int(sizes[part]) >= size_ratio * int(sizes[neighbour])  # integers: exact at any size
+        if along and comparable:
             return part, neighbour
     return None
 
@@ -103,7 +113,11 @@ def _checked_labels(labels: torch.Tensor) -> torch.Tensor:
     labels = convert_to_tensor(labels, track_meta=False)
     if labels.ndim == 0 or labels.numel() == 0:
         raise ValueError(f"labels must be a non-empty (*spatial) map, got shape {tuple(labels.shape)}.")
-    if (labels.is_floating_point() and not torch.equal(labels, labels.round())) or (labels < 0).any():
+    if labels.dtype == torch.bool:
+        labels = labels.long()
+    if labels.is_floating_point() and not (torch.isfinite(labels).all() and torch.equal(labels, labels.round())):
+        raise ValueError("labels must be integers >= 0.")
+    if (labels < 0).any():
         raise ValueError("labels must be integers >= 0.")
     return labels.long().cpu()
 
@@ -123,9 +137,9 @@ class MergeAdjacentParts(Transform):
         self.size_ratio = size_ratio
 
     def __call__(self, labels: torch.Tensor) -> torch.Tensor:
+        labels = torch.as_tensor(labels)
         if labels.ndim < 2 or len(labels) != 1:
             raise ValueError(f"labels must be (1, *spatial), got shape {tuple(labels.shape)}.")
-        labels = torch.as_tensor(labels)
         merged = merge_adjacent_parts(labels[0], self.boundary_share, self.size_ratio)
         meta = dict(getattr(labels, "meta", {}))
         return MetaTensor(merged[None].to(device=labels.device, dtype=labels.dtype), meta=meta)
