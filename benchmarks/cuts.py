@@ -34,7 +34,6 @@ from monai.transforms import Transform
 from monai_ext.baselines.kmeans import gaussian_smooth, kmeans_segment
 from monai_ext.baselines.superpixels import BASELINES
 from monai_ext.engines.cuts_report import ORACLE, CUTSReport
-from monai_ext.metrics.hint import hint_mask
 from monai_ext.provenance import environment, write_json
 from monai_ext.transforms import (
     DiffusionCondensationd,
@@ -183,13 +182,6 @@ class PaperReading:
 
     def __call__(self, embedding: torch.Tensor) -> np.ndarray:
         return np.asarray(self.persistence(self.condensation(embedding)))[0]
-
-
-def hint_dice(label_map: np.ndarray, truth: np.ndarray) -> float:
-    """Dice of the hint-rule mask of ``label_map`` against a non-empty ``truth`` (Dice alone, without the distances
-    of ``hint_scores``)."""
-    mask, reference = hint_mask(label_map, truth), np.asarray(truth) > 0
-    return float(2 * (mask & reference).sum() / (mask.sum() + reference.sum()))
 
 
 def kmeans_baselines(

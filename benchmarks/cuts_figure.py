@@ -18,12 +18,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from _runner import ROOT, save_image_grid
-from cuts import CUTS_ROW, TARGETS, ComparedMethods, hint_dice, inference_parser, label_maps
+from cuts import CUTS_ROW, TARGETS, ComparedMethods, inference_parser, label_maps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from monai_ext.data.brain import CONTRASTS
-from monai_ext.metrics.hint import hint_mask
+from monai_ext.metrics.hint import hint_dice, hint_mask
 from monai_ext.provenance import refuse_existing
 
 FLAIR = CONTRASTS.index("flair")

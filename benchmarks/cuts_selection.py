@@ -50,7 +50,6 @@ from cuts import (
     TARGETS,
     add_encoder_arguments,
     encoder_config,
-    hint_dice,
     kmeans_baselines,
     persistence_with_rule,
     postprocessing_transforms,
@@ -58,6 +57,7 @@ from cuts import (
 from monai.bundle import ConfigParser
 
 from monai_ext.baselines.kmeans import kmeans_segment
+from monai_ext.metrics.hint import hint_dice
 from monai_ext.provenance import environment, write_json
 from monai_ext.transforms import (
     AppendCoordinates,

@@ -9,7 +9,7 @@ import pytest
 from skimage.metrics import structural_similarity
 
 from monai_ext.baselines.superpixels import BASELINES, otsu_watershed
-from monai_ext.metrics.hint import binary_mask_scores, hint_mask
+from monai_ext.metrics.hint import binary_mask_scores, hint_dice, hint_mask, hint_scores
 
 
 def test_hint_rule_picks_the_label_most_frequent_under_the_foreground() -> None:
@@ -40,6 +40,16 @@ def test_scores_against_direct_computations() -> None:
     assert empty["dice"] == 0 and empty["hausdorff"] == empty["hd95"] == pytest.approx(math.hypot(16, 16))
     with pytest.raises(ValueError, match="ground-truth mask is empty"):
         binary_mask_scores(mask, np.zeros_like(truth))
+
+
+def test_hint_dice_is_the_dice_of_hint_scores() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        labels = rng.integers(0, 4, size=(12, 12))
+        truth = rng.random((12, 12)) < 0.3
+        assert hint_dice(labels, truth) == pytest.approx(hint_scores(labels, truth)["dice"], rel=1e-6)
+    with pytest.raises(ValueError, match="empty"):
+        hint_dice(labels, np.zeros_like(truth))
 
 
 def test_baselines_label_every_pixel_and_find_the_bright_blobs() -> None:

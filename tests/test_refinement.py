@@ -99,5 +99,10 @@ def test_transforms_keep_the_metadata_and_check_their_input() -> None:
         PottsRefinementd("pred")({"pred": torch.as_tensor(labels)[None], "image": nan_image})
     with pytest.raises(ValueError, match="integers >= 0"):
         potts_refinement(torch.as_tensor(labels) - 1, torch.as_tensor(image))
+    for bad in (0.5, float("inf")):  # a fractional or infinite label (the shared check_integer_labels)
+        fractional = torch.as_tensor(labels).double()
+        fractional[0, 0] = bad
+        with pytest.raises(ValueError, match="integers >= 0"):
+            potts_refinement(fractional, torch.as_tensor(image))
     with pytest.raises(KeyError, match="needs the image under 'image'"):
         PottsRefinementd("pred")({"pred": torch.as_tensor(labels)[None]})

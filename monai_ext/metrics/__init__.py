@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from .confidence import MeanMaxProbabilityMetric
 from .ergas import ERGASMetric, ergas
-from .hint import best_level_scores, binary_mask_scores, hint_mask, hint_scores
+from .hint import best_level_scores, binary_mask_scores, hint_dice, hint_mask, hint_scores
 from .matched_dice import MatchedDiceMetric, MatchedDiceResult, matched_dice, relabel
 from .matched_hausdorff import MatchedHausdorffDistanceMetric
 from .per_volume import finite_stats
@@ -49,6 +49,7 @@ __all__ = [
     "error_auroc",
     "expected_calibration_error",
     "finite_stats",
+    "hint_dice",
     "hint_mask",
     "hint_scores",
     "matched_dice",

@@ -16,7 +16,7 @@ from skimage.metrics import structural_similarity
 
 from monai_ext.metrics.ergas import ergas
 
-__all__ = ["best_level_scores", "binary_mask_scores", "hint_mask", "hint_scores"]
+__all__ = ["best_level_scores", "binary_mask_scores", "hint_dice", "hint_mask", "hint_scores"]
 
 
 def hint_mask(label_map: np.ndarray | torch.Tensor, foreground: np.ndarray | torch.Tensor) -> np.ndarray:
@@ -32,6 +32,17 @@ def hint_mask(label_map: np.ndarray | torch.Tensor, foreground: np.ndarray | tor
         raise ValueError("the ground-truth mask is empty: the hint rule has no foreground to pick a label from.")
     values, counts = np.unique(labels[truth], return_counts=True)
     return labels == values[np.argmax(counts)]
+
+
+def hint_dice(label_map: np.ndarray | torch.Tensor, truth: np.ndarray | torch.Tensor) -> float:
+    """The Dice of :func:`hint_scores` alone, without its distances and image scores: for choosing among many label
+    maps (levels, rules), where only Dice is compared.
+
+    Raises:
+        ValueError: as :func:`hint_mask`.
+    """
+    mask, reference = hint_mask(label_map, truth), np.asarray(truth) > 0
+    return float(2 * (mask & reference).sum() / (mask.sum() + reference.sum()))
 
 
 def binary_mask_scores(mask: np.ndarray | torch.Tensor, truth: np.ndarray | torch.Tensor) -> dict[str, float]:

@@ -16,6 +16,7 @@ from monai.transforms import MapTransform, Transform
 from monai.utils import convert_to_tensor
 
 from monai_ext.transforms.persistence import relabel_by_first_appearance
+from monai_ext.transforms.validation import check_integer_labels
 
 __all__ = ["MergeAdjacentParts", "MergeAdjacentPartsd", "merge_adjacent_parts", "part_contacts"]
 
@@ -113,12 +114,7 @@ def _checked_labels(labels: torch.Tensor) -> torch.Tensor:
     labels = convert_to_tensor(labels, track_meta=False)
     if labels.ndim == 0 or labels.numel() == 0:
         raise ValueError(f"labels must be a non-empty (*spatial) map, got shape {tuple(labels.shape)}.")
-    if labels.dtype == torch.bool:
-        labels = labels.long()
-    if labels.is_floating_point() and not (torch.isfinite(labels).all() and torch.equal(labels, labels.round())):
-        raise ValueError("labels must be integers >= 0.")
-    if (labels < 0).any():
-        raise ValueError("labels must be integers >= 0.")
+    check_integer_labels(labels)
     return labels.long().cpu()
 
 

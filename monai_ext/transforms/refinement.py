@@ -16,6 +16,7 @@ from monai.transforms import MapTransform, Transform
 from monai.utils import convert_to_tensor
 
 from monai_ext.transforms.persistence import relabel_by_first_appearance
+from monai_ext.transforms.validation import check_integer_labels
 
 __all__ = ["PottsRefinement", "PottsRefinementd", "potts_refinement"]
 
@@ -124,8 +125,7 @@ def _checked_inputs(labels: torch.Tensor, image: torch.Tensor) -> tuple[torch.Te
         raise ValueError(
             f"image must be (C, *spatial) on the labels' grid {tuple(labels.shape)}, got shape {tuple(image.shape)}."
         )
-    if (labels.is_floating_point() and not torch.equal(labels, labels.round())) or (labels < 0).any():
-        raise ValueError("labels must be integers >= 0.")
+    check_integer_labels(labels)
     if not torch.isfinite(image).all():
         raise ValueError("image has NaN or infinite values.")
     return labels.long().clone(), image.to(torch.float64)

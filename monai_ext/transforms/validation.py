@@ -85,6 +85,18 @@ class ValidateImaged(MapTransform):
         return d
 
 
+def check_integer_labels(labels: torch.Tensor) -> None:
+    """Refuse a label map that is not integers >= 0: of an integer or boolean dtype, or of a floating one holding
+    whole numbers only (NaN and infinity are refused).
+
+    Raises:
+        ValueError: a label is negative, fractional or not finite.
+    """
+    whole = not labels.is_floating_point() or bool(torch.isfinite(labels).all() and torch.equal(labels, labels.round()))
+    if not whole or (labels < 0).any():
+        raise ValueError("labels must be integers >= 0.")
+
+
 def check_same_spatial_shape(data: Mapping[Hashable, torch.Tensor], keys: Sequence[Hashable]) -> None:
     """Raise ``ValueError`` naming the file when the images under ``keys`` differ in spatial shape."""
     shapes = {key: tuple(torch.as_tensor(data[key]).shape[1:]) for key in keys if key in data}
