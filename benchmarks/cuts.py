@@ -3,7 +3,9 @@ diffusion condensation and persistent structures, its spectral k-means and the o
 scikit-image baselines (Otsu watershed, Felzenszwalb, SLIC) and k-means on the intensities (alone, on smoothed
 intensities, refined as the bundle refines, and refined and merged as the bundle merges its parts), all in the same
 run and binarised by the same hint rule, for the two targets (whole tumour, lateral ventricles); the paper's values
-beside.
+beside. On the brain slices the row ``tissue map (oracle)`` reads the phantom's exact tissue partition (the tumour's
+three tissues as three parts) by the same rule: on the tumour, the best any map whose parts each lie within one
+tissue can score.
 
 Two readings of the same levels-from-embedding: ``CUTS + persistent structures`` is the bundle's inference (the
 embedding with the pixel coordinates, the authors' code's persistent-structures rule, boundaries refined on the
@@ -24,6 +26,7 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -33,6 +36,7 @@ from monai.transforms import Transform
 
 from monai_ext.baselines.kmeans import gaussian_smooth, kmeans_segment
 from monai_ext.baselines.superpixels import BASELINES
+from monai_ext.data.brain import TISSUE_LABELS
 from monai_ext.engines.cuts_report import ORACLE, CUTSReport
 from monai_ext.provenance import environment, write_json
 from monai_ext.transforms import (
@@ -43,14 +47,34 @@ from monai_ext.transforms import (
     PersistentStructuresd,
     PottsRefinement,
     PottsRefinementd,
+    ReadImaged,
     SpectralKMeans,
 )
 
 TARGETS = {"tumour": "label", "ventricles": "ventricles"}
-DATASETS = {  # the bundle's data: overlays on inference.json and train.json, targets, k-means part counts beside 10
-    "brain_slices": ([], TARGETS, ()),
-    "cell_slices": (["cell_slices.json"], {"cell": "label_l1"}, (2,)),  # one structure on a background: k = 2 too
+
+
+class BenchmarkData(NamedTuple):
+    """One of the bundle's data, as the benchmark reads it.
+
+    Attributes:
+        overlays: configs overlaid on ``inference.json`` and ``train.json``.
+        targets: target name -> datalist key of its ground-truth mask.
+        other_parts: k-means part counts reported beside k = 10.
+        tissue_keys: datalist keys of the slices' true tissue map and BraTS map (None: no ``TISSUE_ROW``).
+    """
+
+    overlays: tuple[str, ...]
+    targets: dict[str, str]
+    other_parts: tuple[int, ...] = ()
+    tissue_keys: tuple[str, str] | None = None
+
+
+DATASETS = {
+    "brain_slices": BenchmarkData((), TARGETS, tissue_keys=("tissue", "brats")),
+    "cell_slices": BenchmarkData(("cell_slices.json",), {"cell": "label_l1"}, (2,)),  # one structure on a background
 }
+TISSUE_ROW = "tissue map (oracle)"
 KMEANS_PARTS = 10  # as CUTS's spectral k-means
 PAPER_TABLE1 = {  # Liu, Amodio et al., Table 1, brain tumour / brain ventricles: Dice, Hausdorff (pixels)
     "watershed": {"tumour": (0.188, 53.96), "ventricles": (0.631, 30.25)},
@@ -86,11 +110,12 @@ def paired_differences(ours: list[float], theirs: list[float], draws: int = 1000
 
 def inference_parser(ckpt: str | None, dataset_dir: str | None, dataset: str = "brain_slices") -> ConfigParser:
     """The bundle's inference config for ``dataset`` (a key of ``DATASETS``) with the ground truth of its targets
-    read and ``ckpt`` as the encoder (None: the config's)."""
-    overlays, targets, _ = DATASETS[dataset]
+    (and the paths of its tissue maps) in its items and ``ckpt`` as the encoder (None: the config's)."""
+    data = DATASETS[dataset]
     parser = ConfigParser()
-    parser.read_config(bundle_config("cuts", "inference.json", *overlays))
-    parser.update({"bundle_root": str(ROOT / "bundles" / "cuts"), "label_keys": list(targets.values())})
+    parser.read_config(bundle_config("cuts", "inference.json", *data.overlays))
+    label_keys = [*data.targets.values(), *(data.tissue_keys or ())]
+    parser.update({"bundle_root": str(ROOT / "bundles" / "cuts"), "label_keys": label_keys})
     if ckpt:
         parser["ckpt_path"] = ckpt
     if dataset_dir:
@@ -105,7 +130,7 @@ def train_encoder(
     resume it there; return the best encoder's checkpoint and the run's record (time, memory, overrides)."""
     work = Path(workdir).resolve() / "train"
     overrides = {"output_dir": str(work), **({"dataset_dir": dataset_dir} if dataset_dir else {}), **overrides}
-    configs = bundle_config("cuts", "train.json", *DATASETS[dataset][0])
+    configs = bundle_config("cuts", "train.json", *DATASETS[dataset].overlays)
     training = run_bundle(configs, overrides, log_beside(work))
     return str(work / "model.pt"), {**training, "overrides": overrides}
 
@@ -154,6 +179,35 @@ def on_grid(label_map: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
         return label_map
     resized = torch.nn.functional.interpolate(torch.as_tensor(label_map)[None, None].float(), size=shape)
     return resized[0, 0].long().numpy()
+
+
+def tissue_map(item: dict, keys: tuple[str, str]) -> np.ndarray:
+    """The phantom's exact tissue partition of a slice, from the files of ``item`` under ``keys`` (its tissue map,
+    ``monai_ext.data.brain.TISSUE_LABELS``, and its BraTS map, ``BRATS_LABELS``): background, CSF, grey and white
+    matter, and the tumour split into its necrosis, edema and enhancing rim, each tissue one part. Read by the hint
+    rule, it looks at the ground truth; on the whole tumour it is the best that any label map whose parts each lie
+    within one tissue can score.
+
+    Raises:
+        ValueError: the two maps are on different grids, or the tissue map's tumour is not where the BraTS map's is.
+    """
+    tissue_key, brats_key = keys
+    read = ReadImaged(list(keys), image_only=True)(dict(item))
+    tissue, brats = (np.rint(np.asarray(read[key])).astype(np.int64) for key in keys)
+    files = f"'{tissue_key}' file '{item[tissue_key]}' and '{brats_key}' file '{item[brats_key]}'"
+    if tissue.shape != brats.shape:
+        raise ValueError(f"{files} have shapes {tissue.shape} and {brats.shape}: the two maps must share one grid.")
+    if not np.array_equal(tissue == TISSUE_LABELS["tumour"], brats > 0):
+        raise ValueError(
+            f"{files} disagree: the tissue map's tumour ({TISSUE_LABELS['tumour']}) must be exactly where the BraTS "
+            "map is above 0."
+        )
+    return np.where(brats > 0, TISSUE_LABELS["tumour"] + brats, tissue)
+
+
+def tissue_keys_of(items: list[dict], keys: tuple[str, str] | None) -> tuple[str, str] | None:
+    """``keys`` if every item has both (a datalist of the brain phantoms), else None (no ``TISSUE_ROW``)."""
+    return keys if keys and all(key in item for item in items for key in keys) else None
 
 
 def postprocessing_transforms(parser: ConfigParser) -> dict[type, Transform]:
@@ -215,11 +269,14 @@ def kmeans_baselines(
 class ComparedMethods:
     """What :func:`label_maps` needs beside the bundle's own pipeline, built once from its inference config: the
     encoder, spectral k-means (k = 10), the paper's reading, the bundle's refinement and part merging (for the
-    baselines; no merging when the bundle's ``merge_parts`` is off) and the k-means part counts ``other_parts``
-    reported beside k = 10."""
+    baselines; no merging when the bundle's ``merge_parts`` is off), the k-means part counts ``other_parts``
+    reported beside k = 10 and the datalist keys of the true tissue maps (``tissue_keys``; None: no tissue row)."""
 
-    def __init__(self, parser: ConfigParser, other_parts: tuple[int, ...] = ()) -> None:
+    def __init__(
+        self, parser: ConfigParser, other_parts: tuple[int, ...] = (), tissue_keys: tuple[str, str] | None = None
+    ) -> None:
         self.other_parts = other_parts
+        self.tissue_keys = tissue_keys
         self.network = parser.get_parsed_content("network").eval()
         self.spectral = SpectralKMeans(k=KMEANS_PARTS, landmarks=parser["landmarks"], seed=parser["seed"])
         self.paper = PaperReading(parser)
@@ -251,6 +308,8 @@ def label_maps(item: dict, parser: ConfigParser, methods: ComparedMethods) -> tu
             for name, m in kmeans_baselines(image, methods.refinement, methods.mergings, methods.other_parts).items()
         },
     }
+    if methods.tissue_keys:
+        maps[TISSUE_ROW] = on_grid(tissue_map(item, methods.tissue_keys), grid)
     return data, maps, np.asarray(out["pred_levels"]), seconds
 
 
@@ -262,9 +321,10 @@ def is_paired_baseline(method: str) -> bool:
 def evaluate(parser: ConfigParser, max_slices: int | None, work: Path, dataset: str = "brain_slices") -> dict:
     """Scores of every method and of the targets of ``dataset`` (a key of ``DATASETS``) over the slices of the
     parser's ``input_split`` (``CUTSReport``, as the bundle's evaluation); CUTS paired against every k-means row."""
-    _, targets, other_parts = DATASETS[dataset]
-    methods = ComparedMethods(parser, other_parts)
+    data = DATASETS[dataset]
+    targets = data.targets
     items = parser.get_parsed_content("dataset").data[:max_slices]
+    methods = ComparedMethods(parser, data.other_parts, tissue_keys_of(items, data.tissue_keys))
     report, seconds = None, []
     for index, item in enumerate(items):
         data, maps, levels, condensation_seconds = label_maps(item, parser, methods)

@@ -1,10 +1,11 @@
 """Where CUTS + persistent structures loses to k-means on the brain slices (issue 11): one encoder's condensation
-levels read by label-free selection rules, on three kinds of condensed features, beside the oracle best level and
-k-means on the intensities (alone, refined as the bundle refines, smoothed, and with the pixel coordinates), all in
-the same run. Run it on the validation split to choose, and on the training split (more slices, seen by the encoder
-without labels) to confirm a choice: it is not for reporting. Each row's ``worst margin`` is its smallest Dice
-lead, over the two targets, on the best of k-means, k-means + refinement and smoothing + k-means, and for a row
-with merged parts also k-means + refinement merged the same way: the quality target asks for a lead on both.
+levels read by label-free selection rules, on three kinds of condensed features, beside the oracle best level, the
+true tissue map and k-means on the intensities (alone, refined as the bundle refines, smoothed, and with the pixel
+coordinates), all in the same run. Run it on the validation split to choose, and on the training split (more
+slices, seen by the encoder without labels) to confirm a choice: it is not for reporting. Each row's ``worst
+margin`` is its smallest Dice lead, over the two targets, on the best of k-means, k-means + refinement and
+smoothing + k-means, and for a row with merged parts also k-means + refinement merged the same way: the quality
+target asks for a lead on both.
 
     python benchmarks/cuts_selection.py --out benchmarks/results/cuts_selection.json
     python benchmarks/cuts_selection.py --split training --max-slices 120 --features bundle --out ...
@@ -30,7 +31,9 @@ Rules, each giving one label map per slice:
   size^p x persistence (Campello et al., "Density-based clustering based on hierarchical density estimates", 2013,
   the cluster selection of HDBSCAN, which uses p = 1); segments under the bundle's ``min_segment_size`` are not
   chosen;
-- ``best level (oracle)``: the level with the best Dice, which looks at the ground truth.
+- ``best level (oracle)``: the level with the best Dice, which looks at the ground truth;
+- ``tissue map (oracle)``: the phantom's exact tissue partition, the tumour's three tissues as three parts
+  (``cuts.tissue_map``): on the tumour, the best any map whose parts each lie within one tissue can score.
 
 Every map is binarised by the hint rule and scored by Dice on the network's grid (the labels resampled by the
 bundle's preprocessing).
@@ -45,18 +48,24 @@ import numpy as np
 import torch
 from _runner import ROOT
 from cuts import (
+    DATASETS,
     KMEANS_BASELINES,
     KMEANS_PARTS,
     TARGETS,
+    TISSUE_ROW,
     add_encoder_arguments,
     encoder_config,
     kmeans_baselines,
+    on_grid,
     persistence_with_rule,
     postprocessing_transforms,
+    tissue_keys_of,
+    tissue_map,
 )
 from monai.bundle import ConfigParser
 
 from monai_ext.baselines.kmeans import kmeans_segment
+from monai_ext.engines.cuts_report import ORACLE
 from monai_ext.metrics.hint import hint_dice
 from monai_ext.provenance import environment, write_json
 from monai_ext.transforms import (
@@ -68,8 +77,6 @@ from monai_ext.transforms import (
 )
 from monai_ext.transforms.features import total_sd
 from monai_ext.transforms.persistence import PERSISTENCE_RULES, segment_lifetimes
-
-ORACLE = "best level (oracle)"
 
 
 def excess_of_mass(levels: np.ndarray, steps: list[int], size_power: float, min_size: float) -> np.ndarray:
@@ -165,6 +172,7 @@ def evaluate(
     parts = {r: persistence_with_rule(postprocessing, "lineage", r) for r in part_ratios}
     min_size = parser["min_segment_size"]
     items = parser.get_parsed_content("dataset").data[:max_slices]
+    tissue_keys = tissue_keys_of(items, DATASETS["brain_slices"].tissue_keys)
     dice = defaultdict(lambda: defaultdict(list))  # row -> target -> per-slice Dice
     counterparts = {}  # merged row -> k-means + refinement merged the same way
     for index, item in enumerate(items):
@@ -173,6 +181,8 @@ def evaluate(
         with torch.no_grad():
             embedding = network(image[None].to(next(network.parameters()).device))[0].cpu()
         maps = kmeans_maps(image, weights, refinement, mergings)
+        if tissue_keys:
+            maps[TISSUE_ROW] = on_grid(tissue_map(item, tissue_keys), tuple(image.shape[1:]))
         for name, features in feature_sets(embedding, image, weights, bundle_only).items():
             levels = condensation(features)
             steps = list(levels.meta["steps"])

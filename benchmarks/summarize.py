@@ -20,6 +20,12 @@ from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
 LEVELS = ("level 1 (K=2)", "level 2 (K=4)", "level 3 (K=8)")
+TISSUE_ROW = "tissue map (oracle)"  # benchmarks/cuts.py's TISSUE_ROW (this module reads JSON only)
+TISSUE_NOTE = (
+    f" The row `{TISSUE_ROW}` reads the phantom's exact tissue partition (CSF, grey and white matter, and the tumour's "
+    "necrosis, edema and enhancing rim as three parts) by the same hint rule: on the tumour, the best any map whose "
+    "parts each lie within one tissue can score. It looks at the ground truth too."
+)
 METHODS = {
     "ours": "ours (structure discovery)",
     "bm4d_kmeans": "BM4D + k-means",
@@ -391,6 +397,7 @@ def cuts(result: dict) -> str:
         f"\nThe bundle's postprocessing (coordinates, condensation, persistent structures, refinement{merged}): "
         f"{result['condensation_seconds_per_slice']:.1f} s a slice ({side[0]} x {side[1]}, this CPU). The oracle "
         "row picks, per slice, the level with the best Dice: it looks at the ground truth."
+        + (TISSUE_NOTE if TISSUE_ROW in result["targets"][targets[0]]["methods"] else "")
     )
     for target, baselines in result.get("paired_dice", {}).items():
         pairs = "; ".join(
@@ -411,7 +418,12 @@ def cuts_selection(result: dict) -> str:
         f"CUTS level selection (`{result['command']}`), {result['split']} split, {result['slices']} slices: label-free "
         f"rules on {features}, with and without the boundary refinement"
         + (" and the part merging" if result.get("mergings") else "")
-        + ", beside k-means and the oracle best level; hint-rule Dice"
+        + (
+            ", beside k-means, the oracle best level and the exact tissue map (an oracle too)"
+            if TISSUE_ROW in result["dice"]
+            else ", beside k-means and the oracle best level"
+        )
+        + "; hint-rule Dice"
         + ("; worst margin: the smaller lead of the two targets on the best k-means row" if margins else "")
         + (
             " (for a row with merged parts, also k-means + refinement merged the same way)"
