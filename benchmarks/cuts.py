@@ -111,10 +111,10 @@ def paired_differences(ours: list[float], theirs: list[float], draws: int = 1000
 def inference_parser(ckpt: str | None, dataset_dir: str | None, dataset: str = "brain_slices") -> ConfigParser:
     """The bundle's inference config for ``dataset`` (a key of ``DATASETS``) with the ground truth of its targets
     (and the paths of its tissue maps) in its items and ``ckpt`` as the encoder (None: the config's)."""
-    data = DATASETS[dataset]
+    benchmark = DATASETS[dataset]
     parser = ConfigParser()
-    parser.read_config(bundle_config("cuts", "inference.json", *data.overlays))
-    label_keys = [*data.targets.values(), *(data.tissue_keys or ())]
+    parser.read_config(bundle_config("cuts", "inference.json", *benchmark.overlays))
+    label_keys = [*benchmark.targets.values(), *(benchmark.tissue_keys or ())]
     parser.update({"bundle_root": str(ROOT / "bundles" / "cuts"), "label_keys": label_keys})
     if ckpt:
         parser["ckpt_path"] = ckpt
@@ -321,10 +321,10 @@ def is_paired_baseline(method: str) -> bool:
 def evaluate(parser: ConfigParser, max_slices: int | None, work: Path, dataset: str = "brain_slices") -> dict:
     """Scores of every method and of the targets of ``dataset`` (a key of ``DATASETS``) over the slices of the
     parser's ``input_split`` (``CUTSReport``, as the bundle's evaluation); CUTS paired against every k-means row."""
-    data = DATASETS[dataset]
-    targets = data.targets
+    benchmark = DATASETS[dataset]
+    targets = benchmark.targets
     items = parser.get_parsed_content("dataset").data[:max_slices]
-    methods = ComparedMethods(parser, data.other_parts, tissue_keys_of(items, data.tissue_keys))
+    methods = ComparedMethods(parser, benchmark.other_parts, tissue_keys_of(items, benchmark.tissue_keys))
     report, seconds = None, []
     for index, item in enumerate(items):
         data, maps, levels, condensation_seconds = label_maps(item, parser, methods)
