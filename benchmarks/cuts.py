@@ -162,7 +162,7 @@ def encoder_config(
     ckpt, training = args.encoder_ckpt, {}
     if args.train:
         overrides = {"max_epochs": args.max_epochs, "kernel_size": args.kernel_size, **training_overrides}
-        overrides = {k: v for k, v in overrides.items() if v}
+        overrides = {k: v for k, v in overrides.items() if v is not None}
         ckpt, training = train_encoder(args.workdir, dataset_dir, overrides, dataset)
     config = inference_parser(ckpt, dataset_dir, dataset)
     ckpt = str(config.get_parsed_content("ckpt_path"))

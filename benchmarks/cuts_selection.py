@@ -10,6 +10,8 @@ target asks for a lead on both.
     python benchmarks/cuts_selection.py --out benchmarks/results/cuts_selection.json
     python benchmarks/cuts_selection.py --split training --max-slices 120 --features bundle --out ...
     python benchmarks/cuts_selection.py --train --patch-size 9 --workdir benchmarks/.work/patch9 --out ...
+    python benchmarks/cuts_selection.py --train --temperature 0.1 --contrastive-weight 0.001 --anchors-per-image 8 \
+        --workdir benchmarks/.work/authors --features bundle --out ...
 
 Features, each condensed with the bundle's settings:
 - ``embedding``: the encoder's output, as the bundle condenses it;
@@ -230,6 +232,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_encoder_arguments(parser, "cuts_selection", split="validation")
     parser.add_argument("--patch-size", type=int, default=None, help="training's patch (default: the bundle's)")
+    parser.add_argument("--temperature", type=float, default=None, help="training's NT-Xent temperature")
+    parser.add_argument("--contrastive-weight", type=float, default=None, help="training's lambda")
+    parser.add_argument("--anchors-per-image", type=int, default=None, help="training's anchors per image")
+    parser.add_argument("--seed", type=int, default=None, help="training's seed (default: the bundle's)")
     parser.add_argument("--coordinate-weights", type=float, nargs="+", default=[0.5, 1.0])
     parser.add_argument("--size-powers", type=float, nargs="+", default=[0.0, 0.5, 1.0])
     parser.add_argument("--part-ratios", type=float, nargs="+", default=[0.6, 0.75, 0.9])
@@ -244,10 +250,20 @@ def main() -> None:
         parser.error("--part-ratios must be in (0, 1].")
     if any(not 0 < s <= 1 for s in args.boundary_shares) or any(not 0 <= r <= 1 for r in args.size_ratios):
         parser.error("--boundary-shares must be in (0, 1] and --size-ratios in [0, 1].")
-    if not args.train and (args.patch_size or args.max_epochs):
-        parser.error("--patch-size and --max-epochs set the training: pass --train.")
+    training_overrides = {
+        "patch_size": args.patch_size,
+        "temperature": args.temperature,
+        "contrastive_weight": args.contrastive_weight,
+        "anchors_per_image": args.anchors_per_image,
+        "seed": args.seed,
+    }
+    if not args.train and (args.max_epochs or any(v is not None for v in training_overrides.values())):
+        parser.error(
+            "--patch-size, --temperature, --contrastive-weight, --anchors-per-image, --seed and --max-epochs set "
+            "the training: pass --train."
+        )
     torch.set_num_threads(min(torch.get_num_threads(), 2))
-    config, ckpt, training = encoder_config(args, None, {"patch_size": args.patch_size})
+    config, ckpt, training = encoder_config(args, None, training_overrides)
     weights = [config["coordinate_weight"]] if args.features == "bundle" else args.coordinate_weights
     mergings = [MergeAdjacentParts(s, r) for s in args.boundary_shares for r in args.size_ratios]
     result = {

@@ -26,6 +26,16 @@ TISSUE_NOTE = (
     "necrosis, edema and enhancing rim as three parts) by the same hint rule: on the tumour, the best any map whose "
     "parts each lie within one tissue can score. It looks at the ground truth too."
 )
+CUTS_COORDINATE_WEIGHT = 0.5  # bundles/cuts/configs/inference.json's coordinate_weight
+CUTS_READING = f"embedding + coordinates {CUTS_COORDINATE_WEIGHT:g}: persistent structures (lineage) + refinement"
+CUTS_ENCODERS = {  # cuts_selection.py results on the validation split: file, encoder
+    "cuts_selection.json": "shipped (0.2.0): 3 x 3, 24 epochs, seed 0",
+    "cuts_selection_seed1.json": "the shipped recipe with seed 1",
+    "cuts_selection_lambda0.03.json": "the shipped recipe with lambda 0.03",
+    "cuts_selection_lambda0.1.json": "the shipped recipe with lambda 0.1",
+    "cuts_selection_authors.json": "the shipped recipe with the authors' temperature 0.1, lambda 0.001, 8 anchors",
+    "cuts_selection_0.1.0.json": "0.1.0: the paper's 5 x 5, 20 epochs",
+}
 METHODS = {
     "ours": "ours (structure discovery)",
     "bm4d_kmeans": "BM4D + k-means",
@@ -439,6 +449,36 @@ def cuts_selection(result: dict) -> str:
     return "\n".join(lines)
 
 
+def cuts_encoders(results: dict[str, dict]) -> str:
+    """One row per encoder: the bundle's reading of its condensation levels (``CUTS_READING``) on the validation
+    split, from its own ``cuts_selection.py`` run (k-means in the same run)."""
+    oracle = CUTS_READING.replace("persistent structures (lineage) + refinement", "best level (oracle)")
+    lines = [
+        "CUTS encoders read the bundle's way (coordinates, the lineage rule, the refinement), each in its own "
+        "`cuts_selection.py` run on the validation split with k-means in the same run; hint-rule Dice, tumour / "
+        "ventricles; worst margin: the smaller lead of the two targets on the best k-means row, as in the selection "
+        "tables:",
+        _header(["encoder", "command", "bundle's reading", "worst margin", "k-means", "best level (oracle)"]),
+    ]
+    for name, result in results.items():
+        if result["split"] != "validation":
+            raise ValueError(f"{name}: the encoders are compared on the validation split, not {result['split']}.")
+        reading, kmeans, best = (result["dice"][row] for row in (CUTS_READING, "k-means", oracle))
+        lines.append(
+            _row(
+                [
+                    CUTS_ENCODERS[name],
+                    f"`{result['command']}`",
+                    " / ".join(f"{reading[t]['mean']:.3f}" for t in reading),
+                    f"{result['worst_margin'][CUTS_READING]:+.3f}",
+                    " / ".join(f"{kmeans[t]['mean']:.3f}" for t in kmeans),
+                    " / ".join(f"{best[t]['mean']:.3f}" for t in best),
+                ]
+            )
+        )
+    return "\n".join(lines)
+
+
 def condensation(result: dict) -> str:
     lines = [
         f"Diffusion condensation (`{result['command']}`): one CUTS embedding map (d = {result['embedding_dim']}) per "
@@ -486,6 +526,7 @@ SOURCES = {  # section: (table function, reader of the results it needs)
     "condensation": (condensation, lambda: _load("condensation.json")),
     "cuts_selection": (cuts_selection, lambda: _load("cuts_selection.json")),
     "cuts_selection_training": (cuts_selection, lambda: _load("cuts_selection_training.json")),
+    "cuts_encoders": (cuts_encoders, lambda: {n: r for n in CUTS_ENCODERS if (r := _load(n))} or None),
 }
 
 

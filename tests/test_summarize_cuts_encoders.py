@@ -1,0 +1,47 @@
+"""The encoder comparison that benchmarks/summarize.py renders from several cuts_selection.py results."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.append(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from summarize import CUTS_COORDINATE_WEIGHT, CUTS_READING, cuts_encoders
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _result(reading: tuple[float, float], split: str = "validation") -> dict:
+    def dice(tumour: float, ventricles: float) -> dict:
+        return {"tumour": {"mean": tumour, "sd": 0.1, "n": 4}, "ventricles": {"mean": ventricles, "sd": 0.1, "n": 3}}
+
+    oracle = CUTS_READING.replace("persistent structures (lineage) + refinement", "best level (oracle)")
+    return {
+        "command": "python benchmarks/cuts_selection.py --out x.json",
+        "split": split,
+        "dice": {"k-means": dice(0.7, 0.5), CUTS_READING: dice(*reading), oracle: dice(0.9, 0.8)},
+        "worst_margin": {CUTS_READING: min(reading[0] - 0.7, reading[1] - 0.5)},
+    }
+
+
+def test_one_row_per_encoder_with_its_own_run() -> None:
+    text = cuts_encoders(
+        {"cuts_selection.json": _result((0.8, 0.6)), "cuts_selection_seed1.json": _result((0.75, 0.45))}
+    )
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert rows[0].endswith("| 0.800 / 0.600 | +0.100 | 0.700 / 0.500 | 0.900 / 0.800 |")
+    assert rows[1].startswith("| the shipped recipe with seed 1 |") and "| 0.750 / 0.450 | -0.050 |" in rows[1]
+
+
+def test_refuses_another_split() -> None:
+    with pytest.raises(ValueError, match=r"cuts_selection\.json: .* not training"):
+        cuts_encoders({"cuts_selection.json": _result((0.8, 0.6), split="training")})
+
+
+def test_reading_is_the_bundles() -> None:
+    inference = json.loads((ROOT / "bundles" / "cuts" / "configs" / "inference.json").read_text())
+    assert inference["coordinate_weight"] == CUTS_COORDINATE_WEIGHT
+    assert inference["persistence_rule"] == "lineage" and inference["refine_smoothness"] > 0
