@@ -232,9 +232,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_encoder_arguments(parser, "cuts_selection", split="validation")
     parser.add_argument("--patch-size", type=int, default=None, help="training's patch (default: the bundle's)")
-    parser.add_argument("--temperature", type=float, default=None, help="training's NT-Xent temperature")
-    parser.add_argument("--contrastive-weight", type=float, default=None, help="training's lambda")
-    parser.add_argument("--anchors-per-image", type=int, default=None, help="training's anchors per image")
+    parser.add_argument(
+        "--temperature", type=float, default=None, help="training's NT-Xent temperature (default: the bundle's)"
+    )
+    parser.add_argument(
+        "--contrastive-weight", type=float, default=None, help="training's lambda (default: the bundle's)"
+    )
+    parser.add_argument(
+        "--anchors-per-image", type=int, default=None, help="training's anchors per image (default: the bundle's)"
+    )
     parser.add_argument("--seed", type=int, default=None, help="training's seed (default: the bundle's)")
     parser.add_argument("--coordinate-weights", type=float, nargs="+", default=[0.5, 1.0])
     parser.add_argument("--size-powers", type=float, nargs="+", default=[0.0, 0.5, 1.0])
@@ -257,7 +263,7 @@ def main() -> None:
         "anchors_per_image": args.anchors_per_image,
         "seed": args.seed,
     }
-    if not args.train and (args.max_epochs or any(v is not None for v in training_overrides.values())):
+    if not args.train and (args.max_epochs is not None or any(v is not None for v in training_overrides.values())):
         parser.error(
             "--patch-size, --temperature, --contrastive-weight, --anchors-per-image, --seed and --max-epochs set "
             "the training: pass --train."

@@ -28,6 +28,7 @@ TISSUE_NOTE = (
 )
 CUTS_COORDINATE_WEIGHT = 0.5  # bundles/cuts/configs/inference.json's coordinate_weight
 CUTS_READING = f"embedding + coordinates {CUTS_COORDINATE_WEIGHT:g}: persistent structures (lineage) + refinement"
+CUTS_ORACLE = f"embedding + coordinates {CUTS_COORDINATE_WEIGHT:g}: best level (oracle)"
 CUTS_ENCODERS = {  # cuts_selection.py results on the validation split: file, encoder
     "cuts_selection.json": "shipped (0.2.0): 3 x 3, 24 epochs, seed 0",
     "cuts_selection_seed1.json": "the shipped recipe with seed 1",
@@ -452,27 +453,27 @@ def cuts_selection(result: dict) -> str:
 def cuts_encoders(results: dict[str, dict]) -> str:
     """One row per encoder: the bundle's reading of its condensation levels (``CUTS_READING``) on the validation
     split, from its own ``cuts_selection.py`` run (k-means in the same run)."""
-    oracle = CUTS_READING.replace("persistent structures (lineage) + refinement", "best level (oracle)")
     lines = [
         "CUTS encoders read the bundle's way (coordinates, the lineage rule, the refinement), each in its own "
         "`cuts_selection.py` run on the validation split with k-means in the same run; hint-rule Dice, tumour / "
         "ventricles; worst margin: the smaller lead of the two targets on the best k-means row, as in the selection "
-        "tables:",
+        "tables; best level: the unrefined level with the best Dice, per slice (an oracle):",
         _header(["encoder", "command", "bundle's reading", "worst margin", "k-means", "best level (oracle)"]),
     ]
     for name, result in results.items():
         if result["split"] != "validation":
             raise ValueError(f"{name}: the encoders are compared on the validation split, not {result['split']}.")
-        reading, kmeans, best = (result["dice"][row] for row in (CUTS_READING, "k-means", oracle))
+        reading, kmeans, best = (result["dice"][row] for row in (CUTS_READING, "k-means", CUTS_ORACLE))
+        targets = list(kmeans)
         lines.append(
             _row(
                 [
                     CUTS_ENCODERS[name],
                     f"`{result['command']}`",
-                    " / ".join(f"{reading[t]['mean']:.3f}" for t in reading),
+                    " / ".join(f"{reading[t]['mean']:.3f}" for t in targets),
                     f"{result['worst_margin'][CUTS_READING]:+.3f}",
-                    " / ".join(f"{kmeans[t]['mean']:.3f}" for t in kmeans),
-                    " / ".join(f"{best[t]['mean']:.3f}" for t in best),
+                    " / ".join(f"{kmeans[t]['mean']:.3f}" for t in targets),
+                    " / ".join(f"{best[t]['mean']:.3f}" for t in targets),
                 ]
             )
         )
