@@ -264,10 +264,8 @@ def main() -> None:
         "seed": args.seed,
     }
     if not args.train and (args.max_epochs is not None or any(v is not None for v in training_overrides.values())):
-        parser.error(
-            "--patch-size, --temperature, --contrastive-weight, --anchors-per-image, --seed and --max-epochs set "
-            "the training: pass --train."
-        )
+        options = [f"--{key.replace('_', '-')}" for key in (*training_overrides, "max_epochs")]
+        parser.error(f"{', '.join(options[:-1])} and {options[-1]} set the training: pass --train.")
     torch.set_num_threads(min(torch.get_num_threads(), 2))
     config, ckpt, training = encoder_config(args, None, training_overrides)
     weights = [config["coordinate_weight"]] if args.features == "bundle" else args.coordinate_weights

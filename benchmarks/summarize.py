@@ -27,8 +27,9 @@ TISSUE_NOTE = (
     "parts each lie within one tissue can score. It looks at the ground truth too."
 )
 CUTS_COORDINATE_WEIGHT = 0.5  # bundles/cuts/configs/inference.json's coordinate_weight
-CUTS_READING = f"embedding + coordinates {CUTS_COORDINATE_WEIGHT:g}: persistent structures (lineage) + refinement"
-CUTS_ORACLE = f"embedding + coordinates {CUTS_COORDINATE_WEIGHT:g}: best level (oracle)"
+CUTS_FEATURES = f"embedding + coordinates {CUTS_COORDINATE_WEIGHT:g}"  # cuts_selection.py's bundle features
+CUTS_READING = f"{CUTS_FEATURES}: persistent structures (lineage) + refinement"
+CUTS_ORACLE = f"{CUTS_FEATURES}: best level (oracle)"
 CUTS_ENCODERS = {  # cuts_selection.py results on the validation split: file, encoder
     "cuts_selection.json": "shipped (0.2.0): 3 x 3, 24 epochs, seed 0",
     "cuts_selection_seed1.json": "the shipped recipe with seed 1",
