@@ -242,6 +242,9 @@ def main() -> None:
         "--anchors-per-image", type=int, default=None, help="training's anchors per image (default: the bundle's)"
     )
     parser.add_argument("--seed", type=int, default=None, help="training's seed (default: the bundle's)")
+    parser.add_argument(
+        "--positive-radius", type=int, default=None, help="training's positive-pair radius (default: the bundle's)"
+    )
     parser.add_argument("--coordinate-weights", type=float, nargs="+", default=[0.5, 1.0])
     parser.add_argument("--size-powers", type=float, nargs="+", default=[0.0, 0.5, 1.0])
     parser.add_argument("--part-ratios", type=float, nargs="+", default=[0.6, 0.75, 0.9])
@@ -262,6 +265,7 @@ def main() -> None:
         "contrastive_weight": args.contrastive_weight,
         "anchors_per_image": args.anchors_per_image,
         "seed": args.seed,
+        "positive_radius": args.positive_radius,
     }
     if not args.train and (args.max_epochs is not None or any(v is not None for v in training_overrides.values())):
         options = [f"--{key.replace('_', '-')}" for key in (*training_overrides, "max_epochs")]

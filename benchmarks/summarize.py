@@ -14,6 +14,7 @@ the tables whose files exist, with the paper's values beside ours:
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import re
 from pathlib import Path
@@ -30,13 +31,21 @@ CUTS_COORDINATE_WEIGHT = 0.5  # bundles/cuts/configs/inference.json's coordinate
 CUTS_FEATURES = f"embedding + coordinates {CUTS_COORDINATE_WEIGHT:g}"  # cuts_selection.py's bundle features
 CUTS_READING = f"{CUTS_FEATURES}: persistent structures (lineage) + refinement"
 CUTS_ORACLE = f"{CUTS_FEATURES}: best level (oracle)"
+CUTS_SHIPPED = "shipped (0.4.0): the 0.2.0 recipe with positive radius 2"
+CUTS_0_2_0 = "0.2.0: 3 x 3, 24 epochs, seed 0"
 CUTS_ENCODERS = {  # cuts_selection.py results on the validation split: file, encoder
-    "cuts_selection.json": "shipped (0.2.0): 3 x 3, 24 epochs, seed 0",
-    "cuts_selection_seed1.json": "the shipped recipe with seed 1",
-    "cuts_selection_lambda0.03.json": "the shipped recipe with lambda 0.03",
-    "cuts_selection_lambda0.1.json": "the shipped recipe with lambda 0.1",
-    "cuts_selection_authors.json": "the shipped recipe with the authors' temperature 0.1, lambda 0.001, 8 anchors",
+    "cuts_selection_radius2.json": CUTS_SHIPPED,
+    "cuts_selection.json": CUTS_0_2_0,
+    "cuts_selection_seed1.json": "the 0.2.0 recipe with seed 1",
+    "cuts_selection_lambda0.03.json": "the 0.2.0 recipe with lambda 0.03",
+    "cuts_selection_lambda0.1.json": "the 0.2.0 recipe with lambda 0.1",
+    "cuts_selection_authors.json": "the 0.2.0 recipe with the authors' temperature 0.1, lambda 0.001, 8 anchors",
+    "cuts_selection_radius2_lambda0.1.json": "the 0.2.0 recipe with positive radius 2 and lambda 0.1",
     "cuts_selection_0.1.0.json": "0.1.0: the paper's 5 x 5, 20 epochs",
+}
+CUTS_ENCODERS_TRAINING = {  # the same on the training slices, for the encoders that passed on validation
+    "cuts_selection_training_radius2.json": CUTS_SHIPPED,
+    "cuts_selection_training.json": CUTS_0_2_0,
 }
 METHODS = {
     "ours": "ours (structure discovery)",
@@ -62,6 +71,11 @@ def _load(name: str) -> dict | None:
     if "command" in result:
         result["command"] = repo_relative(result["command"])
     return result
+
+
+def _load_each(names: dict[str, str]) -> dict[str, dict] | None:
+    """The results files of ``names`` that exist, by name (None when none does)."""
+    return {name: result for name in names if (result := _load(name))} or None
 
 
 def _row(cells: list[str]) -> str:
@@ -451,25 +465,27 @@ def cuts_selection(result: dict) -> str:
     return "\n".join(lines)
 
 
-def cuts_encoders(results: dict[str, dict]) -> str:
-    """One row per encoder: the bundle's reading of its condensation levels (``CUTS_READING``) on the validation
-    split, from its own ``cuts_selection.py`` run (k-means in the same run)."""
+def cuts_encoders(results: dict[str, dict], split: str = "validation") -> str:
+    """One row per encoder: the bundle's reading of its condensation levels (``CUTS_READING``) on ``split``, from
+    its own ``cuts_selection.py`` run (k-means in the same run); the labels are ``CUTS_ENCODERS`` or, for the
+    training split, ``CUTS_ENCODERS_TRAINING``."""
+    labels = CUTS_ENCODERS_TRAINING if split == "training" else CUTS_ENCODERS
     lines = [
         "CUTS encoders read the bundle's way (coordinates, the lineage rule, the refinement), each in its own "
-        "`cuts_selection.py` run on the validation split with k-means in the same run; hint-rule Dice, tumour / "
+        f"`cuts_selection.py` run on the {split} split with k-means in the same run; hint-rule Dice, tumour / "
         "ventricles; worst margin: the smaller lead of the two targets on the best k-means row, as in the selection "
         "tables; best level: the unrefined level with the best Dice, per slice (an oracle):",
         _header(["encoder", "command", "bundle's reading", "worst margin", "k-means", "best level (oracle)"]),
     ]
     for name, result in results.items():
-        if result["split"] != "validation":
-            raise ValueError(f"{name}: the encoders are compared on the validation split, not {result['split']}.")
+        if result["split"] != split:
+            raise ValueError(f"{name}: the encoders are compared on the {split} split, not {result['split']}.")
         reading, kmeans, best = (result["dice"][row] for row in (CUTS_READING, "k-means", CUTS_ORACLE))
         targets = list(kmeans)
         lines.append(
             _row(
                 [
-                    CUTS_ENCODERS[name],
+                    labels[name],
                     f"`{result['command']}`",
                     " / ".join(f"{reading[t]['mean']:.3f}" for t in targets),
                     f"{result['worst_margin'][CUTS_READING]:+.3f}",
@@ -528,7 +544,11 @@ SOURCES = {  # section: (table function, reader of the results it needs)
     "condensation": (condensation, lambda: _load("condensation.json")),
     "cuts_selection": (cuts_selection, lambda: _load("cuts_selection.json")),
     "cuts_selection_training": (cuts_selection, lambda: _load("cuts_selection_training.json")),
-    "cuts_encoders": (cuts_encoders, lambda: {n: r for n in CUTS_ENCODERS if (r := _load(n))} or None),
+    "cuts_encoders": (cuts_encoders, lambda: _load_each(CUTS_ENCODERS)),
+    "cuts_encoders_training": (
+        functools.partial(cuts_encoders, split="training"),
+        lambda: _load_each(CUTS_ENCODERS_TRAINING),
+    ),
 }
 
 

@@ -58,7 +58,11 @@ def test_selection_options_are_training_config_ids(monkeypatch: pytest.MonkeyPat
         raise _StopError
 
     monkeypatch.setattr(cuts_selection, "encoder_config", encoder_config)
-    argv = ["--train", "--temperature", "0.1", "--contrastive-weight", "0", "--anchors-per-image", "8", "--seed", "0"]
+    argv = [
+        "--train",
+        *("--temperature", "0.1", "--contrastive-weight", "0", "--anchors-per-image", "8"),
+        *("--seed", "0", "--positive-radius", "2"),
+    ]
     monkeypatch.setattr(sys, "argv", ["cuts_selection.py", *argv])
     with pytest.raises(_StopError):
         cuts_selection.main()
@@ -68,6 +72,7 @@ def test_selection_options_are_training_config_ids(monkeypatch: pytest.MonkeyPat
         "contrastive_weight": 0.0,
         "anchors_per_image": 8,
         "seed": 0,
+        "positive_radius": 2,
     }
     train = json.loads((ROOT / "bundles" / "cuts" / "configs" / "train.json").read_text())
     assert set(seen) <= set(train)
@@ -75,7 +80,13 @@ def test_selection_options_are_training_config_ids(monkeypatch: pytest.MonkeyPat
 
 @pytest.mark.parametrize(
     "option",
-    [["--temperature", "0.1"], ["--contrastive-weight", "0.001"], ["--anchors-per-image", "8"], ["--seed", "0"]],
+    [
+        ["--temperature", "0.1"],
+        ["--contrastive-weight", "0.001"],
+        ["--anchors-per-image", "8"],
+        ["--seed", "0"],
+        ["--positive-radius", "2"],
+    ],
 )
 def test_selection_refuses_training_options_without_train(
     option: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture

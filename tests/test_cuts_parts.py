@@ -75,6 +75,39 @@ def test_mined_positives_are_near_similar_and_inside() -> None:
         mine_positive_pairs(torch.rand(1, 1, 4, 9), 4)
 
 
+def test_positive_radius_bounds_the_positives_and_defaults_to_the_patch() -> None:
+    x = torch.rand(3, 1, 32, 32, generator=torch.Generator().manual_seed(1))
+
+    def mined(radius: int | None) -> tuple[torch.Tensor, ...]:
+        return mine_positive_pairs(x, 16, 5, 10, 0.0, torch.Generator().manual_seed(0), radius)
+
+    anchors, positives, _ = mined(2)
+    assert (anchors - positives).abs().max() == 2
+    assert all(torch.equal(a, b) for a, b in zip(mined(None), mined(5), strict=True))
+    assert (mined(None)[1] - mined(None)[0]).abs().max() > 2
+    with pytest.raises(ValueError, match="radius must be >= 1, got 0"):
+        mined(0)
+
+
+def test_cuts_loss_mines_within_its_positive_radius(monkeypatch: pytest.MonkeyPatch) -> None:
+    import monai_ext.losses.contrastive as contrastive
+
+    radii = []
+
+    def mine(*args: object) -> tuple[torch.Tensor, ...]:
+        radii.append(args[-1])
+        return mine_positive_pairs(*args)
+
+    monkeypatch.setattr(contrastive, "mine_positive_pairs", mine)
+    reconstructor = PatchReconstructor(embedding_dim=8, out_channels=1)
+    x = torch.rand(2, 1, 16, 16)
+    for radius in (None, 1):
+        CUTSLoss(reconstructor, anchors_per_image=4, positive_radius=radius)(torch.rand(2, 8, 16, 16), x)
+    assert radii == [None, 1]
+    with pytest.raises(ValueError, match="positive_radius must be >= 1 or None, got 0"):
+        CUTSLoss(reconstructor, positive_radius=0)
+
+
 def test_nt_xent_matches_a_loop_and_prefers_identical_pairs() -> None:
     generator = torch.Generator().manual_seed(0)
     anchors, positives = torch.randn(2, 6, 8, generator=generator), torch.randn(2, 6, 8, generator=generator)

@@ -42,21 +42,25 @@ def mine_positive_pairs(
     candidates: int = 10,
     threshold: float = 0.5,
     generator: torch.Generator | None = None,
+    radius: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Anchors and positives with no labels (CUTS sec. 3.1.1, Fig. 1C): ``num_anchors`` anchor pixels per image
-    (uniform, far enough from the border for their patch); for each, ``candidates`` pixels within ``patch_size``
-    rows and columns are drawn (clamped to the image; never the anchor) and the one whose patch has the highest
-    SSIM with the anchor's is its positive, valid when that SSIM reaches ``threshold``. The other anchors'
-    positives of the same image are its negatives (:func:`nt_xent`).
+    (uniform, far enough from the border for their patch); for each, ``candidates`` pixels within ``radius`` rows and
+    columns (None: ``patch_size``, the paper's "nearby") are drawn (clamped to the image; never the anchor) and the
+    one whose patch has the highest SSIM with the anchor's is its positive, valid when that SSIM reaches
+    ``threshold``. The other anchors' positives of the same image are its negatives (:func:`nt_xent`).
 
     Returns:
         anchors (B, S, 2) and positives (B, S, 2) as (row, column), and valid (B, S) booleans.
 
     Raises:
-        ValueError: an image smaller than the patch.
+        ValueError: an image smaller than the patch, or a radius below 1.
     """
     batch, _, height, width = x.shape
     half = patch_size // 2
+    radius = patch_size if radius is None else radius
+    if radius < 1:
+        raise ValueError(f"radius must be >= 1, got {radius}.")
     if height < patch_size or width < patch_size:
         raise ValueError(f"images of {height} x {width} pixels are smaller than the {patch_size} x {patch_size} patch.")
     device = x.device
@@ -69,8 +73,8 @@ def mine_positive_pairs(
     anchors = uniform((batch, num_anchors, 2), low, high)
     offsets = uniform(
         (batch, num_anchors, candidates, 2),
-        torch.tensor([-patch_size] * 2, device=device),
-        torch.tensor([patch_size] * 2, device=device),
+        torch.tensor([-radius] * 2, device=device),
+        torch.tensor([radius] * 2, device=device),
     )
     still = (offsets == 0).all(-1, keepdim=True)
     offsets = torch.where(still, torch.ones_like(offsets), offsets)  # never the anchor itself
@@ -126,6 +130,8 @@ class CUTSLoss(nn.Module):
         temperature: of NT-Xent, > 0 (paper 0.5; later code 0.1).
         contrastive_weight: lambda in [0, 1] (paper 0.01; later code 0.001).
         seed: seed of the mining draws (None: torch's global generator).
+        positive_radius: positives are drawn within this many rows and columns of their anchor, >= 1 (None: the
+            paper's ``patch_size``); smaller keeps a thin structure's positives on it.
     """
 
     def __init__(
@@ -138,6 +144,7 @@ class CUTSLoss(nn.Module):
         temperature: float = 0.5,
         contrastive_weight: float = 0.01,
         seed: int | None = None,
+        positive_radius: int | None = None,
     ) -> None:
         super().__init__()
         if patch_size < 1 or patch_size % 2 == 0:
@@ -150,8 +157,11 @@ class CUTSLoss(nn.Module):
             raise ValueError(
                 f"temperature must be > 0 and contrastive_weight in [0, 1], got {temperature}, {contrastive_weight}."
             )
+        if positive_radius is not None and positive_radius < 1:
+            raise ValueError(f"positive_radius must be >= 1 or None, got {positive_radius}.")
         self.reconstructor = reconstructor
         self.patch_size = patch_size
+        self.positive_radius = positive_radius
         self.anchors_per_image = anchors_per_image
         self.candidates = candidates
         self.ssim_threshold = ssim_threshold
@@ -164,7 +174,13 @@ class CUTSLoss(nn.Module):
             raise ValueError(f"embeddings {tuple(z.shape)} and images {tuple(x.shape)} differ in batch or H x W.")
         with torch.no_grad():
             anchors, positives, valid = mine_positive_pairs(
-                x, self.anchors_per_image, self.patch_size, self.candidates, self.ssim_threshold, self.generator
+                x,
+                self.anchors_per_image,
+                self.patch_size,
+                self.candidates,
+                self.ssim_threshold,
+                self.generator,
+                self.positive_radius,
             )
         z_anchors = extract_patches(z, anchors, 1)[..., 0, 0]  # (B, S, d)
         z_positives = extract_patches(z, positives, 1)[..., 0, 0]
