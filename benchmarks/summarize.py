@@ -467,9 +467,18 @@ def cuts_selection(result: dict) -> str:
 
 def cuts_encoders(results: dict[str, dict], split: str = "validation") -> str:
     """One row per encoder: the bundle's reading of its condensation levels (``CUTS_READING``) on ``split``, from
-    its own ``cuts_selection.py`` run (k-means in the same run); the labels are ``CUTS_ENCODERS`` or, for the
-    training split, ``CUTS_ENCODERS_TRAINING``."""
-    labels = CUTS_ENCODERS_TRAINING if split == "training" else CUTS_ENCODERS
+    its own ``cuts_selection.py`` run (k-means in the same run).
+
+    Args:
+        results: ``cuts_selection.py`` results by file name, each a key of the split's labels.
+        split: "validation" (labels ``CUTS_ENCODERS``) or "training" (``CUTS_ENCODERS_TRAINING``).
+
+    Raises:
+        ValueError: another split, or a result from a split other than ``split``.
+    """
+    labels = {"validation": CUTS_ENCODERS, "training": CUTS_ENCODERS_TRAINING}.get(split)
+    if labels is None:
+        raise ValueError(f"the encoders are compared on the validation or the training split, not {split}.")
     lines = [
         "CUTS encoders read the bundle's way (coordinates, the lineage rule, the refinement), each in its own "
         f"`cuts_selection.py` run on the {split} split with k-means in the same run; hint-rule Dice, tumour / "

@@ -255,3 +255,15 @@ def test_bad_merge_options_are_refused_with_the_transforms_message(updates: dict
     with pytest.raises(RuntimeError) as raised:  # MONAI wraps the error
         inference_config(**updates).get_parsed_content("postprocessing")
     assert message in error_messages(raised.value)
+
+
+@pytest.mark.parametrize("overlays, radius", [((), 2), (("cell_slices.json",), None)])
+def test_loss_draws_positives_as_each_shipped_encoder_was_trained(
+    overlays: tuple[str, ...], radius: int | None
+) -> None:
+    """The brain encoder (0.4.0) was trained with positives within 2 pixels, the cell encoder with the paper's patch
+    size (None); each training config must repeat its recipe."""
+    parser = ConfigParser()
+    parser.read_config([str(CONFIGS / "train.json"), *(str(CONFIGS / name) for name in overlays)])
+    parser["bundle_root"] = str(BUNDLE)
+    assert parser.get_parsed_content("loss").positive_radius == radius

@@ -85,8 +85,9 @@ def test_positive_radius_bounds_the_positives_and_defaults_to_the_patch() -> Non
     assert (anchors - positives).abs().max() == 2
     assert all(torch.equal(a, b) for a, b in zip(mined(None), mined(5), strict=True))
     assert (mined(None)[1] - mined(None)[0]).abs().max() > 2
-    with pytest.raises(ValueError, match="radius must be >= 1, got 0"):
-        mined(0)
+    for bad in (0, 2.0, True, "null"):
+        with pytest.raises(ValueError, match=r"radius must be an integer >= 1 or None \(the patch size\), got"):
+            mined(bad)
 
 
 def test_cuts_loss_mines_within_its_positive_radius(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -104,8 +105,8 @@ def test_cuts_loss_mines_within_its_positive_radius(monkeypatch: pytest.MonkeyPa
     for radius in (None, 1):
         CUTSLoss(reconstructor, anchors_per_image=4, positive_radius=radius)(torch.rand(2, 8, 16, 16), x)
     assert radii == [None, 1]
-    with pytest.raises(ValueError, match="positive_radius must be >= 1 or None, got 0"):
-        CUTSLoss(reconstructor, positive_radius=0)
+    with pytest.raises(ValueError, match=r"positive_radius must be an integer >= 1 or None .* got 'null'"):
+        CUTSLoss(reconstructor, positive_radius="null")
 
 
 def test_nt_xent_matches_a_loop_and_prefers_identical_pairs() -> None:

@@ -45,6 +45,8 @@ def test_refuses_another_split() -> None:
         cuts_encoders({"cuts_selection.json": _result((0.8, 0.6), split="training")})
     with pytest.raises(ValueError, match=r"on the training split, not validation"):
         cuts_encoders({"cuts_selection_training.json": _result((0.8, 0.6))}, "training")
+    with pytest.raises(ValueError, match="on the validation or the training split, not test"):
+        cuts_encoders({}, "test")
 
 
 def test_shipped_label_names_the_training_recipe() -> None:

@@ -35,6 +35,13 @@ def extract_patches(x: torch.Tensor, centres: torch.Tensor, patch_size: int) -> 
     return gathered.unflatten(2, (centres.shape[1], patch_size, patch_size)).transpose(1, 2)
 
 
+def _check_radius(radius: object, name: str) -> None:
+    """Refuse a positive-pair radius that is not None or an integer >= 1 (e.g. the string ``"null"`` that a command
+    line passes for ``null``; ``None`` is the patch size)."""
+    if radius is not None and (not isinstance(radius, int) or isinstance(radius, bool) or radius < 1):
+        raise ValueError(f"{name} must be an integer >= 1 or None (the patch size), got {radius!r}.")
+
+
 def mine_positive_pairs(
     x: torch.Tensor,
     num_anchors: int,
@@ -46,21 +53,30 @@ def mine_positive_pairs(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Anchors and positives with no labels (CUTS sec. 3.1.1, Fig. 1C): ``num_anchors`` anchor pixels per image
     (uniform, far enough from the border for their patch); for each, ``candidates`` pixels within ``radius`` rows and
-    columns (None: ``patch_size``, the paper's "nearby") are drawn (clamped to the image; never the anchor) and the
-    one whose patch has the highest SSIM with the anchor's is its positive, valid when that SSIM reaches
-    ``threshold``. The other anchors' positives of the same image are its negatives (:func:`nt_xent`).
+    columns are drawn (clamped to the image; a draw on the anchor itself becomes the offset (1, 1)) and the one whose
+    patch has the highest SSIM with the anchor's is its positive, valid when that SSIM reaches ``threshold``. The
+    other anchors' positives of the same image are its negatives (:func:`nt_xent`).
+
+    Args:
+        x: (B, C, H, W) images.
+        num_anchors: anchors per image.
+        patch_size: odd P of the compared patches (CUTS: 5).
+        candidates: positive candidates drawn per anchor.
+        threshold: SSIM a positive needs (CUTS: 0.5).
+        generator: of the draws (None: torch's global generator).
+        radius: integer >= 1, the largest row and column offset of a candidate; None: ``patch_size``, the paper's
+            "nearby" (it does not follow ``patch_size`` otherwise).
 
     Returns:
         anchors (B, S, 2) and positives (B, S, 2) as (row, column), and valid (B, S) booleans.
 
     Raises:
-        ValueError: an image smaller than the patch, or a radius below 1.
+        ValueError: an image smaller than the patch, or a radius that is not None or an integer >= 1.
     """
+    _check_radius(radius, "radius")
     batch, _, height, width = x.shape
     half = patch_size // 2
     radius = patch_size if radius is None else radius
-    if radius < 1:
-        raise ValueError(f"radius must be >= 1, got {radius}.")
     if height < patch_size or width < patch_size:
         raise ValueError(f"images of {height} x {width} pixels are smaller than the {patch_size} x {patch_size} patch.")
     device = x.device
@@ -130,8 +146,8 @@ class CUTSLoss(nn.Module):
         temperature: of NT-Xent, > 0 (paper 0.5; later code 0.1).
         contrastive_weight: lambda in [0, 1] (paper 0.01; later code 0.001).
         seed: seed of the mining draws (None: torch's global generator).
-        positive_radius: positives are drawn within this many rows and columns of their anchor, >= 1 (None: the
-            paper's ``patch_size``); smaller keeps a thin structure's positives on it.
+        positive_radius: integer >= 1, positives are drawn within this many rows and columns of their anchor (None:
+            the paper's ``patch_size``); smaller keeps a thin structure's positives on it.
     """
 
     def __init__(
@@ -157,8 +173,7 @@ class CUTSLoss(nn.Module):
             raise ValueError(
                 f"temperature must be > 0 and contrastive_weight in [0, 1], got {temperature}, {contrastive_weight}."
             )
-        if positive_radius is not None and positive_radius < 1:
-            raise ValueError(f"positive_radius must be >= 1 or None, got {positive_radius}.")
+        _check_radius(positive_radius, "positive_radius")
         self.reconstructor = reconstructor
         self.patch_size = patch_size
         self.positive_radius = positive_radius
