@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH)
-	$(PY) -m pip install -q -e ".[data,bench,dev]" $(TORCH)
+	$(PY) -m pip install -q -e ".[data,bench,dev,tracking]" $(TORCH)
 	touch $@
 
 test: $(VENV)/.installed

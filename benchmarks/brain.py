@@ -34,12 +34,13 @@ import torch
 from _runner import BUNDLES, ROOT, bundle_config, log_beside, run_bundle
 
 from monai_ext.baselines.kmeans import kmeans_segment
-from monai_ext.bundle import bundle_component, load_weights
+from monai_ext.bundle import bundle_component
 from monai_ext.data.brain import GENERATOR_VERSION, TISSUE_LABELS, make_brains
 from monai_ext.data.datalist import load_datalist, read_volume
 from monai_ext.metrics import MatchedDiceMetric, MatchedHausdorffDistanceMetric, finite_stats
 from monai_ext.networks import DiffusionFeatureExtractor
 from monai_ext.provenance import environment, write_json
+from monai_ext.weights import load_weights
 
 BRAIN_CONFIG = json.loads((BUNDLES / "structure_discovery" / "configs" / "brain.json").read_text())
 NUM_PARTS = BRAIN_CONFIG["num_parts"][0]

@@ -22,10 +22,10 @@ import numpy as np
 import torch
 from diffusion_segmentation import ensemble_inferer, parser_of, test_items, tumour
 
-from monai_ext.bundle import load_weights
 from monai_ext.engines import slice_scores
 from monai_ext.provenance import environment, write_json
 from monai_ext.schedulers import predicted_x0
+from monai_ext.weights import load_weights
 
 
 def diverged(foreground: float, truth: float) -> bool:

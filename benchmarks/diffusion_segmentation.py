@@ -38,7 +38,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from monai.bundle import ConfigParser
 
-from monai_ext.bundle import load_weights, sampling_scheduler
+from monai_ext.bundle import sampling_scheduler
 from monai_ext.data.datalist import load_datalist
 from monai_ext.engines import EnsembleReport, slice_scores
 from monai_ext.engines.ensemble_report import summarize_scores
@@ -47,6 +47,7 @@ from monai_ext.inferers.ensemble import ensemble_outputs
 from monai_ext.metrics import finite_stats
 from monai_ext.provenance import environment, write_json
 from monai_ext.transforms import SplitEnsembled
+from monai_ext.weights import load_weights
 
 BUNDLE = BUNDLES / "diffusion_segmentation"
 PAPER_TABLE1 = {  # BraTS, Wolleb et al. 2022, Table 1: Dice, HD95, Jaccard (all test slices)

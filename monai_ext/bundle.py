@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections.abc import Callable, Sequence
@@ -9,13 +10,13 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import torch
 from monai.bundle import ConfigParser
 from monai.networks.schedulers import Scheduler
+from monai.utils import set_determinism
 from torch import nn
 
 from monai_ext.data.brain import make_brains
-from monai_ext.data.datalist import on_rank_zero
+from monai_ext.data.output_folder import on_rank_zero
 from monai_ext.data.phantoms import make_phantoms
 from monai_ext.schedulers import PREDICTION_TYPES, ConsistentDDIMScheduler, LearnedVarianceDDPMScheduler
 from monai_ext.transforms.hierarchy import parse_num_parts
@@ -37,24 +38,37 @@ def resolve_bundle_root(name: str) -> str:
 
     MONAI does not set ``bundle_root``; the model zoo and MONAI Label run a bundle from its own folder, a user
     of this repository from its root. ``--bundle_root DIR`` on the command line overrides this. The bundle is
-    found by its folder name (its id in the model zoo), never by the display ``name`` of its metadata:
-    ``./bundles/<name>``, else the current folder when it is a bundle folder whose name starts with ``name``
-    (an unzipped ``<name>`` or ``<name>_v0.2.0``).
+    ``./bundles/<name>`` when that exists, else the current folder when it holds a ``configs/metadata.json`` and
+    configs of bundle ``name`` (a config that resolves its root with ``resolve_bundle_root('<name>')``), whatever
+    the folder is called: an unzipped ``<name>``, ``<name>_v0.2.0`` or a copy under another name.
 
     Args:
-        name: the bundle's id, the name of its folder.
+        name: the bundle's id, the name of its folder in the repository.
 
     Raises:
         FileNotFoundError: neither ``./bundles/<name>`` nor ``.`` is the folder of bundle ``name``.
     """
     if (Path("bundles") / name / "configs" / "metadata.json").is_file():
         return str(Path("bundles") / name)
-    if Path("configs", "metadata.json").is_file() and Path.cwd().name.startswith(name):
+    if Path("configs", "metadata.json").is_file() and _names_itself(Path("configs"), name):
         return "."
     raise FileNotFoundError(
         f"cannot find bundle '{name}' from '{Path.cwd()}': run from the repository root or from the bundle's "
-        f"folder ({name}), or pass --bundle_root DIR."
+        f"folder (the one holding configs/metadata.json), or pass --bundle_root DIR."
     )
+
+
+def _names_itself(configs: Path, name: str) -> bool:
+    """Whether a config in ``configs`` sets its ``bundle_root`` as the root of bundle ``name``."""
+    call = f"resolve_bundle_root('{name}')"
+    for config in configs.glob("*.json"):
+        try:
+            root = json.loads(config.read_text()).get("bundle_root")
+        except (OSError, ValueError, AttributeError):
+            continue  # unreadable, or not a config of mapping form
+        if isinstance(root, str) and call in root:
+            return True
+    return False
 
 
 def cache_dir(name: str) -> Path:
@@ -131,6 +145,36 @@ def check_num_parts(num_parts: Sequence[int], spatial_size: Sequence[int]) -> li
             f"{list(spatial_size)}), got {list(num_parts)!r}."
         )
     return parts
+
+
+def set_seed(seed: object) -> int:
+    """Seed every generator (``monai.utils.set_determinism``) from config id ``seed``, refusing anything but an
+    integer >= 0 with a message that names the id (``--seed abc`` failed inside MONAI without naming it)."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"config id 'seed' must be an integer >= 0, got {seed!r}.")
+    set_determinism(seed=seed)
+    return seed
+
+
+def check_spatial_size(spatial_size: Sequence[int], multiple: int, config_id: str = "spatial_size") -> list[int]:
+    """Refuse a network input size that a U-Net cannot run: each side must be a positive multiple of ``multiple``
+    (``2 ** (levels - 1)`` for a U-Net that halves the grid between its levels), checked before anything runs.
+
+    Args:
+        spatial_size: the network input grid (config id ``config_id``).
+        multiple: what every side must be a multiple of, >= 1.
+        config_id: the config id named in the error.
+
+    Raises:
+        ValueError: a side is not a positive integer multiple of ``multiple``; the message proposes the nearest size.
+    """
+    sides = list(spatial_size) if isinstance(spatial_size, list | tuple) else [spatial_size]
+    if not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 and s % multiple == 0 for s in sides):
+        raise ValueError(
+            f"config id '{config_id}' must list positive multiples of {multiple} (the network halves the grid "
+            f"between its levels), got {spatial_size!r}."
+        )
+    return sides
 
 
 VISUAL_TARGETS = ("image", "denoised")
@@ -212,34 +256,3 @@ def bundle_component(bundle_dir: str, config_id: str, configs: Sequence[str] = (
     if config_id not in parser:
         raise ValueError(f"'{config_id}' is not an id of {[str(p) for p in paths]}.")
     return parser.get_parsed_content(config_id)
-
-
-def load_weights(network: nn.Module, path: str, device: str | torch.device = "cpu", how_to_make: str = "") -> nn.Module:
-    """Load a plain state dict (``weights_only=True``) into ``network`` with errors that say what to do.
-
-    Args:
-        network: the network built from the bundle's ``network_def``.
-        path: the checkpoint file (a plain state dict, e.g. ``models/model.pt``).
-        device: where the network and its weights go.
-        how_to_make: the command that creates a missing checkpoint, shown in the error.
-
-    Raises:
-        FileNotFoundError: ``path`` does not exist (the message names it and ``how_to_make``).
-        ValueError: the checkpoint's tensors do not fit the configured network.
-    """
-    require_file(path, how_to_make or "Pass the path of an existing checkpoint.")
-    try:
-        state = torch.load(path, map_location=device, weights_only=True)
-    except Exception as error:  # torch raises several types for truncated, corrupt or non-plain files
-        raise ValueError(
-            f"checkpoint '{path}' could not be read as a plain state dict (truncated, corrupt, or not saved with "
-            f"torch.save(model.state_dict())): {error}"
-        ) from error
-    try:
-        network.load_state_dict(state)
-    except RuntimeError as error:
-        raise ValueError(
-            f"checkpoint '{path}' does not fit the configured {type(network).__name__}: {error}. Check that the "
-            f"network definition in the config matches the one the checkpoint was trained with."
-        ) from error
-    return network.to(device)

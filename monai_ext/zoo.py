@@ -168,7 +168,7 @@ def weight_problems(bundle_dir: str | Path) -> list[str]:
 
 def bundle_problems(bundle_dir: str | Path) -> list[str]:
     """Everything the zoo's checks find wrong with a bundle folder (empty when it may be published)."""
-    problems = file_problems(bundle_dir)
+    problems = [*file_problems(bundle_dir), *link_problems(bundle_dir)]
     try:
         metadata = read_metadata(bundle_dir)
     except FileNotFoundError:  # already among the missing required files
@@ -178,24 +178,46 @@ def bundle_problems(bundle_dir: str | Path) -> list[str]:
     return [*problems, *version_problems(metadata), *metadata_problems(metadata), *weight_problems(bundle_dir)]
 
 
+def _left_out(parts: tuple[str, ...]) -> bool:
+    """Whether the zoo's archive leaves a bundle path out: run outputs, caches, hidden entries, ``large_files``."""
+    return (
+        parts[0] in OUTPUT_DIRS
+        or parts[-1] in LARGE_FILES
+        or parts[-1].endswith(".pyc")
+        or any(part == "__pycache__" or part.startswith(".") for part in parts)
+    )
+
+
+def _walk(bundle_dir: Path) -> list[tuple[Path, tuple[str, ...]]]:
+    """Every entry under ``bundle_dir`` (files, folders, links) with its parts, sorted; links are never entered."""
+    entries = []
+    for root, folders, files in os.walk(bundle_dir, followlinks=False):
+        for name in folders + files:
+            path = Path(root) / name
+            entries.append((path, path.relative_to(bundle_dir).parts))
+    return sorted(entries)
+
+
+def link_problems(bundle_dir: str | Path) -> list[str]:
+    """Symbolic links among the files the zoo would archive: a link would put its target (any file of the machine)
+    into the zip, so they are refused rather than followed."""
+    return [
+        f"{'/'.join(parts)} is a symbolic link (to '{os.readlink(path)}'); the archive holds regular files only: "
+        "replace it with a copy of the file or remove it"
+        for path, parts in _walk(Path(bundle_dir))
+        if path.is_symlink() and not _left_out(parts)
+    ]
+
+
 def bundle_files(bundle_dir: str | Path) -> list[str]:
     """The bundle's files as the zoo archives them (POSIX paths relative to the folder, sorted), without run
-    outputs (``runs/``, ``eval/``), caches (``__pycache__``, ``*.pyc``, hidden files and folders) and the
-    ``large_files`` config."""
-    bundle_dir = Path(bundle_dir)
-    kept = []
-    for path in sorted(bundle_dir.rglob("*")):
-        parts = path.relative_to(bundle_dir).parts
-        if (
-            not path.is_file()
-            or parts[0] in OUTPUT_DIRS
-            or parts[-1] in LARGE_FILES
-            or path.suffix == ".pyc"
-            or any(part == "__pycache__" or part.startswith(".") for part in parts)
-        ):
-            continue
-        kept.append("/".join(parts))
-    return kept
+    outputs (``runs/``, ``eval/``), caches (``__pycache__``, ``*.pyc``, hidden files and folders), the
+    ``large_files`` config and symbolic links (never followed; :func:`link_problems` reports them)."""
+    return [
+        "/".join(parts)
+        for path, parts in _walk(Path(bundle_dir))
+        if path.is_file() and not path.is_symlink() and not _left_out(parts)
+    ]
 
 
 def package_bundle(name: str, out: str, bundles_dir: str = "bundles", overwrite: bool = False) -> Path:

@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import nibabel as nib
@@ -236,4 +238,45 @@ def test_torchrun_rank_that_raises_ends_the_job(phantoms, tmp_path):
     overrides = ["--dataset_dir", str(phantoms), "--output_dir", str(tmp_path / "train"), *TORCHRUN[name]]
     run = _torchrun(name, configs, overrides, ROOT)
     assert run.returncode != 0
-    assert "ZeroDivisionError" in run.stdout + run.stderr
+    output = run.stdout + run.stderr
+    assert "ZeroDivisionError" in output
+    # issue 29, case 9: no rank aborts at exit (SIGABRT, exit -6, which torchrun would report as the root cause)
+    assert "terminate called" not in output and "SIGABRT" not in output and "exitcode  : -6" not in output
+
+
+SINGLE = {
+    "cuts": ["--max_epochs", "1", "--batch_size", "2", "--anchors_per_image", "4", *TINY_CUTS],
+    "structure_discovery": ["--max_epochs", "1", "--feature_cache_draws", "1", "--denoise_draws", "1",
+                            "--batch_size", "4", *TINY_SEGMENTER],
+    "diffusion_pretraining": ["--max_epochs", "1", "--batch_size", "4", "--num_crops", "1", "--crop_size", SIZE,
+                              *TINY_DIFFUSION],
+    "diffusion_segmentation": ["--max_epochs", "1", "--batch_size", "4", "--val_inference_steps", "2",
+                               *TINY_MASK_DIFFUSION],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(SINGLE))
+def test_mlflow_tracking_with_monai_command_line(name, request, tmp_path):
+    """Issue 29, case 14: --tracking mlflow was refused by the output-folder guard (MONAI writes the executed config
+    into output_dir first), and with --overwrite true the config was deleted. Now the run logs to the SQLite store
+    that MONAI 1.6's tracking uses by default (mlflow 3 accepts no file store), keeps the executed config, and a
+    second run replaces the first's files with --overwrite true."""
+    pytest.importorskip("mlflow")
+    dataset = request.getfixturevalue(DATASETS[name])
+    out = tmp_path / "train"
+    command = _bundle(
+        "--config_file", str(BUNDLES / name / "configs" / "train.json"), "--dataset_dir", str(dataset),
+        "--output_dir", str(out), "--tracking", "mlflow", *SINGLE[name],
+    )  # fmt: skip
+    for attempt in ("first", "again"):
+        run = _run([*command, *(["--overwrite", "true"] if attempt == "again" else [])], ROOT, timeout=600)
+        assert run.returncode == 0, (run.stdout + run.stderr)[-4000:]
+        executed = sorted(out.glob("config_*.json"))
+        assert len(executed) == 1, f"{attempt}: executed configs {executed}"
+        manifest = (out / ".monai_ext_outputs.jsonl").read_text()
+        assert f'"file": "{executed[0].name}"' in manifest and '"file": "model.pt"' in manifest
+        with sqlite3.connect(out / "mlruns.db") as store:
+            statuses = [row[0] for row in store.execute("SELECT status FROM runs")]
+            metrics = {row[0] for row in store.execute("SELECT DISTINCT key FROM metrics")}
+        assert statuses == ["FINISHED"] and "train_loss" in metrics, (attempt, statuses, metrics)
+        time.sleep(1)  # MONAI names the executed config by the second

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import nibabel as nib
@@ -14,7 +15,7 @@ from ignite.engine import Events
 from monai.bundle import ConfigParser, ConfigWorkflow
 
 from monai_ext.bundle import require_file, resolve_bundle_root
-from monai_ext.data.datalist import prepare_training_dir
+from monai_ext.data.output_folder import prepare_training_dir
 from monai_ext.data.phantoms import make_phantoms
 from monai_ext.engines import latest_checkpoint
 from monai_ext.inferers.diffusion import noise_datalist
@@ -115,7 +116,7 @@ def test_inference_writes_samples(trained, tmp_path):
     wf = workflow(INFERENCE, "infer", num_samples=1, num_inference_steps=2, progress=False, **TINY, **override)
     assert wf.check_properties() == []
     wf.run()
-    files = sorted(p.name for p in out.iterdir())
+    files = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))  # but the run's manifest
     assert files == ["sample_000.nii.gz"]
     image = np.asarray(nib.load(out / files[0]).dataobj)
     assert image.shape == tuple(SIZE)
@@ -229,6 +230,17 @@ def test_bundle_root_from_repository_or_own_folder_only(monkeypatch):
     assert resolve_bundle_root("diffusion_pretraining") == "."
     with pytest.raises(FileNotFoundError, match="cannot find bundle 'structure_discovery'"):
         resolve_bundle_root("structure_discovery")  # another bundle's folder is not this bundle
+
+
+def test_bundle_root_of_a_copy_under_another_name(monkeypatch, tmp_path):
+    """Issue 29, case 15: an unzipped download renamed structure_discovery_v0.4.0 or 'my bundle' did not run from
+    inside itself without --bundle_root."""
+    for folder in ("diffusion_pretraining_v0.4.0", "my bundle"):
+        shutil.copytree(BUNDLE / "configs", tmp_path / folder / "configs")
+        monkeypatch.chdir(tmp_path / folder)
+        assert resolve_bundle_root("diffusion_pretraining") == "."
+        with pytest.raises(FileNotFoundError, match="cannot find bundle 'cuts'"):
+            resolve_bundle_root("cuts")
 
 
 def test_brain_config_pretrains_on_flair_alone(tiny_brains, tmp_path):

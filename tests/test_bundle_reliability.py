@@ -15,6 +15,8 @@ import torch
 from bundle_support import error_messages
 from monai.bundle import ConfigWorkflow
 
+from monai_ext.data.output_folder import claim_output_dir
+
 ROOT = Path(__file__).resolve().parents[1]
 DISCOVERY = ROOT / "bundles" / "structure_discovery"
 DIFFUSION = ROOT / "bundles" / "diffusion_pretraining"
@@ -44,7 +46,7 @@ def _with_split(source: Path, target: Path, split: str, items: list) -> Path:
 
 def test_training_refuses_a_folder_with_weights_it_did_not_write(tiny_phantoms, tmp_path):
     """Issue 7: a folder holding a model.pt and model_selection.json but no checkpoint was overwritten after
-    epoch 1; now training stops before anything runs, and --overwrite true replaces the folder."""
+    epoch 1; now training stops before anything runs, with or without --overwrite true (issue 29)."""
     out = tmp_path / "published"
     out.mkdir()
     (out / "model.pt").write_bytes(b"weights someone published")
@@ -52,13 +54,16 @@ def test_training_refuses_a_folder_with_weights_it_did_not_write(tiny_phantoms, 
     for bundle in (DISCOVERY, DIFFUSION):
         with pytest.raises(RuntimeError) as error:
             _workflow(bundle, ["train.json"], "train", dataset_dir=str(tiny_phantoms), output_dir=str(out)).initialize()
-        assert "FileExistsError" in error_messages(error.value) and "--overwrite" in error_messages(error.value)
+        message = error_messages(error.value)
+        assert "model.pt, model_selection.json, which no monai-ext run recorded" in message
         assert (out / "model.pt").read_bytes() == b"weights someone published"
     workflow = _workflow(
         DIFFUSION, ["train.json"], "train", dataset_dir=str(tiny_phantoms), output_dir=str(out), overwrite="true"
     )
-    workflow.initialize()
-    assert not (out / "model.pt").exists() and (out / ".monai_ext_run.json").is_file()
+    with pytest.raises(RuntimeError) as error:  # issue 29: overwrite removes only what a monai-ext run recorded
+        workflow.initialize()
+    assert "no monai-ext run recorded" in error_messages(error.value)
+    assert (out / "model.pt").read_bytes() == b"weights someone published"
 
 
 def test_inference_with_an_empty_test_split_is_an_error(tiny_phantoms, tmp_path):
@@ -115,8 +120,8 @@ def test_normalize_consistency_means_what_the_command_line_says(spelling, expect
 def test_overwrite_replaces_the_earlier_inference_outputs(tiny_phantoms, tmp_path):
     """Issue 7: --overwrite left the earlier run's files beside the new ones."""
     out = tmp_path / "out"
-    out.mkdir()
-    (out / "old_volume_l3.nii.gz").write_bytes(b"an earlier run")
+    with claim_output_dir(out):  # an earlier run of ours
+        (out / "old_volume_l3.nii.gz").write_bytes(b"an earlier run")
     workflow = _workflow(
         DISCOVERY, ["inference.json"], "infer", dataset_dir=str(tiny_phantoms), output_dir=str(out),
         overwrite="true", spatial_size=[24, 24, 24],

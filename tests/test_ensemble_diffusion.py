@@ -323,3 +323,19 @@ def test_sampling_starts_from_the_initial_noise() -> None:
     assert torch.equal(network.inputs[0][:, :1], noise)
     assert inferer.initial_noise(images[:1])[0].shape == (3, 1, 8, 8)
     assert DiffusionEnsembleInferer(tiny_scheduler(), seed=None).initial_noise(images)[1] is None
+
+
+def test_an_ensemble_too_large_for_memory_is_refused_before_it_allocates(monkeypatch):
+    """Issue 29, case 12: --num_samples 200000 died in the allocator asking for 13 GB, naming nothing."""
+    from monai_ext.inferers import DiffusionEnsembleInferer
+    from monai_ext.inferers import ensemble as module
+
+    network = torch.nn.Conv2d(5, 32, 3, padding=1)  # the first layer: 32 maps of every sample
+    inferer = DiffusionEnsembleInferer(DDIMScheduler(10), num_samples=200000, num_inference_steps=2)
+    monkeypatch.setattr(module, "available_memory", lambda device: 8 * 2**30)
+    need = 200000 * 64 * 64 * 4 * (4 + 2 + 32) / 2**30  # float32 image, noise and output channels, first layer
+    with pytest.raises(MemoryError, match=rf"num_samples = 200000 .* at least {need:.1f} GB on cpu, which has 8\.0 GB"):
+        inferer(torch.rand(1, 4, 64, 64), network)
+    inferer.num_samples = 2  # what fits runs
+    monkeypatch.setattr(module.DiffusionEnsembleInferer, "sampling_timesteps", lambda self, device: torch.tensor([]))
+    assert inferer(torch.rand(1, 4, 64, 64), network).shape == (1, 5, 64, 64)

@@ -122,12 +122,12 @@ def test_panels_follow_the_dataset_folders(tmp_path: Path) -> None:
     mean = torch.zeros(1, 8, 8)
     mean[0, 1:3, 5:8] = 1.0  # not symmetric
     squeezed = {**item, "pred": (mean[0] > 0.5).to(torch.uint8), "pred_mean": mean}
-    stem = writer.write(squeezed)
+    stem = EnsembleWriter(tmp_path / "again", data_root_dir=tmp_path / "data").write(squeezed)
     mask = np.asarray(nib.load(f"{stem}_mask.nii.gz").dataobj)
     assert np.array_equal(mask, mean[0].numpy() > 0.5)
     assert np.array_equal(np.asarray(nib.load(f"{stem}_mean.nii.gz").dataobj), mean[0].numpy())
     with pytest.raises(ValueError, match=r"2D \(C, H, W\) or 3D \(C, X, Y, Z\) images"):
-        writer.write({**item, "image": torch.rand(4, 8)})
+        EnsembleWriter(tmp_path / "again").write({**item, "image": torch.rand(4, 8)})
 
 
 def test_writer_takes_volumes_and_several_mask_channels(tmp_path: Path) -> None:

@@ -130,12 +130,15 @@ def test_bad_options_name_the_option(tmp_path, options, named):
 
 def test_refuses_non_empty_folder_without_overwrite(tmp_path):
     (tmp_path / "notes.txt").write_text("user data")
-    with pytest.raises(FileExistsError, match="--overwrite"):
+    with pytest.raises(FileExistsError, match="no monai-ext run recorded"):
         make_phantoms(str(tmp_path), n=1, size=24)
     assert (tmp_path / "notes.txt").read_text() == "user data"
-    make_phantoms(str(tmp_path), n=1, size=24, overwrite=True)
-    assert not (tmp_path / "notes.txt").exists(), "overwrite replaces the folder's contents"
-    assert (tmp_path / "datalist.json").is_file()
+    with pytest.raises(FileExistsError, match=r"notes\.txt, which no monai-ext run recorded"):
+        make_phantoms(str(tmp_path), n=1, size=24, overwrite=True)  # issue 29: never a file the run did not write
+    assert (tmp_path / "notes.txt").read_text() == "user data"
+    make_phantoms(str(tmp_path / "generated"), n=1, size=24)
+    make_phantoms(str(tmp_path / "generated"), n=1, size=24, seed=1, overwrite=True)  # generated data: replaced
+    assert json.loads((tmp_path / "generated" / "dataset.json").read_text())["seed"] == 1
 
 
 def test_load_datalist_errors(tmp_path):

@@ -11,20 +11,12 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-import torch.distributed as dist
 from bundle_support import error_messages
 from ignite.engine import Engine, Events
 from monai.networks.schedulers import DDPMScheduler
 from monai.transforms import Compose, LoadImaged
 
-from monai_ext.data.datalist import (
-    RUN_MARKER,
-    empty_folder,
-    inference_items,
-    load_datalist,
-    prepare_output_dir,
-    prepare_training_dir,
-)
+from monai_ext.data.datalist import inference_items, load_datalist
 from monai_ext.engines import BestPerLevel, ResumeFromLatest, SaveForResume, latest_checkpoint
 from monai_ext.engines.handlers import epoch_checkpoints
 from monai_ext.inferers import DiffusionSamplingInferer
@@ -109,122 +101,6 @@ def test_best_per_level_reads_a_command_line_direction():
         BestPerLevel(torch.nn.Linear(1, 1), ["val_l1"], "m.pt", higher_is_better="lower")
 
 
-# ---------------------------------------------------------------- output folders
-
-
-def _fill(folder: Path) -> None:
-    (folder / "sub").mkdir(parents=True)
-    (folder / "old.nii.gz").write_text("earlier run")
-    (folder / "sub" / "old.csv").write_text("earlier run")
-
-
-def test_overwrite_replaces_an_output_folder(tmp_path):
-    out = tmp_path / "out"
-    _fill(out)
-    with pytest.raises(FileExistsError, match="--overwrite"):
-        prepare_output_dir(out, overwrite="false")  # the command line's string, not a truthy value
-    assert prepare_output_dir(out, overwrite="true") == out
-    assert out.is_dir() and list(out.iterdir()) == []
-
-
-def test_overwrite_never_empties_a_dataset_home_or_working_folder(tmp_path, monkeypatch):
-    dataset = tmp_path / "data"
-    _fill(dataset)
-    (dataset / "datalist.json").write_text(json.dumps({"training": []}))
-    with pytest.raises(ValueError, match=r"refusing to empty .* a dataset"):
-        prepare_output_dir(dataset, overwrite=True)
-    (dataset / "dataset.json").write_text(json.dumps({"generator": "monai_ext.data.phantoms", "seed": 0}))
-    prepare_output_dir(dataset, overwrite=True)  # a generated dataset is made again from its seed
-    assert list(dataset.iterdir()) == []
-
-    work = tmp_path / "project" / "work"
-    _fill(work)
-    monkeypatch.chdir(work)
-    for folder in (work, tmp_path / "project", Path(".")):
-        with pytest.raises(ValueError, match="the working folder or a folder above it"):
-            prepare_output_dir(folder, overwrite=True)
-    home = tmp_path / "home"
-    _fill(home)
-    monkeypatch.setenv("HOME", str(home))
-    with pytest.raises(ValueError, match="the home folder"):
-        prepare_training_dir(home, overwrite=True)
-    assert (work / "old.nii.gz").is_file() and (home / "sub" / "old.csv").is_file()
-
-
-def test_the_file_system_root_is_never_emptied(monkeypatch):
-    def fail(*args, **kwargs):
-        raise AssertionError("tried to delete a file")
-
-    monkeypatch.setattr("shutil.rmtree", fail)  # nothing can be deleted, even if the guard were broken
-    monkeypatch.setattr(Path, "unlink", fail)
-    with pytest.raises(ValueError, match="the file system root"):
-        empty_folder(Path("/"))
-
-
-def test_training_folder_is_marked_resumed_or_refused(tmp_path):
-    out = tmp_path / "train"
-    prepare_training_dir(out)
-    marker = json.loads((out / RUN_MARKER).read_text())
-    assert marker["owner"] == "monai-ext training run" and "versions" in marker
-    torch.save({}, out / "checkpoint_epoch=3.pt")
-    prepare_training_dir(out, overwrite="false")  # a run of ours: kept, training resumes from it
-    assert (out / "checkpoint_epoch=3.pt").is_file()
-
-    published = tmp_path / "models"
-    published.mkdir()
-    (published / "model.pt").write_bytes(b"weights")
-    (published / "model_selection.json").write_text("{}")
-    with pytest.raises(FileExistsError) as error:
-        prepare_training_dir(published)
-    message = str(error.value)
-    assert str(published) in message and "model.pt, model_selection.json" in message
-    assert "--overwrite true" in message and "output_dir" in message
-    assert (published / "model.pt").read_bytes() == b"weights"
-
-    prepare_training_dir(out, overwrite=True)  # start afresh: the old checkpoints go
-    assert sorted(p.name for p in out.iterdir()) == [RUN_MARKER]
-
-
-@pytest.fixture
-def process_group(tmp_path):
-    """A real one-process gloo group: rank 0 of torch.distributed."""
-    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'init'}", rank=0, world_size=1)
-    yield
-    dist.destroy_process_group()
-
-
-def test_under_torch_distributed_rank_zero_prepares_and_hands_on_its_outcome(tmp_path, process_group, monkeypatch):
-    handed_on = []
-
-    def broadcast(objects: list, src: int) -> None:
-        handed_on.append(list(objects))
-        real_broadcast(objects, src=src)
-
-    real_broadcast = dist.broadcast_object_list
-    monkeypatch.setattr(dist, "broadcast_object_list", broadcast)
-    prepare_training_dir(tmp_path / "fresh")
-    assert (tmp_path / "fresh" / RUN_MARKER).is_file() and handed_on == [[None]]
-    (tmp_path / "foreign").mkdir()
-    (tmp_path / "foreign" / "model.pt").write_bytes(b"weights")
-    with pytest.raises(FileExistsError, match="no monai-ext training run wrote"):
-        prepare_training_dir(tmp_path / "foreign")
-    assert isinstance(handed_on[1][0], FileExistsError), "rank 0 did not hand its error to the other ranks"
-
-
-def test_under_torch_distributed_other_ranks_wait_and_touch_nothing(tmp_path, monkeypatch):
-    def broadcast(objects: list, src: int) -> None:  # what rank 0 sends when the folder is refused
-        assert src == 0 and objects == [None]
-        objects[0] = FileExistsError("training output folder 'x' holds model.pt (from rank 0)")
-
-    monkeypatch.setattr(dist, "is_initialized", lambda: True)
-    monkeypatch.setattr(dist, "get_rank", lambda *args: 1)
-    monkeypatch.setattr(dist, "broadcast_object_list", broadcast)
-    for prepare in (prepare_training_dir, prepare_output_dir):
-        with pytest.raises(FileExistsError, match="from rank 0"):
-            prepare(tmp_path / "out", overwrite=True)
-        assert not (tmp_path / "out").exists(), "a rank other than 0 touched the file system"
-
-
 # ---------------------------------------------------------------- empty splits
 
 
@@ -236,6 +112,14 @@ def test_empty_splits_are_errors_that_name_file_and_split(tmp_path):
     with pytest.raises(ValueError, match=r"split 'test' of datalist .* is empty: evaluation and inference"):
         inference_items(tmp_path, "test")
     assert load_datalist(datalist, "training") == [{"image": str(tmp_path / "a.nii.gz")}]
+
+
+def test_a_record_without_image_names_the_datalist_and_the_record(tmp_path):
+    """Issue 29, case 12: a record without 'image' ended in a KeyError naming neither."""
+    datalist = tmp_path / "datalist.json"
+    datalist.write_text(json.dumps({"test": [{"image": "a.nii.gz"}, {"img": "b.nii.gz"}]}))
+    with pytest.raises(ValueError, match=r"record 1 of split 'test' of datalist '.*datalist\.json' has no 'image'"):
+        inference_items(tmp_path)
 
 
 def test_inference_items_keep_only_the_image_and_the_optional_keys_present(tmp_path):

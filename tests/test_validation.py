@@ -27,12 +27,22 @@ def test_a_good_volume_passes_unchanged():
         (torch.rand(2, 8, 8, 8), "2 channels; the network .*network_def#in_channels.* expects 1"),
         (torch.full((1, 8, 8, 8), float("nan")), "NaN"),
         (torch.ones(1, 8, 8, 8), "is constant"),
+        (torch.tensor([-3e38, 3e38]).repeat(256).reshape(1, 8, 8, 8), "overflows float32"),  # issue 29, case 3
     ],
 )
 def test_bad_volumes_name_file_and_key(image, message):
     with pytest.raises(ValueError, match=message) as error:
         ValidateImaged("image")(_item(image))
     assert "'image' of '/data/case_007.nii.gz'" in str(error.value)
+
+
+def test_a_picture_with_transparency_is_not_four_contrasts():
+    """Issue 29, case 13: an RGBA PNG was accepted as four MR contrasts."""
+    rgba = MetaTensor(torch.rand(4, 8, 8), meta={"filename_or_obj": "/data/photo.png", "mode": "RGBA"})
+    with pytest.raises(ValueError, match=r"'image' of '/data/photo.png' is a RGBA picture: its alpha"):
+        ValidateImaged("image", spatial_dims=2, channels=4, channels_config_id="image_channels")({"image": rgba})
+    rgb = MetaTensor(torch.rand(3, 8, 8), meta={"filename_or_obj": "/data/photo.png", "mode": "RGB"})
+    ValidateImaged("image", spatial_dims=2, channels=3)({"image": rgb})  # colour without alpha is image data
 
 
 def test_label_of_another_shape_is_rejected():

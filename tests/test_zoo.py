@@ -222,6 +222,19 @@ def test_package_leaves_out_run_outputs_and_caches(bundle_copy, tmp_path):
     assert all(info.date_time == (2022, 5, 30, 0, 0, 0) for info in zipfile.ZipFile(archive).infolist())
 
 
+@pytest.mark.parametrize("link", ["docs/passwd", "configs/elsewhere"])
+def test_package_refuses_symbolic_links_and_never_follows_them(bundle_copy, tmp_path, link):
+    """Issue 29, case 8: a link to /etc/passwd inside the bundle folder put /etc/passwd into the zip."""
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    (secret / "passwd").write_text("root:x:0:0")
+    (bundle_copy / link).symlink_to(secret / "passwd" if link.endswith("passwd") else secret)
+    with pytest.raises(ValueError, match=rf"{link} is a symbolic link \(to '.*secret.*'\)"):
+        package_bundle("structure_discovery", str(tmp_path / "zips"), bundles_dir=str(bundle_copy.parent))
+    assert not (tmp_path / "zips").exists()
+    assert not any("secret" in path or "passwd" in path for path in bundle_files(bundle_copy))
+
+
 def test_package_is_reproducible_and_refuses_to_replace(bundle_copy, tmp_path):
     archive = package_bundle("structure_discovery", str(tmp_path / "zips"), bundles_dir=str(bundle_copy.parent))
     first = archive.read_bytes()

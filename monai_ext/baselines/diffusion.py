@@ -13,8 +13,9 @@ from dataclasses import dataclass
 
 import torch
 
-from monai_ext.bundle import bundle_component, load_weights
+from monai_ext.bundle import bundle_component
 from monai_ext.networks import DiffusionDenoiser, DiffusionFeatureExtractor
+from monai_ext.weights import load_weights
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,8 @@ from scipy import ndimage
 from tqdm import tqdm
 
 import monai_ext
-from monai_ext.data.datalist import prepare_output_dir, save_nifti, split_counts, write_datalist
+from monai_ext.data.datalist import save_nifti, split_counts, write_datalist
+from monai_ext.data.output_folder import claim_output_dir
 from monai_ext.data.tumour import (
     MAX_MASS_EFFECT_MM,
     VOLUME_BOUNDS_CM3,
@@ -502,55 +503,56 @@ def make_brains(
         max_volume_cm3,
         mass_effect_mm,
     )
-    out = prepare_output_dir(out, overwrite)
-    rng = np.random.default_rng(seed)
-    spacing = float(resolution)
-    records: list[dict[str, Any]] = []
-    volumes = []
-    for index in tqdm(range(n), desc="brain phantoms", unit="subject"):
-        name = f"brain_{index:03d}"
-        bounds, subject = (min_volume_cm3, max_volume_cm3), f"{name} (seed {seed})"
-        phantom = synthesize_brain(rng, resolution, bounds, subject, mass_effect_mm)
-        volumes.append(round(float(phantom["label"].sum()) * spacing**3 / 1000, 3))
+    with claim_output_dir(out, overwrite) as out:
+        rng = np.random.default_rng(seed)
+        spacing = float(resolution)
+        records: list[dict[str, Any]] = []
+        volumes = []
+        for index in tqdm(range(n), desc="brain phantoms", unit="subject"):
+            name = f"brain_{index:03d}"
+            bounds, subject = (min_volume_cm3, max_volume_cm3), f"{name} (seed {seed})"
+            phantom = synthesize_brain(rng, resolution, bounds, subject, mass_effect_mm)
+            volumes.append(round(float(phantom["label"].sum()) * spacing**3 / 1000, 3))
+            if mode == "3d":
+                records.append(_write_subject_3d(out, name, phantom, spacing))
+            else:
+                slices = (slices_per_subject, empty_slices_per_subject, slice_size)
+                records.extend(_write_subject_2d(out, name, phantom, spacing, *slices))
+        per_subject = 1 if mode == "3d" else slices_per_subject + empty_slices_per_subject
+        counts = [count * per_subject for count in split_counts(n)]
+        meta = {
+            "name": "brain",
+            "description": (
+                "BraTS-like multi-contrast brain MRI phantoms (MNI152 2009 anatomy, one BraTS-HGG-like tumour)"
+            ),
+            "generator": "monai_ext.data.brain.make_brains",
+            "version": monai_ext.__version__,
+            "generator_version": GENERATOR_VERSION,
+            "seed": seed,
+            "options": {
+                "n": n,
+                "mode": mode,
+                "resolution": resolution,
+                "slices_per_subject": slices_per_subject,
+                "empty_slices_per_subject": empty_slices_per_subject,
+                "slice_size": slice_size,
+                "min_volume_cm3": min_volume_cm3,
+                "max_volume_cm3": max_volume_cm3,
+                "mass_effect_mm": mass_effect_mm,
+            },
+            "modality": dict(enumerate(CONTRASTS)),
+            "labels": {"0": "background", "1": "whole tumour"},
+            "brats_labels": {str(v): k for k, v in BRATS_LABELS.items()},
+            "tissue_labels": {str(v): k for k, v in TISSUE_LABELS.items()},
+            "ventricle_labels": {"0": "background", "1": "lateral ventricles"},
+            "whole_tumour_cm3": volumes,
+            "spacing_mm": spacing if mode == "3d" else spacing * GRIDS[resolution][0] / slice_size,
+            "shape": list(GRIDS[resolution]) if mode == "3d" else [slice_size, slice_size, len(CONTRASTS)],
+        }
+        datalist = write_datalist(out, records, counts, meta)
         if mode == "3d":
-            records.append(_write_subject_3d(out, name, phantom, spacing))
-        else:
-            records.extend(
-                _write_subject_2d(out, name, phantom, spacing, slices_per_subject, empty_slices_per_subject, slice_size)
-            )
-    per_subject = 1 if mode == "3d" else slices_per_subject + empty_slices_per_subject
-    counts = [count * per_subject for count in split_counts(n)]
-    meta = {
-        "name": "brain",
-        "description": "BraTS-like multi-contrast brain MRI phantoms (MNI152 2009 anatomy, one BraTS-HGG-like tumour)",
-        "generator": "monai_ext.data.brain.make_brains",
-        "version": monai_ext.__version__,
-        "generator_version": GENERATOR_VERSION,
-        "seed": seed,
-        "options": {
-            "n": n,
-            "mode": mode,
-            "resolution": resolution,
-            "slices_per_subject": slices_per_subject,
-            "empty_slices_per_subject": empty_slices_per_subject,
-            "slice_size": slice_size,
-            "min_volume_cm3": min_volume_cm3,
-            "max_volume_cm3": max_volume_cm3,
-            "mass_effect_mm": mass_effect_mm,
-        },
-        "modality": dict(enumerate(CONTRASTS)),
-        "labels": {"0": "background", "1": "whole tumour"},
-        "brats_labels": {str(v): k for k, v in BRATS_LABELS.items()},
-        "tissue_labels": {str(v): k for k, v in TISSUE_LABELS.items()},
-        "ventricle_labels": {"0": "background", "1": "lateral ventricles"},
-        "whole_tumour_cm3": volumes,
-        "spacing_mm": spacing if mode == "3d" else spacing * GRIDS[resolution][0] / slice_size,
-        "shape": list(GRIDS[resolution]) if mode == "3d" else [slice_size, slice_size, len(CONTRASTS)],
-    }
-    datalist = write_datalist(out, records, counts, meta)
-    if mode == "3d":
-        write_contrast_datalists(datalist)
-    return datalist
+            write_contrast_datalists(datalist)
+        return datalist
 
 
 def write_contrast_datalists(datalist: Path) -> list[Path]:

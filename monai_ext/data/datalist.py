@@ -1,19 +1,13 @@
-"""Output folders (of datasets, results and training runs), NIfTI writing and MONAI datalists."""
+"""NIfTI writing and MONAI datalists."""
 
 from __future__ import annotations
 
 import json
-import shutil
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-import torch.distributed as dist
-
-from monai_ext import __version__
-from monai_ext.flags import as_flag
-from monai_ext.provenance import environment, write_json
 
 SPLITS = ("training", "validation", "test")
 SPLIT_USES = {
@@ -22,137 +16,6 @@ SPLIT_USES = {
     "test": "evaluation and inference run on the test volumes",
 }
 IMAGE_SUFFIXES = (".nii", ".nii.gz", ".mha", ".mhd", ".nrrd", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".dcm")
-RUN_MARKER = ".monai_ext_run.json"
-
-
-def prepare_output_dir(out: str | Path, overwrite: bool | str = False) -> Path:
-    """Create ``out`` or accept it when empty; refuse a non-empty folder unless ``overwrite`` is set, and then
-    empty it first, so files of an earlier run never mix with the new ones.
-
-    Under ``torch.distributed`` only rank 0 touches the file system; every rank returns when the folder is ready.
-
-    Raises:
-        FileExistsError: ``out`` exists, holds files and ``overwrite`` is False.
-        NotADirectoryError: ``out`` exists and is a file.
-        ValueError: ``overwrite`` would empty a folder that must not be emptied (see ``empty_folder``).
-    """
-    out, overwrite = Path(out), as_flag(overwrite, "overwrite")
-    on_rank_zero(_prepare_output_dir, out, overwrite)
-    return out
-
-
-def _prepare_output_dir(out: Path, overwrite: bool) -> None:
-    if _holds_files(out):
-        if not overwrite:
-            raise FileExistsError(f"output folder '{out}' is not empty; pass --overwrite to replace its contents.")
-        empty_folder(out)
-    out.mkdir(parents=True, exist_ok=True)
-
-
-def prepare_training_dir(out: str | Path, overwrite: bool | str = False) -> Path:
-    """Make ``out`` the folder of a training run, marked as such by a ``.monai_ext_run.json`` file.
-
-    A missing or empty folder is created and marked; a marked folder is kept as it is, so training resumes from
-    its checkpoints; a non-empty folder without the marker (files this code did not write, e.g. published
-    weights) is refused. With ``overwrite`` the folder is emptied and marked again: training starts afresh.
-    Under ``torch.distributed`` only rank 0 touches the file system; every rank returns when the folder is ready.
-
-    Args:
-        out: the training output folder (config id ``output_dir``).
-        overwrite: replace the folder's contents (also ``"true"`` / ``"false"`` from a command line).
-
-    Raises:
-        FileExistsError: ``out`` holds files, no marker and ``overwrite`` is False.
-        NotADirectoryError: ``out`` exists and is a file.
-        ValueError: ``overwrite`` would empty a folder that must not be emptied (see ``empty_folder``).
-    """
-    out, overwrite = Path(out), as_flag(overwrite, "overwrite")
-    on_rank_zero(_prepare_training_dir, out, overwrite)
-    return out
-
-
-def _prepare_training_dir(out: Path, overwrite: bool) -> None:
-    if _holds_files(out):
-        if not overwrite and (out / RUN_MARKER).is_file():
-            return
-        if not overwrite:
-            names = sorted(child.name for child in out.iterdir())
-            shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
-            raise FileExistsError(
-                f"training output folder '{out}' holds {shown}, which no monai-ext training run wrote (it has no "
-                f"{RUN_MARKER}); pass --overwrite true to replace its contents, or choose another output_dir."
-            )
-        empty_folder(out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / RUN_MARKER, {"owner": "monai-ext training run", "version": __version__, **environment()})
-
-
-def _holds_files(folder: Path) -> bool:
-    """Whether ``folder`` exists and is not empty.
-
-    Raises:
-        NotADirectoryError: ``folder`` exists and is a file.
-    """
-    if folder.exists() and not folder.is_dir():
-        raise NotADirectoryError(f"output '{folder}' exists and is not a folder.")
-    return folder.is_dir() and any(folder.iterdir())
-
-
-def empty_folder(folder: Path) -> None:
-    """Remove everything inside ``folder`` (symbolic links are removed, never followed).
-
-    Refuses the file system root, the home folder, the working folder and the folders above it, and a dataset
-    (a folder with a ``datalist.json``) unless a monai-ext generator wrote it (its ``dataset.json`` names the
-    generator, so the same seed makes it again).
-
-    Raises:
-        ValueError: ``folder`` is one of those.
-    """
-    resolved, cwd = folder.resolve(), Path.cwd().resolve()
-    refused = {
-        "the file system root": resolved == Path(resolved.anchor),
-        "the home folder": resolved == Path.home().resolve(),
-        "the working folder or a folder above it": resolved == cwd or resolved in cwd.parents,
-        "a dataset (it holds a datalist.json)": (folder / "datalist.json").is_file() and not _generated(folder),
-    }
-    for what, applies in refused.items():
-        if applies:
-            raise ValueError(f"refusing to empty '{folder}' for overwrite: it is {what}; choose another output folder.")
-    for child in folder.iterdir():
-        if child.is_dir() and not child.is_symlink():
-            shutil.rmtree(child)
-        else:
-            child.unlink()
-
-
-def _generated(folder: Path) -> bool:
-    """Whether ``folder/dataset.json`` names a monai-ext data generator (each records itself there)."""
-    try:
-        meta = json.loads((folder / "dataset.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        return False
-    return isinstance(meta, dict) and str(meta.get("generator", "")).startswith("monai_ext.data.")
-
-
-def on_rank_zero(prepare: Callable[..., None], *args: object) -> None:
-    """Run ``prepare(*args)`` on rank 0 only when ``torch.distributed`` is initialized, else just run it.
-
-    The other ranks wait until rank 0 is done (a broadcast of its outcome, which every rank must join, so it also
-    serves as the barrier) and raise rank 0's error when it failed, so no rank starts on a folder that is not ready
-    and none hangs waiting for one that gave up.
-    """
-    if not (dist.is_available() and dist.is_initialized()):
-        prepare(*args)
-        return
-    outcome: list[Exception | None] = [None]
-    if dist.get_rank() == 0:
-        try:
-            prepare(*args)
-        except Exception as error:  # handed to every rank below
-            outcome[0] = error
-    dist.broadcast_object_list(outcome, src=0)
-    if outcome[0] is not None:
-        raise outcome[0]
 
 
 def split_counts(n: int, fractions: Sequence[float] = (4, 1, 1)) -> tuple[int, int, int]:
@@ -226,7 +89,8 @@ def load_datalist(datalist: str | Path, split: str = "training") -> list[dict]:
 
     Raises:
         FileNotFoundError: the datalist file does not exist.
-        ValueError: the file is not valid JSON, or ``split`` is missing, empty or not a list of mappings.
+        ValueError: the file is not valid JSON, or ``split`` is missing, empty, not a list of mappings, or holds a
+            record without ``image``.
     """
     path = Path(datalist)
     if not path.is_file():
@@ -244,6 +108,12 @@ def load_datalist(datalist: str | Path, split: str = "training") -> list[dict]:
     if not items:
         use = SPLIT_USES.get(split, f"the run reads the '{split}' volumes")
         raise ValueError(f"split '{split}' of datalist '{path}' is empty: {use}; add at least one.")
+    for index, item in enumerate(items):
+        if "image" not in item:
+            raise ValueError(
+                f"record {index} of split '{split}' of datalist '{path}' has no 'image' (its keys: {sorted(item)}); "
+                'every record needs one, e.g. {"image": "case_001.nii.gz"}.'
+            )
     return [{key: _resolve(value, path.parent) for key, value in item.items()} for item in items]
 
 
@@ -292,3 +162,26 @@ def inference_items(
     if not files:
         raise FileNotFoundError(f"dataset_dir '{folder}' has no {datalist_name} and no .nii / .nii.gz / .png files.")
     return [{"image": str(p)} for p in files]
+
+
+def check_targets(
+    records: Sequence[Mapping[str, object]], targets: Mapping[str, str], dataset_dir: str, split: str
+) -> None:
+    """Refuse, before an evaluation runs, a target whose ground-truth key no record has (nothing could be scored).
+
+    Args:
+        records: the records the evaluation reads.
+        targets: target name -> record key of its ground truth (config id ``targets``).
+        dataset_dir: the dataset folder, named in the error.
+        split: the datalist split, named in the error.
+
+    Raises:
+        ValueError: a target's key is in no record; the message names the target and the key.
+    """
+    missing = [f"'{name}' (key '{key}')" for name, key in targets.items() if not any(key in r for r in records)]
+    if missing:
+        raise ValueError(
+            f"no record of split '{split}' of '{dataset_dir}' has the ground truth of target {', '.join(missing)}; "
+            "evaluation needs labels: a datalist whose records name a binary mask under each target's key "
+            "(config id targets: target name -> datalist key)."
+        )

@@ -28,8 +28,9 @@ from scipy import ndimage
 from tqdm import tqdm
 
 from monai_ext import __version__
-from monai_ext.data.datalist import prepare_output_dir, save_nifti, split_counts, write_datalist
+from monai_ext.data.datalist import save_nifti, split_counts, write_datalist
 from monai_ext.data.noise import power_law_noise
+from monai_ext.data.output_folder import claim_output_dir
 
 VARIANTS = ("regular", "irregular")
 LEVEL_CLASSES: dict[int, tuple[str, ...]] = {
@@ -354,25 +355,25 @@ def make_phantoms(
     workers = workers or os.cpu_count() or 1
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}.")
-    folder = prepare_output_dir(out, overwrite)
-    tasks = [
-        (options, child, folder, f"phantom_{index:03d}", mode)
-        for index, child in enumerate(np.random.SeedSequence(seed).spawn(n))
-    ]
-    progress = partial(tqdm, total=n, desc=f"{variant} phantoms")
-    if workers == 1:
-        records = list(progress(map(_write_phantom, tasks)))
-    else:
-        with ProcessPoolExecutor(max_workers=min(workers, n)) as pool:
-            records = list(progress(pool.map(_write_phantom, tasks)))
-    meta = {
-        "generator": "monai_ext.data.phantoms",
-        "version": __version__,
-        "seed": seed,
-        "n": n,
-        "options": asdict(options),
-        "mode": mode,
-        "class_intensity_ranges": CLASS_INTENSITY_RANGES,
-        "classes": {key: LEVEL_CLASSES[level] for level, key in LABEL_KEYS.items()},
-    }
-    return write_datalist(folder, records, split_counts(n), json.loads(json.dumps(meta)))
+    with claim_output_dir(out, overwrite) as folder:
+        tasks = [
+            (options, child, folder, f"phantom_{index:03d}", mode)
+            for index, child in enumerate(np.random.SeedSequence(seed).spawn(n))
+        ]
+        progress = partial(tqdm, total=n, desc=f"{variant} phantoms")
+        if workers == 1:
+            records = list(progress(map(_write_phantom, tasks)))
+        else:
+            with ProcessPoolExecutor(max_workers=min(workers, n)) as pool:
+                records = list(progress(pool.map(_write_phantom, tasks)))
+        meta = {
+            "generator": "monai_ext.data.phantoms",
+            "version": __version__,
+            "seed": seed,
+            "n": n,
+            "options": asdict(options),
+            "mode": mode,
+            "class_intensity_ranges": CLASS_INTENSITY_RANGES,
+            "classes": {key: LEVEL_CLASSES[level] for level, key in LABEL_KEYS.items()},
+        }
+        return write_datalist(folder, records, split_counts(n), json.loads(json.dumps(meta)))

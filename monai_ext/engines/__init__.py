@@ -26,6 +26,7 @@ from monai_ext.engines.writers import (
     EnsembleWriter,
     HierarchyWriter,
     LevelsWriter,
+    MapsWriter,
     PerItemWriter,
 )
 
@@ -38,6 +39,7 @@ __all__ = [
     "EnsembleWriter",
     "HierarchyWriter",
     "LevelsWriter",
+    "MapsWriter",
     "MaskDiffusionPrepareBatch",
     "MeanMaxProbability",
     "PerItemWriter",

@@ -99,6 +99,7 @@ class CUTSReport(EndOfRunWriter):
         self.scores: dict[str, dict[str, list[dict]]] = {t: {} for t in self.targets}
         self.best_levels: dict[str, list[int]] = {t: [] for t in self.targets}
         self.empty: dict[str, int] = dict.fromkeys(self.targets, 0)
+        self.found: dict[str, int] = dict.fromkeys(self.targets, 0)
         self.images = 0
 
     def __call__(self, engine: Engine) -> None:
@@ -113,8 +114,9 @@ class CUTSReport(EndOfRunWriter):
         maps = {m: convert_to_numpy(item[k]) for m, k in self.methods.items() if k in item}
         levels = convert_to_numpy(item[self.levels_key]) if self.levels_key in item else None
         for target, key in self.targets.items():
-            if key not in item:
+            if item.get(key) is None:
                 continue
+            self.found[target] += 1
             truth = convert_to_numpy(item[key]).reshape(convert_to_numpy(item[key]).shape[-2:]) > 0
             if not truth.any():
                 self.empty[target] += 1
@@ -140,9 +142,20 @@ class CUTSReport(EndOfRunWriter):
         return {"images": self.images, "targets": targets}
 
     def write(self) -> None:
+        """Print the table and write ``report.json``.
+
+        Raises:
+            ValueError: a target's ground truth was in none of the evaluated items (nothing could be scored for it).
+        """
         if not self.images:
             self.logger.warning(f"no item evaluated: '{self.path}' not written.")
             return
+        if missing := [f"'{t}' (key '{self.targets[t]}')" for t, found in self.found.items() if not found]:
+            raise ValueError(
+                f"none of the {self.images} evaluated images has the ground truth of target {', '.join(missing)} "
+                "(config id targets: target name -> datalist key of a binary mask); evaluation needs labels: "
+                "give records with those keys, or name the keys they have."
+            )
         report = self.report()
         print(cuts_table(report))
         write_json(self.path, {**environment(), **report}, overwrite=self.overwrite)

@@ -6,8 +6,9 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from ignite.engine import Engine, Events
@@ -15,9 +16,11 @@ from monai.handlers import CheckpointLoader, CheckpointSaver, IgniteMetricHandle
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from monai_ext.data.output_folder import record_outputs, remove_recorded
 from monai_ext.flags import as_flag
 from monai_ext.metrics import MeanMaxProbabilityMetric
 from monai_ext.provenance import refuse_existing
+from monai_ext.weights import save_weights
 
 CHECKPOINT_NAME = re.compile(r"checkpoint_epoch=(\d+)\.pt")
 
@@ -124,7 +127,9 @@ class SaveForResume:
 
     A thin wrapper on MONAI's ``CheckpointSaver`` that adds the engine it is attached to under ``"trainer"``
     (which a bundle config cannot reference from inside the trainer's handler list). Keeps the newest
-    ``n_saved`` files named ``checkpoint_epoch=N.pt``.
+    ``n_saved`` files named ``checkpoint_epoch=N.pt``, also across resumed runs: after each save, the older
+    checkpoints that a run recorded in the claimed output folder (``monai_ext.data.output_folder``) are removed,
+    and the folder's new files are recorded.
 
     Args:
         save_dir: folder of the checkpoints.
@@ -151,6 +156,13 @@ class SaveForResume:
             n_saved=self.n_saved,
             epoch_level=True,
         ).attach(engine)
+        engine.add_event_handler(Events.EPOCH_COMPLETED(every=self.save_interval), self.after_save)
+
+    def after_save(self, engine: Engine) -> None:
+        """Record the folder's new files, then remove the recorded checkpoints older than the newest ``n_saved``."""
+        record_outputs(self.save_dir)
+        for old in epoch_checkpoints(self.save_dir)[self.n_saved :]:
+            remove_recorded(old)
 
 
 class MeanMaxProbability(IgniteMetricHandler):
@@ -177,7 +189,9 @@ class BestPerLevel:
     (Tursynbek & Niethammer, MICCAI 2023, sec. 4.2: the epoch with the best mean probability); any other
     network is a single level, selected on one metric (e.g. the diffusion model on its validation L1). After every
     validation round that improves some level, the assembled state dict is written to ``save_path`` (a plain
-    state dict, loadable with ``weights_only=True``) and the chosen epochs to ``model_selection.json`` beside it.
+    state dict, loadable with ``weights_only=True``, written atomically), the ``settings`` needed to use it beside it
+    (``monai_ext.weights.save_weights``: ``model.json`` for ``model.pt``) and the chosen epochs to
+    ``model_selection.json``.
     When the run resumes (a ``checkpoint_epoch=N.pt`` lies beside ``save_path``, see ``latest_checkpoint``), the
     earlier selection is read back from these two files, so a resumed run keeps a level's best weights unless a
     later epoch beats them.
@@ -188,6 +202,8 @@ class BestPerLevel:
         metric_names: one evaluator metric per level (e.g. ``mean_max_prob_l1``...).
         save_path: file of the selected weights.
         higher_is_better: direction of the metrics (also ``"true"`` / ``"false"`` from a command line).
+        settings: config ids and values that a config loading the weights must repeat (e.g. ``prediction_type``),
+            checked by ``monai_ext.weights.load_weights``; None writes no settings file.
     """
 
     def __init__(
@@ -196,6 +212,7 @@ class BestPerLevel:
         metric_names: Sequence[str],
         save_path: str | Path,
         higher_is_better: bool | str = True,
+        settings: Mapping[str, Any] | None = None,
     ) -> None:
         if isinstance(network, DistributedDataParallel):  # multi-GPU training: select the wrapped network's weights
             network = network.module
@@ -206,6 +223,7 @@ class BestPerLevel:
         self.metric_names = list(metric_names)
         self.save_path = Path(save_path)
         self.sign = 1.0 if as_flag(higher_is_better, "higher_is_better") else -1.0
+        self.settings = None if settings is None else dict(settings)
         self.best: list[float | None] = [None] * len(metric_names)
         self.epochs: list[int | None] = [None] * len(metric_names)
         self.states: list[dict | None] = [None] * len(metric_names)
@@ -230,7 +248,13 @@ class BestPerLevel:
         record = json.loads(self.record_path.read_text())
         if record.get("metrics") != self.metric_names:
             return
-        state = torch.load(self.save_path, map_location="cpu", weights_only=True)
+        try:
+            state = torch.load(self.save_path, map_location="cpu", weights_only=True)
+        except Exception as error:  # torch raises several types for truncated or corrupt files
+            raise RuntimeError(
+                f"cannot resume the model selection: '{self.save_path}' cannot be read ({error}). Remove it and "
+                f"'{self.record_path.name}' to select again from the resumed epochs, or pass --overwrite true."
+            ) from error
         for level, (best, epoch) in enumerate(zip(record["best"], record["epochs"], strict=True)):
             if best is None:
                 continue
@@ -256,10 +280,10 @@ class BestPerLevel:
         for level, level_state in enumerate(self.states):
             for key, value in (level_state or {}).items():
                 state[f"{self.prefix(level)}{key}"] = value
-        self.save_path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(state, self.save_path)
+        save_weights(state, self.save_path, self.settings)
         record = {"metrics": self.metric_names, "best": self.best, "epochs": self.epochs}
         self.record_path.write_text(json.dumps(record, indent=2) + "\n")
+        record_outputs(self.save_path.parent)
 
 
 class EndOfRunWriter:

@@ -5,17 +5,21 @@ al., MIDL 2022) and the condensation levels of CUTS (Liu, Amodio et al.). The dr
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
-from collections.abc import Callable, Sequence
+import os
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import nibabel as nib
 import numpy as np
+import torch
 from ignite.engine import Engine, Events
 from monai.transforms import LoadImage
 from monai.utils import convert_to_numpy
+from PIL import Image
 
 from monai_ext.engines.handlers import EndOfRunWriter
 from monai_ext.transforms.hierarchy import (
@@ -27,7 +31,14 @@ from monai_ext.transforms.hierarchy import (
 )
 from monai_ext.visualize import channels_last, discovery_figure, ensemble_panel, panel_views
 
-__all__ = ["DiscoveryFigureWriter", "EnsembleWriter", "HierarchyWriter", "LevelsWriter", "PerItemWriter"]
+__all__ = [
+    "DiscoveryFigureWriter",
+    "EnsembleWriter",
+    "HierarchyWriter",
+    "LevelsWriter",
+    "MapsWriter",
+    "PerItemWriter",
+]
 
 
 class HierarchyWriter(EndOfRunWriter):
@@ -196,16 +207,41 @@ class DiscoveryFigureWriter(EndOfRunWriter):
         self.logger.info(f"{len(self.images)} volume(s) drawn to '{self.path}'.")
 
 
+PIL_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")  # read by MONAI's PILReader, which reverses the pixel axes
+
+
+def strip_image_suffix(name: str) -> str:
+    """A file name without its image extension, the rest kept: ``sub1.z048.nii.gz`` -> ``sub1.z048``."""
+    stem, suffix = os.path.splitext(name)
+    if suffix == ".gz":
+        stem = os.path.splitext(stem)[0]
+    return stem
+
+
+def _reverse_pixel_axes(value: Any) -> Any:
+    """An array or tensor of two or more dimensions with its last two axes swapped; anything else as it is."""
+    if isinstance(value, torch.Tensor | np.ndarray) and value.ndim >= 2:
+        return convert_to_numpy(value).swapaxes(-1, -2)
+    return value
+
+
 class PerItemWriter:
     """Base of the handlers that write files for every item of an evaluation run, named after the item's image.
 
-    Files go into ``output_dir`` and the image's sub-folder relative to ``data_root_dir`` (as ``SaveImaged`` does,
-    so slices of different subjects with the same file name do not collide), as ``<image name><suffix>``; an image
-    built in memory is named ``item_001``, ``item_002``... Subclasses define ``write_item(item, image, name,
-    stem)``.
+    Files go into ``output_dir`` as ``<image name><suffix>``, where the image name is the input's file name without
+    its extension (``sub1.z048.nii.gz`` -> ``sub1.z048``), under the input's sub-folder relative to
+    ``data_root_dir`` (so slices of different subjects with the same file name do not collide). Two inputs that
+    would still share a name (``a.nii`` and ``a.nii.gz``, or inputs outside ``data_root_dir`` in different
+    folders) are told apart by a short hash of the input's full path: ``<image name>_<hash>``. One input written
+    twice in a run is an error, never an overwrite. An image built in memory is named ``item_001``, ``item_002``...
+
+    A PNG (or JPEG, BMP) input is read by MONAI with its pixel axes reversed; its outputs are written in the
+    input's own row / column order, so they overlay it: label maps as PNG (8 or 16 bit), other maps as NIfTI whose
+    first axis is the PNG's rows; the panels show the image as the input does.
 
     A handler rather than a postprocessing transform, so that clients that run only a bundle's preprocessing,
-    inferer and postprocessing (MONAI Label) never write these files.
+    inferer and postprocessing (MONAI Label) never write these files. Subclasses define ``write_item(item, image,
+    name, stem)`` and write through :meth:`save_labels` and :meth:`save_map`.
 
     Args:
         output_dir: folder of the files.
@@ -226,9 +262,12 @@ class PerItemWriter:
         self.image_key = image_key
         self.output_transform = output_transform
         self.unnamed = 0
+        self.written: dict[Path, str] = {}  # output stem -> the input it was written for, in this run
+        self.pil_input = False
 
     def attach(self, engine: Engine) -> None:
-        """Register on ITERATION_COMPLETED."""
+        """Register on ITERATION_COMPLETED; a new run starts with no names taken."""
+        engine.add_event_handler(Events.STARTED, lambda _: self.written.clear())
         engine.add_event_handler(Events.ITERATION_COMPLETED, self)
 
     def __call__(self, engine: Engine) -> None:
@@ -236,18 +275,33 @@ class PerItemWriter:
         for item in output_items(self.output_transform(engine.state.output)):
             self.write(item)
 
-    def _stem(self, name: str) -> Path:
+    def stem(self, name: str) -> Path:
+        """The path, without suffix, of the outputs of input ``name``: unique in this run.
+
+        Raises:
+            ValueError: ``name`` was written already in this run.
+        """
         source = Path(name)
         folder = Path()
         if self.data_root_dir is not None and source.resolve().is_relative_to(self.data_root_dir):
             folder = source.resolve().parent.relative_to(self.data_root_dir)
-        return self.output_dir / folder / source.name.split(".")[0]
+        stem = self.output_dir / folder / strip_image_suffix(source.name)
+        if stem in self.written and self.written[stem] != name:
+            digest = hashlib.sha1(str(source.resolve()).encode()).hexdigest()[:8]
+            stem = stem.with_name(f"{stem.name}_{digest}")
+        if stem in self.written:
+            raise ValueError(
+                f"'{name}' would be written twice to '{stem}*' in one run: an input listed twice, or two inputs "
+                f"with the same path; list each input once."
+            )
+        self.written[stem] = name
+        return stem
 
     def write(self, item: dict) -> Path:
         """Write the files of one item; return the path stem they share (``<folder>/<image name>``).
 
         Raises:
-            ValueError: the image is neither 2D (C, H, W) nor 3D (C, X, Y, Z).
+            ValueError: the image is neither 2D (C, H, W) nor 3D (C, X, Y, Z), or its input was written already.
         """
         image = item[self.image_key]
         name = getattr(image, "meta", {}).get("filename_or_obj")
@@ -260,13 +314,79 @@ class PerItemWriter:
                 f"{type(self).__name__} takes 2D (C, H, W) or 3D (C, X, Y, Z) images; '{name}' has shape "
                 f"{tuple(image.shape)}."
             )
-        stem = self._stem(name)
+        stem = self.stem(name)
         stem.parent.mkdir(parents=True, exist_ok=True)
-        self.write_item(item, image, name, stem)
+        self.pil_input = image.ndim == 3 and name.lower().endswith(PIL_SUFFIXES)
+        if self.pil_input:
+            item = {key: _reverse_pixel_axes(value) for key, value in item.items()}
+        self.write_item(item, item[self.image_key], name, stem)
         return stem
 
     def write_item(self, item: dict, image: Any, name: str, stem: Path) -> None:
         raise NotImplementedError(f"{type(self).__name__} must define write_item.")
+
+    def affine(self, array: Any) -> np.ndarray:
+        """The affine to write ``array`` with: its own (a MetaTensor's), the identity for a PNG input's outputs."""
+        return np.eye(4) if self.pil_input else convert_to_numpy(getattr(array, "affine", np.eye(4)))
+
+    def save_labels(self, labels: np.ndarray, path: Path, affine: np.ndarray) -> Path:
+        """Write a label map (spatial axes, then any channels): a PNG for a PNG input (8-bit, or 16-bit above 255),
+        else ``<path>.nii.gz`` (uint8, or uint16 above 255). Returns the file written."""
+        labels = np.asarray(labels)
+        wide = labels.size > 0 and labels.max() > 255
+        if self.pil_input and labels.ndim == 2:
+            target = path.with_name(f"{path.name}.png")
+            Image.fromarray(labels.astype(np.uint16 if wide else np.uint8)).save(target)
+            return target
+        return self.save_map(labels.astype(np.uint16 if wide else np.uint8), path, affine)
+
+    @staticmethod
+    def save_map(array: np.ndarray, path: Path, affine: np.ndarray) -> Path:
+        """Write ``array`` as ``<path>.nii.gz`` with ``affine``. Returns the file written."""
+        target = path.with_name(f"{path.name}.nii.gz")
+        nib.save(nib.Nifti1Image(np.asarray(array), affine), str(target))
+        return target
+
+
+class MapsWriter(PerItemWriter):
+    """Ignite handler that writes, for every item of an evaluation run, the maps under ``maps`` named after the item's
+    image (:class:`PerItemWriter`): ``<image name>_<suffix>`` for each ``suffix -> key``. A map of integers is a
+    label map (uint8, or uint16 above 255; a PNG for a PNG input), any other a float32 NIfTI; a channel-first map
+    ``(C, *spatial)`` is written with its spatial axes first and its channels last (one channel: none).
+
+    Args:
+        output_dir: folder of the files.
+        maps: file suffix -> key of the map in the item (keys absent from an item are skipped).
+        data_root_dir: the dataset folder the image paths are relative to ("" keeps only the file name).
+        image_key: key of the image (C, H, W) or (C, X, Y, Z).
+        output_transform: maps ``engine.state.output`` to the decollated items; identity by default.
+    """
+
+    def __init__(
+        self,
+        output_dir: str | Path,
+        maps: Mapping[str, str],
+        data_root_dir: str | Path = "",
+        image_key: str = "image",
+        output_transform: Callable[[Any], Any] = lambda x: x,
+    ) -> None:
+        if not maps:
+            raise ValueError("maps must name at least one suffix -> key.")
+        super().__init__(output_dir, data_root_dir, image_key, output_transform)
+        self.maps = dict(maps)
+
+    def write_item(self, item: dict, image: Any, name: str, stem: Path) -> None:
+        """The maps of one item."""
+        for suffix, key in self.maps.items():
+            if key not in item:
+                continue
+            array = item[key]
+            spatial = channels_last(array) if array.ndim == image.ndim else convert_to_numpy(array)
+            path = stem.with_name(f"{stem.name}_{suffix}")
+            if np.issubdtype(spatial.dtype, np.integer) or spatial.dtype == bool:
+                self.save_labels(spatial, path, self.affine(array))
+            else:
+                self.save_map(spatial.astype(np.float32), path, self.affine(array))
 
 
 class EnsembleWriter(PerItemWriter):
@@ -316,14 +436,14 @@ class EnsembleWriter(PerItemWriter):
         """The three maps and the panel of one item."""
         key = self.pred_key
         mean = item[f"{key}_mean"]
-        affine = convert_to_numpy(getattr(mean, "affine", np.eye(4)))
-        for suffix, array, dtype in (
-            ("mask", item[key], np.uint8),
-            ("mean", mean, np.float32),
-            ("variance", item[f"{key}_variance"], np.float32),
-        ):
+        affine = self.affine(mean)
+        for suffix, array in (("mask", item[key]), ("mean", mean), ("variance", item[f"{key}_variance"])):
             spatial = channels_last(array) if array.ndim == image.ndim else convert_to_numpy(array)  # no channel
-            nib.save(nib.Nifti1Image(spatial.astype(dtype), affine), f"{stem}_{suffix}.nii.gz")
+            path = stem.with_name(f"{stem.name}_{suffix}")
+            if suffix == "mask":
+                self.save_labels(spatial, path, affine)
+            else:
+                self.save_map(spatial.astype(np.float32), path, affine)
         if self.save_panels:
             label = item.get(self.label_key) if self.label_key else None
             maps = [item[f"{key}_samples"], mean, item[f"{key}_variance"]] + ([label] if label is not None else [])
@@ -376,9 +496,9 @@ class LevelsWriter(PerItemWriter):
         """The segmentation, the level stack and the panel of one item."""
         pred, levels = item[self.pred_key], convert_to_numpy(item[self.levels_key])
         segmentation = convert_to_numpy(pred).reshape(levels.shape[1:])
-        affine = convert_to_numpy(getattr(pred, "affine", np.eye(4)))
-        nib.save(nib.Nifti1Image(segmentation.astype(np.uint16), affine), f"{stem}_seg.nii.gz")
-        nib.save(nib.Nifti1Image(np.moveaxis(levels, 0, -1).astype(np.uint16), affine), f"{stem}_levels.nii.gz")
+        affine = self.affine(pred)
+        self.save_labels(segmentation, stem.with_name(f"{stem.name}_seg"), affine)
+        self.save_map(np.moveaxis(levels, 0, -1).astype(np.uint16), stem.with_name(f"{stem.name}_levels"), affine)
         if self.save_panels:
             drawn = np.unique(np.linspace(0, len(levels) - 1, min(self.max_drawn, len(levels))).round().astype(int))
             titles = [f"segmentation ({len(np.unique(segmentation))})"]

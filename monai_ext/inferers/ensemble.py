@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import os
 import zlib
 
 import torch
@@ -36,6 +38,24 @@ def check_ensemble(num_samples: int, threshold: float) -> None:
         raise ValueError(f"num_samples (the ensemble size) must be an integer >= 1, got {num_samples!r}.")
     if not 0 < threshold < 1:
         raise ValueError(f"threshold must be in (0, 1), got {threshold}.")
+
+
+def available_memory(device: torch.device) -> int | None:
+    """Bytes free for new tensors on ``device``: the free memory of a CUDA device, ``MemAvailable`` of the host
+    (Linux), else the free physical pages; None when the system does not tell."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
 
 
 class DiffusionEnsembleInferer(Inferer):
@@ -138,9 +158,31 @@ class DiffusionEnsembleInferer(Inferer):
         size = (inputs.shape[0] * self.num_samples, self.mask_channels, *inputs.shape[2:])
         return torch.randn(size, generator=generator, device=inputs.device, dtype=inputs.dtype), generator
 
+    def check_memory(self, inputs: torch.Tensor, network: torch.nn.Module) -> None:
+        """Refuse, before anything is allocated, an ensemble whose one batch cannot fit: all B * n samples go through
+        the network at once, and its first layer alone holds ``out_channels`` maps of every sample (a lower bound of
+        the need; the other layers and the skip connections add to it).
+
+        Raises:
+            MemoryError: the lower bound exceeds the device's free memory; the message names ``num_samples``.
+        """
+        first = next(
+            (m.out_channels for m in network.modules() if isinstance(getattr(m, "out_channels", None), int)), 1
+        )
+        voxels = inputs.shape[0] * self.num_samples * math.prod(inputs.shape[2:])
+        need = voxels * inputs.element_size() * (inputs.shape[1] + 2 * self.mask_channels + first)
+        free = available_memory(inputs.device)
+        if free is not None and need > free:
+            raise MemoryError(
+                f"an ensemble of num_samples = {self.num_samples} samples of {inputs.shape[0]} image(s) of "
+                f"{tuple(inputs.shape[2:])} runs as one batch that needs at least {need / 2**30:.1f} GB on "
+                f"{inputs.device}, which has {free / 2**30:.1f} GB free; use fewer samples (config id num_samples)."
+            )
+
     @torch.no_grad()
     def sample(self, inputs: torch.Tensor, network: torch.nn.Module) -> torch.Tensor:
         """The n sampled masks of each image, in [0, 1]: (B, n, C, *spatial)."""
+        self.check_memory(inputs, network)
         batch, spatial = inputs.shape[0], inputs.shape[2:]
         n, c = self.num_samples, self.mask_channels
         image = torch.as_tensor(inputs).repeat_interleave(n, dim=0)

@@ -28,21 +28,46 @@ class SplitEnsembled(MapTransform):
     that writers and metrics read each by name. Works on one item (channel-first, no batch axis), as
     postprocessing after decollation.
 
+    A NaN or infinite value anywhere in the ensemble (from NaN weights, or an input whose values overflow when
+    scaled) is an error naming the input and the weights: the mask, thresholded from a NaN mean, would otherwise
+    be empty and read as "nothing found".
+
     Args:
         keys: keys of the ensemble outputs.
         num_samples: n, the inferer's ensemble size, >= 1.
         mask_channels: C, >= 1.
         allow_missing_keys: skip absent keys.
+        weights: the weights file of the network that sampled the ensemble, named in the error.
+        image_key: key of the input image, whose file is named in the error.
     """
 
     def __init__(
-        self, keys: str | list[str], num_samples: int, mask_channels: int = 1, allow_missing_keys: bool = False
+        self,
+        keys: str | list[str],
+        num_samples: int,
+        mask_channels: int = 1,
+        allow_missing_keys: bool = False,
+        weights: str | None = None,
+        image_key: str = "image",
     ) -> None:
         super().__init__(keys, allow_missing_keys)
         if num_samples < 1 or mask_channels < 1:
             raise ValueError(f"num_samples and mask_channels must be >= 1, got {num_samples} and {mask_channels}.")
         self.num_samples = num_samples
         self.mask_channels = mask_channels
+        self.weights = weights
+        self.image_key = image_key
+
+    def _check_finite(self, data: Mapping[Hashable, torch.Tensor], key: Hashable, output: torch.Tensor) -> None:
+        if torch.isfinite(output).all():
+            return
+        meta = getattr(data.get(self.image_key), "meta", None) or getattr(output, "meta", None) or {}
+        source = meta.get("filename_or_obj", "<in memory>")
+        weights = f"weights '{self.weights}'" if self.weights else "the network's weights"
+        raise ValueError(
+            f"the ensemble '{key}' of '{source}' holds NaN or infinite values (from {weights}, or an input whose "
+            "values overflow when scaled); no mask is written, since a mask thresholded from NaN would be empty."
+        )
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
         d = dict(data)
@@ -55,6 +80,7 @@ class SplitEnsembled(MapTransform):
                     f"'{key}' has {output.shape[0]} channels; an ensemble of {self.num_samples} samples of a "
                     f"{c}-channel mask has {expected} (mask, mean, variance, samples)."
                 )
+            self._check_finite(d, key, output)
             d[key] = output[:c]
             d[f"{key}_mean"] = output[c : 2 * c]
             d[f"{key}_variance"] = output[2 * c : 3 * c]

@@ -8,6 +8,8 @@ import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform
 
+ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")  # PIL image modes that carry a transparency channel
+
 
 def _source(data: Mapping[Hashable, object], key: Hashable) -> str:
     meta = getattr(data[key], "meta", {}) or {}
@@ -15,8 +17,11 @@ def _source(data: Mapping[Hashable, object], key: Hashable) -> str:
 
 
 class ValidateImaged(MapTransform):
-    """Check channel-first images: number of spatial dimensions and channels, finite values, not constant, and
-    the same spatial shape as their labels.
+    """Check channel-first images: number of spatial dimensions and channels, finite values in a range float32 can
+    scale, not constant, no transparency channel, and the same spatial shape as their labels.
+
+    A PNG with transparency (RGBA, LA) is refused: MONAI reads its alpha as one more channel, so an RGBA picture
+    would pass as four MR contrasts.
 
     Place it right after ``EnsureChannelFirstd``; a failure raises ``ValueError`` naming the file and key.
 
@@ -27,7 +32,8 @@ class ValidateImaged(MapTransform):
         match_keys: keys (e.g. labels) that must have each image's spatial shape; absent ones are skipped.
         allow_missing_keys: skip keys absent from the data.
         channels_config_id: the config id that sets ``channels``, named in the error.
-        min_size: smallest size of every spatial axis, >= 1 (e.g. the patch size of a patch-based loss).
+        min_size: smallest size of every spatial axis, >= 1 (e.g. the patch size of a patch-based loss); 2 by default:
+            an axis of one pixel makes a line, not an image.
         min_size_config_id: the config id that sets ``min_size``, named in the error.
     """
 
@@ -39,7 +45,7 @@ class ValidateImaged(MapTransform):
         match_keys: Sequence[Hashable] = (),
         allow_missing_keys: bool = False,
         channels_config_id: str = "network_def#in_channels",
-        min_size: int = 1,
+        min_size: int = 2,
         min_size_config_id: str = "patch_size",
     ) -> None:
         super().__init__(keys, allow_missing_keys)
@@ -62,6 +68,13 @@ class ValidateImaged(MapTransform):
             image = torch.as_tensor(d[key])
             where = f"'{key}' of '{_source(d, key)}'"
             expected = "(C, H, W, D)" if self.spatial_dims == 3 else "(C, H, W)"
+            mode = (getattr(d[key], "meta", None) or {}).get("mode")
+            if mode in ALPHA_MODES:
+                raise ValueError(
+                    f"{where} is a {mode} picture: its alpha (transparency) channel is not image data, and the "
+                    f"network expects {self.channels or 'image'} channels of intensities (config id "
+                    f"{self.channels_config_id}); save it without transparency, or as NIfTI."
+                )
             if image.ndim != self.spatial_dims + 1:
                 raise ValueError(
                     f"{where} has shape {tuple(image.shape)}; expected {self.spatial_dims} spatial dimensions "
@@ -73,12 +86,18 @@ class ValidateImaged(MapTransform):
                     f"expects {self.channels}."
                 )
             if min(image.shape[1:]) < self.min_size:
+                why = f" (config id {self.min_size_config_id})" if self.min_size > 2 else " (a line is no image)"
                 raise ValueError(
-                    f"{where} has spatial shape {tuple(image.shape[1:])}, smaller than {self.min_size} pixels "
-                    f"(config id {self.min_size_config_id}) along an axis."
+                    f"{where} has spatial shape {tuple(image.shape[1:])}, smaller than {self.min_size} pixels{why} "
+                    "along an axis."
                 )
             if not torch.isfinite(image).all():
                 raise ValueError(f"{where} contains NaN or infinite values.")
+            if not torch.isfinite(torch.amax(image).float() - torch.amin(image).float()):
+                raise ValueError(
+                    f"{where} spans {float(torch.amin(image)):.3g} to {float(torch.amax(image)):.3g}, a range that "
+                    "overflows float32 when the intensities are scaled; rescale the image first."
+                )
             if torch.amax(image) == torch.amin(image):
                 raise ValueError(f"{where} is constant: min-max normalisation and clustering need contrast.")
             check_same_spatial_shape(d, [key, *self.match_keys])  # absent keys are skipped there
