@@ -71,7 +71,7 @@ LABELS = {
 def make_data(folder: Path, n: int) -> tuple[Path, float]:
     """Generate the phantoms (unless present); return the FLAIR datalist ``make_brains`` writes and the spacing (mm)."""
     if not (folder / "datalist.json").is_file():
-        make_brains(folder, n=n, seed=0, mode="3d", resolution=2, overwrite=True)  # overwrite: an interrupted run
+        make_brains(folder, n=n, seed=0, mode="3d", resolution=2, overwrite=True)  # an interrupted run's files
     meta = json.loads((folder / "dataset.json").read_text())
     expected = {"n": n, "mode": "3d", "seed": 0, "generator_version": GENERATOR_VERSION}
     found = {"n": meta["options"]["n"], "mode": meta["options"]["mode"], "seed": meta["seed"]}

@@ -79,7 +79,7 @@ def generate(folder: Path, n: int, mode: str) -> tuple[Path, float]:
     timing = folder / "generation_seconds.json"
     if not timing.is_file():
         start = time.perf_counter()
-        make_brains(folder, n=n, seed=0, mode=mode, resolution=2, overwrite=True)  # overwrite: an interrupted run
+        make_brains(folder, n=n, seed=0, mode=mode, resolution=2, overwrite=True)  # an interrupted run's files
         timing.write_text(json.dumps({"seconds_per_subject": (time.perf_counter() - start) / n}))
     meta = json.loads((folder / "dataset.json").read_text())
     if meta["options"]["n"] != n or meta["seed"] != 0:

@@ -133,26 +133,31 @@ def _leave() -> None:
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(_EXIT_CODE[0])
+    os._exit(_EXIT_CODE[0] & 0xFF)
 
 
 def end_without_interpreter_teardown() -> None:
     """End this process, when it exits, with its own exit code and without the interpreter's teardown (for the ranks
     of a distributed run; see the module docstring): 1 after an uncaught exception (whose traceback is printed
-    first), else 0. At exit, the claimed output folders are released (their files recorded) and the logs and
-    standard streams flushed; ``atexit`` handlers registered before this call do not run.
+    first), ``n`` after ``sys.exit(n)``, else 0. At exit, the claimed output folders are released (their files
+    recorded) and the logs and standard streams flushed; ``atexit`` handlers registered before this call do not
+    run. A ``raise SystemExit(n)`` outside ``sys.exit`` is not seen and ends with 0.
 
     Called by the ``multi_gpu_train.json`` configs right after the process group is created; calling it again does
     nothing more.
     """
     if getattr(sys.excepthook, "monai_ext_exit", False):
         return
-    previous = sys.excepthook
+    previous_hook, previous_exit = sys.excepthook, sys.exit
 
     def excepthook(kind: type[BaseException], error: BaseException, trace: object) -> None:
         _EXIT_CODE[0] = 1
-        previous(kind, error, trace)
+        previous_hook(kind, error, trace)
+
+    def exit_with(code: object = None) -> None:
+        _EXIT_CODE[0] = code if isinstance(code, int) else 0 if code is None else 1
+        previous_exit(code)
 
     excepthook.monai_ext_exit = True  # type: ignore[attr-defined]
-    sys.excepthook = excepthook
+    sys.excepthook, sys.exit = excepthook, exit_with
     atexit.register(_leave)

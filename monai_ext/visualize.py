@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from matplotlib import colormaps
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
@@ -84,6 +85,13 @@ def _row(
     return image, _centre_slice(maps), _centre_slice(label), [d for _, d in recoloured]
 
 
+def show(axis: Axes, array: ArrayLike, raster: bool = False, **options: object) -> None:
+    """Draw a 2D array: a scan's ``(x, y)`` transposed with the origin at the lower left, a picture's ``(rows,
+    columns)`` (``raster``) as it is, first row at the top. ``options`` go to ``imshow``."""
+    array = np.asarray(array)
+    axis.imshow(array if raster else array.T, origin="upper" if raster else "lower", **options)
+
+
 def discovery_figure(
     path: str | Path,
     images: Sequence[ArrayLike],
@@ -91,13 +99,15 @@ def discovery_figure(
     labels: Sequence[ArrayLike | None] | None = None,
     titles: Sequence[str] | None = None,
     level_titles: Sequence[str] | None = None,
+    raster: bool = False,
 ) -> Path:
     """Write one PNG of discovered part maps: one row per volume, one column per image / level.
 
     Columns: the image, the predicted part map of each level, then (when ``labels`` are given) the ground truth
     of each level. 3D volumes show their axial slice through the centre, index ``D // 2`` of the last spatial
     axis (MONAI's RAS ``(H, W, D)`` layout), the same index for the image, prediction and ground truth;
-    slices are drawn transposed with the origin at the lower left.
+    slices are drawn transposed with the origin at the lower left (a picture's, ``raster``: as they are, first row
+    at the top).
 
     Colours are categorical (``tab20``, cycled beyond 20 labels), one colour per label value across the figure.
     Without ground truth a part's colour is its index. With ground truth, each level's parts are first matched
@@ -119,6 +129,7 @@ def discovery_figure(
             volume without ground truth; None: no ground truth at all.
         titles: one row title per volume (e.g. file names); default ``volume 1``, ``volume 2``, ...
         level_titles: one column title per level; default ``parts, level 1``, ``parts, level 2``, ...
+        raster: the 2D arrays are (rows, columns) of a picture (a PNG input), not (x, y) of a scan.
 
     Returns:
         the path written.
@@ -166,10 +177,10 @@ def discovery_figure(
                 ax.set_frame_on(False)
                 continue
             if c == 0:
-                ax.imshow(panel.T, cmap="gray", origin="lower")
+                show(ax, panel, raster, cmap="gray")
                 ax.set_ylabel(titles[r], fontsize=8)
             else:
-                ax.imshow(panel.T, cmap=cmap, vmin=-0.5, vmax=top + 0.5, origin="lower", interpolation="nearest")
+                show(ax, panel, raster, cmap=cmap, vmin=-0.5, vmax=top + 0.5, interpolation="nearest")
             if dice is not None and 1 <= c <= num_levels:
                 ax.set_xlabel(f"matched Dice {dice[c - 1]:.2f}", fontsize=7)
     path = Path(path)
@@ -207,6 +218,7 @@ def ensemble_panel(
     label: ArrayLike | None = None,
     max_samples: int = 3,
     title: str = "",
+    raster: bool = False,
 ) -> Path:
     """Draw one 2D image with its sampled masks, their mean and variance, and the ground truth when given.
 
@@ -219,6 +231,7 @@ def ensemble_panel(
         label: (1, H, W) or (H, W) ground truth, or None.
         max_samples: samples drawn, >= 1.
         title: figure title (e.g. the file name).
+        raster: the arrays are (rows, columns) of a picture (a PNG input), not (x, y) of a scan.
     """
     if max_samples < 1:
         raise ValueError(f"max_samples must be >= 1, got {max_samples}.")
@@ -234,7 +247,7 @@ def ensemble_panel(
     for index, (array, name, cmap, limits) in enumerate(panels):
         axis = figure.add_subplot(1, len(panels), index + 1)
         vmin, vmax = limits if limits else (None, None)
-        axis.imshow(np.asarray(array).T, cmap=cmap, vmin=vmin, vmax=vmax, origin="lower")
+        show(axis, array, raster, cmap=cmap, vmin=vmin, vmax=vmax)
         axis.set_title(name, fontsize=9)
         axis.axis("off")
     if title:

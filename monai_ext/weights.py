@@ -45,10 +45,17 @@ def atomic_save(obj: object, path: str | Path) -> None:
     try:
         with os.fdopen(handle, "wb") as file:
             torch.save(obj, file)
+        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes the file private; a weights file is not
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def save_weights(state: Mapping[str, torch.Tensor], path: str | Path, settings: Mapping[str, Any] | None) -> None:
@@ -146,6 +153,8 @@ def load_weights(
             f"weights '{path}' hold a {type(state).__name__}, not a state dict (names -> tensors); save them with "
             "torch.save(model.state_dict(), path)."
         )
+    if settings:
+        check_settings(path, settings)  # before the shapes: a setting names what differs
     try:
         network.load_state_dict(state)
     except RuntimeError as error:
@@ -153,6 +162,4 @@ def load_weights(
             f"checkpoint '{path}' does not fit the configured {type(network).__name__}: {error}. Check that the "
             f"network definition in the config matches the one the weights were trained with."
         ) from error
-    if settings:
-        check_settings(path, settings)
     return network.to(device)

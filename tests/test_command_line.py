@@ -80,25 +80,30 @@ def test_a_misspelled_option_stops_the_run_before_it_writes(tmp_path):
 
 
 END = """
-import sys
+import atexit, sys
 from pathlib import Path
 from monai_ext.command_line import end_without_interpreter_teardown
 from monai_ext.data.output_folder import claim
+atexit.register(print, "interpreter teardown ran")  # as a process-group thread's cleanup would, at teardown
 end_without_interpreter_teardown()
 claim(sys.argv[1])
 (Path(sys.argv[1]) / "a.txt").write_text("written")
 if sys.argv[2] == "raise":
     raise ValueError("the real error")
+if sys.argv[2] == "exit":
+    sys.exit(3)
 """
 
 
-@pytest.mark.parametrize("ending, code", [("raise", 1), ("return", 0)])
+@pytest.mark.parametrize("ending, code", [("raise", 1), ("exit", 3), ("return", 0)])
 def test_a_distributed_rank_ends_with_its_own_code_and_records_its_outputs(tmp_path, ending, code):
     """Issue 29, case 9: ranks aborted at exit (SIGABRT, -6) when the interpreter's teardown met a process-group
-    thread; they now end before that teardown, with their own exit code, after recording their outputs."""
+    thread; they now end before that teardown (the handler registered earlier never runs), with their own exit
+    code, after recording their outputs."""
     result = subprocess.run(
         [sys.executable, "-c", END, str(tmp_path / "out"), ending], capture_output=True, text=True, timeout=120
     )
     assert result.returncode == code, result.stderr[-2000:]
     assert ("ValueError: the real error" in result.stderr) == (ending == "raise")
+    assert "interpreter teardown ran" not in result.stdout
     assert '"file": "a.txt"' in (tmp_path / "out" / ".monai_ext_outputs.jsonl").read_text()

@@ -330,7 +330,10 @@ def test_an_ensemble_too_large_for_memory_is_refused_before_it_allocates(monkeyp
     from monai_ext.inferers import DiffusionEnsembleInferer
     from monai_ext.inferers import ensemble as module
 
-    network = torch.nn.Conv2d(5, 32, 3, padding=1)  # the first layer: 32 maps of every sample
+    network = DiffusionModelUNet(  # the bundle's network: a first convolution of 32 maps, an output of 2
+        spatial_dims=2, in_channels=5, out_channels=2, channels=(32, 64, 64), attention_levels=(False, False, True),
+        num_res_blocks=1, num_head_channels=32, norm_num_groups=32,
+    )  # fmt: skip
     inferer = DiffusionEnsembleInferer(DDIMScheduler(10), num_samples=200000, num_inference_steps=2)
     monkeypatch.setattr(module, "available_memory", lambda device: 8 * 2**30)
     need = 200000 * 64 * 64 * 4 * (4 + 2 + 32) / 2**30  # float32 image, noise and output channels, first layer

@@ -4,6 +4,7 @@ or over its inputs, and never shares a folder with a run that is still writing t
 from __future__ import annotations
 
 import json
+import multiprocessing
 import signal
 import subprocess
 import sys
@@ -183,15 +184,38 @@ def test_an_inference_folder_is_not_resumed_as_training(tmp_path):
         prepare_training_dir(out)
 
 
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_a_training_folder_is_never_replaced_by_other_outputs(tmp_path, overwrite):
+    """Inference into runs/train with --overwrite true would have removed the training's model.pt."""
+    out = tmp_path / "train"
+    _a_run_wrote(out, "model.pt", "checkpoint_epoch=2.pt", kind="training")
+    with pytest.raises(FileExistsError, match=r"holds a training run \(checkpoint_epoch=2\.pt, model\.pt\)"):
+        prepare_output_dir(out, overwrite)
+    assert (out / "model.pt").is_file()
+
+
 def test_a_training_folder_of_an_earlier_version_is_still_resumed(tmp_path):
     out = tmp_path / "train"
     out.mkdir()
     (out / LEGACY_TRAINING_MARKER).write_text("{}")
     torch.save({}, out / "checkpoint_epoch=1.pt")
+    (out / "model.pt").write_text("w")
     prepare_training_dir(out)
     assert (out / "checkpoint_epoch=1.pt").is_file()
     prepare_training_dir(out, overwrite=True)
     assert [p.name for p in out.iterdir()] == [MANIFEST]
+
+
+def test_only_what_an_earlier_version_trained_is_adopted_from_its_folder(tmp_path):
+    out = tmp_path / "train"
+    out.mkdir()
+    (out / LEGACY_TRAINING_MARKER).write_text("{}")
+    (out / "model.pt").write_text("w")
+    (out / "my_thesis_figure.png").write_text("the user's")
+    prepare_training_dir(out)  # resumes
+    with pytest.raises(FileExistsError, match=r"holds my_thesis_figure\.png, which no monai-ext run recorded"):
+        prepare_training_dir(out, overwrite=True)
+    assert (out / "my_thesis_figure.png").is_file() and (out / "model.pt").is_file()
 
 
 def test_files_present_when_training_resumes_but_never_recorded_stay_unrecorded(tmp_path):
@@ -307,6 +331,29 @@ def test_a_second_run_into_a_folder_being_written_is_refused(tmp_path):
     finally:
         first.send_signal(signal.SIGTERM)
         first.wait()
+
+
+def test_a_forked_child_does_not_keep_the_folder_locked(tmp_path):
+    """A DataLoader worker or a process pool forked while a folder is claimed inherits the lock's file; the folder
+    must be free again once the claiming process releases it, while the child still runs."""
+    out = tmp_path / "out"
+    first = claim(out)
+    context = multiprocessing.get_context("fork")
+    started, stop = context.Event(), context.Event()
+    child = context.Process(target=_wait, args=(started, stop))
+    child.start()
+    try:
+        assert started.wait(30)
+        first.release()
+        claim(out, overwrite=True).release()  # free, although the child is alive
+    finally:
+        stop.set()
+        child.join(30)
+
+
+def _wait(started, stop) -> None:
+    started.set()
+    stop.wait(30)
 
 
 def test_the_lock_is_taken_before_the_folder_is_checked(tmp_path):

@@ -79,22 +79,38 @@ def test_every_shipped_weights_file_carries_its_settings(weights):
 
 
 @pytest.mark.parametrize(
-    "bundle, configs, weights",
+    "bundle, configs, weights, settings",
     [
-        ("cuts", ["inference.json"], "models/model.pt"),
-        ("cuts", ["inference.json", "cell_slices.json"], "models/model_cell_slices.pt"),
-        ("diffusion_pretraining", ["inference.json"], "models/model.pt"),
-        ("diffusion_pretraining", ["train.json", "brain.json"], "models/brain/model.pt"),
-        ("diffusion_segmentation", ["inference.json"], "models/model.pt"),
-        ("structure_discovery", ["inference.json"], "models/model.pt"),
-        ("structure_discovery", ["inference.json", "brain.json"], "models/brain/model.pt"),
+        ("cuts", ["inference.json"], "models/model.pt", "weights_settings"),
+        ("cuts", ["inference.json", "cell_slices.json"], "models/model_cell_slices.pt", "weights_settings"),
+        ("diffusion_pretraining", ["inference.json"], "models/model.pt", "weights_settings"),
+        ("diffusion_pretraining", ["train.json", "brain.json"], "models/brain/model.pt", "weights_settings"),
+        ("diffusion_segmentation", ["inference.json"], "models/model.pt", "weights_settings"),
+        ("structure_discovery", ["inference.json"], "models/model.pt", "weights_settings"),
+        ("structure_discovery", ["inference.json", "brain.json"], "models/brain/model.pt", "weights_settings"),
+        ("structure_discovery", ["train.json"], "models/diffusion_pretraining/model.pt", "diffusion_settings"),
+        (
+            "structure_discovery",
+            ["train.json", "brain.json"],
+            "models/brain/diffusion_pretraining/model.pt",
+            "diffusion_settings",
+        ),
     ],
 )
-def test_the_configs_that_load_shipped_weights_repeat_their_settings(bundle, configs, weights):
+def test_the_configs_that_load_shipped_weights_repeat_their_settings(bundle, configs, weights, settings):
     parser = ConfigParser()
     parser.read_config([str(ROOT / "bundles" / bundle / "configs" / name) for name in configs])
+    parser["bundle_root"] = str(ROOT / "bundles" / bundle)
     stored = json.loads(settings_path(ROOT / "bundles" / bundle / weights).read_text())["settings"]
-    assert json.loads(json.dumps(parser.get_parsed_content("weights_settings"))) == stored
+    assert json.loads(json.dumps(parser.get_parsed_content(settings))) == stored
+
+
+def test_a_scheduler_override_reaches_the_stored_settings():
+    """The settings are read from the scheduler the weights are trained with, so a nested override counts too."""
+    parser = ConfigParser()
+    parser.read_config(str(ROOT / "bundles" / "diffusion_pretraining" / "configs" / "train.json"))
+    parser["scheduler#prediction_type"] = "epsilon"
+    assert parser.get_parsed_content("weights_settings")["prediction_type"] == "epsilon"
 
 
 def test_the_shipped_diffusion_segmentation_weights_refuse_another_prediction_type(tmp_path):

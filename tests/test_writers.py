@@ -70,11 +70,13 @@ def test_inputs_that_share_a_name_get_a_hash_not_one_file(tmp_path):
     assert shapes == [(6, 5), (6, 5), (6, 7), (6, 7)]  # each input's own output, none written over
 
 
-def test_an_input_written_twice_in_one_run_is_an_error(tmp_path):
+@pytest.mark.parametrize("second", ["a.nii.gz", "sub/../a.nii.gz"])
+def test_an_input_written_twice_in_one_run_is_an_error(tmp_path, second):
     item = _levels_item(tmp_path / "data" / "a.nii.gz")
+    again = _levels_item(tmp_path / "data" / second)  # the same file, perhaps spelled otherwise
     writer = LevelsWriter(tmp_path / "out", data_root_dir=tmp_path / "data", save_panels=False)
     with pytest.raises(ValueError, match=r"'.*a\.nii\.gz' would be written twice"):
-        _run(writer, [item, item])
+        _run(writer, [item, again])
     _run(writer, [item])  # a new run of the engine starts afresh
 
 
@@ -126,3 +128,36 @@ def test_labels_above_255_are_written_as_16_bit(tmp_path):
     _run(LevelsWriter(tmp_path / "out", save_panels=False), [{"image": read, "pred": levels, "pred_levels": levels}])
     written = np.asarray(Image.open(tmp_path / "out" / "many_seg.png"))
     assert written.shape == (3, 4) and written.max() == 1100
+
+
+def test_a_png_input_is_drawn_as_the_picture_in_its_panel(tmp_path, monkeypatch):
+    """The panels of a PNG input show it as it is (first row at the top), not turned sideways."""
+    from monai_ext import visualize
+
+    pixels = _png_input(tmp_path / "cells.png")
+    read = EnsureChannelFirstd("image", channel_dim="no_channel")(LoadImaged("image", image_only=True)(
+        {"image": str(tmp_path / "cells.png")}
+    ))["image"]  # fmt: skip
+    levels = torch.stack([torch.zeros_like(read[0]), (read[0] > 128).long()]).long()
+    drawn = []
+    real_show = visualize.show
+    monkeypatch.setattr(visualize, "show", lambda axis, array, raster=False, **o: (
+        drawn.append((np.asarray(array), raster)), real_show(axis, array, raster, **o)
+    ))  # fmt: skip
+    item = {"image": read, "pred": levels[1:], "pred_levels": levels}
+    _run(LevelsWriter(tmp_path / "out", data_root_dir=tmp_path), [item])
+    image, raster = drawn[0]
+    assert raster and np.array_equal(image, pixels)
+
+
+@pytest.mark.parametrize("raster, shown, origin", [(True, "array", "upper"), (False, "transposed", "lower")])
+def test_show_draws_pictures_as_they_are_and_scans_transposed(raster, shown, origin):
+    from matplotlib.figure import Figure
+
+    from monai_ext.visualize import show
+
+    array = np.arange(6).reshape(2, 3)
+    axis = Figure().add_subplot()
+    show(axis, array, raster)
+    expected = array if shown == "array" else array.T
+    assert np.array_equal(axis.images[0].get_array(), expected) and axis.images[0].origin == origin

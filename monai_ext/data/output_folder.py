@@ -10,7 +10,8 @@ A run claims its output folder (:func:`prepare_output_dir`, :func:`prepare_train
   started on the same folder is refused while the first one writes (the lock goes with the process, also when it
   is killed);
 - accepts an empty folder; with ``overwrite`` it removes the files that earlier monai-ext runs recorded there and
-  nothing else: a folder that also holds files no run recorded (the user's) is refused, naming them;
+  nothing else: a folder that also holds files no run recorded (the user's) is refused, naming them, and so is a
+  folder holding a training run, to any run but training;
 - records, in the manifest, every file found in the folder when the run ends (normally or with an error; also
   each time :func:`record_outputs` is called, e.g. by the training checkpointer after every checkpoint). Files
   that appear in the folder while a run holds its lock are taken as that run's.
@@ -40,6 +41,10 @@ from monai_ext.flags import as_flag
 
 MANIFEST = ".monai_ext_outputs.jsonl"
 LEGACY_TRAINING_MARKER = ".monai_ext_run.json"  # monai-ext <= 0.1 marked training folders with this file only
+# what a training run of monai-ext <= 0.1 wrote: adopted as recorded in a folder holding the old marker
+LEGACY_TRAINING_OUTPUTS = re.compile(
+    r"checkpoint_epoch=\d+\.pt|model\.pt|model_selection\.json|events\.out\.tfevents\.[^/]+|\.monai_ext_run\.json"
+)
 KINDS = ("outputs", "training")
 EXECUTED_CONFIG = re.compile(r"config_\d{8}_\d{6}\.json")  # the name MONAI's --tracking gives the executed config
 SHOWN = 5
@@ -59,7 +64,7 @@ def on_rank_zero(prepare: Callable[..., object], *args: object) -> None:
     if dist.get_rank() == 0:
         try:
             prepare(*args)
-        except Exception as error:  # handed to every rank below
+        except BaseException as error:  # handed to every rank below (an interrupt too, so none waits for ever)
             outcome[0] = error
     dist.broadcast_object_list(outcome, src=0)
     if outcome[0] is not None:
@@ -165,19 +170,23 @@ class OutputFolder:
             FileExistsError: another process holds the folder; the message names it from its manifest.
         """
         self.folder.mkdir(parents=True, exist_ok=True)
-        created = not self.manifest.exists()
-        handle = open(self.manifest, "a+")  # noqa: SIM115 - held open until release: the lock lives with it
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.close()
-            runs = [entry["run"] for entry in self._entries() if "run" in entry]
-            holder = runs[-1] if runs else {}
-            raise FileExistsError(
-                f"output folder '{self.folder}' is being written by another run (pid {holder.get('pid', '?')} on "
-                f"{holder.get('host', '?')}, started {holder.get('started', '?')}); wait for it to end or choose "
-                "another output folder."
-            ) from None
+        while True:
+            created = not self.manifest.exists()
+            handle = open(self.manifest, "a+")  # noqa: SIM115 - held open until release: the lock lives with it
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.close()
+                runs = [entry["run"] for entry in self._entries() if "run" in entry]
+                holder = runs[-1] if runs else {}
+                raise FileExistsError(
+                    f"output folder '{self.folder}' is being written by another run (pid {holder.get('pid', '?')} "
+                    f"on {holder.get('host', '?')}, started {holder.get('started', '?')}); wait for it to end or "
+                    "choose another output folder."
+                ) from None
+            if self.manifest.exists() and os.path.samestat(os.fstat(handle.fileno()), self.manifest.stat()):
+                break
+            handle.close()  # a refused claim removed the manifest between our open and our lock: take the new one
         self.handle = handle
         self.created_manifest = created
 
@@ -220,8 +229,9 @@ class OutputFolder:
         entries = self._entries()
         recorded = {e["file"] for e in entries if isinstance(e.get("file"), str) and _inside(e["file"])}
         kinds = [e["run"].get("kind") for e in entries if isinstance(e.get("run"), dict)]
-        if not entries and (self.folder / LEGACY_TRAINING_MARKER).is_file():  # the old marker owned an emptied folder
-            recorded, kinds = set(self.present()), ["training"]
+        if not entries and (self.folder / LEGACY_TRAINING_MARKER).is_file():  # a training folder of monai-ext <= 0.1
+            recorded = {name for name in self.present() if LEGACY_TRAINING_OUTPUTS.fullmatch(name)}
+            kinds = ["training"]
             self._append({"run": {"kind": "training", "adopted": LEGACY_TRAINING_MARKER}})
             for name in sorted(recorded):
                 self._append({"file": name})
@@ -282,10 +292,15 @@ class OutputFolder:
         present = set(self.present()) - adopt
         if not present:
             return
-        resumable = self.kind == "training" and kinds and kinds[-1] == "training"
-        if not overwrite and resumable:
+        training = bool(kinds) and kinds[-1] == "training"
+        if self.kind == "training" and training and not overwrite:
             self.recorded, self.unrecorded = recorded & present, present - recorded
             return
+        if self.kind != "training" and training:
+            raise FileExistsError(
+                f"output folder '{self.folder}' holds a training run ({_shown(present)}); inference, evaluation and "
+                "data go to another folder, so that its weights and checkpoints are never replaced by them."
+            )
         foreign = sorted(present - recorded - {LEGACY_TRAINING_MARKER})
         if foreign:
             raise FileExistsError(
@@ -321,6 +336,19 @@ def _inside(name: str) -> bool:
 
 
 _CLAIMS: dict[Path, OutputFolder] = {}
+
+
+def _forget_claims() -> None:
+    """In a forked child (a DataLoader worker, a process pool): close the inherited manifest handles, so that the
+    lock ends when the claiming process releases it, and leave the folders to that process."""
+    for claimed in _CLAIMS.values():
+        if claimed.handle is not None:
+            claimed.handle.close()
+            claimed.handle = None
+    _CLAIMS.clear()
+
+
+os.register_at_fork(after_in_child=_forget_claims)
 
 
 def release_all() -> None:

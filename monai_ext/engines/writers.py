@@ -281,20 +281,20 @@ class PerItemWriter:
         Raises:
             ValueError: ``name`` was written already in this run.
         """
-        source = Path(name)
+        source = Path(name).resolve()  # one file under two spellings is one input
         folder = Path()
-        if self.data_root_dir is not None and source.resolve().is_relative_to(self.data_root_dir):
-            folder = source.resolve().parent.relative_to(self.data_root_dir)
+        if self.data_root_dir is not None and source.is_relative_to(self.data_root_dir):
+            folder = source.parent.relative_to(self.data_root_dir)
         stem = self.output_dir / folder / strip_image_suffix(source.name)
-        if stem in self.written and self.written[stem] != name:
-            digest = hashlib.sha1(str(source.resolve()).encode()).hexdigest()[:8]
+        if stem in self.written and self.written[stem] != str(source):
+            digest = hashlib.sha1(str(source).encode()).hexdigest()[:8]
             stem = stem.with_name(f"{stem.name}_{digest}")
         if stem in self.written:
             raise ValueError(
-                f"'{name}' would be written twice to '{stem}*' in one run: an input listed twice, or two inputs "
-                f"with the same path; list each input once."
+                f"'{name}' would be written twice to '{stem}*' in one run: an input listed twice (perhaps under two "
+                "spellings of its path); list each input once."
             )
-        self.written[stem] = name
+        self.written[stem] = str(source)
         return stem
 
     def write(self, item: dict) -> Path:
@@ -449,7 +449,8 @@ class EnsembleWriter(PerItemWriter):
             maps = [item[f"{key}_samples"], mean, item[f"{key}_variance"]] + ([label] if label is not None else [])
             views = panel_views(image, maps, channels=mean.shape[0])
             panel = stem.with_name(f"{stem.name}_panel.png")
-            ensemble_panel(panel, *views[:4], views[4] if label is not None else None, title=Path(name).name)
+            label_view = views[4] if label is not None else None
+            ensemble_panel(panel, *views[:4], label_view, title=Path(name).name, raster=self.pil_input)
 
 
 class LevelsWriter(PerItemWriter):
@@ -505,4 +506,6 @@ class LevelsWriter(PerItemWriter):
             titles += [f"level {i + 1} ({len(np.unique(levels[i]))})" for i in drawn]
             maps = [segmentation, *levels[drawn]]
             panel = stem.with_name(f"{stem.name}_levels.png")
-            discovery_figure(panel, [image], [maps], titles=[Path(name).name], level_titles=titles)
+            discovery_figure(
+                panel, [image], [maps], titles=[Path(name).name], level_titles=titles, raster=self.pil_input
+            )

@@ -43,8 +43,9 @@ def check_ensemble(num_samples: int, threshold: float) -> None:
 def available_memory(device: torch.device) -> int | None:
     """Bytes free for new tensors on ``device``: the free memory of a CUDA device, ``MemAvailable`` of the host
     (Linux), else the free physical pages; None when the system does not tell."""
-    if device.type == "cuda":
-        return int(torch.cuda.mem_get_info(device)[0])
+    if device.type == "cuda":  # free memory, plus what torch's caching allocator holds but does not use
+        unused = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+        return int(torch.cuda.mem_get_info(device)[0] + unused)
     try:
         with open("/proc/meminfo") as meminfo:
             for line in meminfo:
@@ -166,9 +167,8 @@ class DiffusionEnsembleInferer(Inferer):
         Raises:
             MemoryError: the lower bound exceeds the device's free memory; the message names ``num_samples``.
         """
-        first = next(
-            (m.out_channels for m in network.modules() if isinstance(getattr(m, "out_channels", None), int)), 1
-        )
+        convolutions = (m for m in network.modules() if isinstance(m, torch.nn.modules.conv._ConvNd))
+        first = next((convolution.out_channels for convolution in convolutions), 1)
         voxels = inputs.shape[0] * self.num_samples * math.prod(inputs.shape[2:])
         need = voxels * inputs.element_size() * (inputs.shape[1] + 2 * self.mask_channels + first)
         free = available_memory(inputs.device)
