@@ -79,7 +79,7 @@ def _unknown_option(command: str, token: str, key: str, names: Sequence[str]) ->
     return ValueError(f"{command}: unknown option {token}.{hint} Valid options: {valid}.")
 
 
-def check_options(command: str, function: Callable, args: Sequence[str]) -> None:
+def check_options(command: str, function: Callable, args: Sequence[str]) -> dict[str, str | None]:
     """Check the command-line ``args`` of ``command`` against ``function``'s signature, as fire will read them.
 
     Options are ``--name value``, ``--name=value``, a bare ``--name`` (True) or ``--noname`` (False), hyphens
@@ -93,6 +93,10 @@ def check_options(command: str, function: Callable, args: Sequence[str]) -> None
         function: the function the command calls.
         args: the command-line arguments after the command's name.
 
+    Returns:
+        each parameter given, with its raw value as fire will read it (None for a bare ``--flag``; empty when help
+        was asked for).
+
     Raises:
         ValueError: an option is not a parameter of ``function`` (the message lists the valid ones and the
             closest match), there are more positional values than parameters, or an ``int`` / ``float``
@@ -100,7 +104,7 @@ def check_options(command: str, function: Callable, args: Sequence[str]) -> None
     """
     args, flag_args = SeparateFlagArgs(list(args))
     if any(token in HELP for token in [*args, *flag_args]):
-        return
+        return {}
     hints = typing.get_type_hints(function)
     names = list(inspect.signature(function).parameters)
     values: dict[str, tuple[str, str | None]] = {}
@@ -135,6 +139,7 @@ def check_options(command: str, function: Callable, args: Sequence[str]) -> None
     values.update({name: (f"{name} (given by position)", raw) for name, raw in zip(free, positional, strict=False)})
     for name, (option, raw) in values.items():
         _check_value(option, raw, hints.get(name))
+    return {name: raw for name, (_, raw) in values.items()}
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -2,9 +2,11 @@
 
 ``python -m monai.bundle run --overwrite false`` hands the config the string ``"false"`` (fire reads only Python
 literals), which is truthy. Each boolean config id (one whose default is ``true`` / ``false``, or an expression
-without references that evaluates to a bool, such as ``use_amp``) must therefore reach its consumers through
-``monai_ext.flags.as_flag(@id, 'id')``. This test walks every config file of every bundle and fails on a reference
-that bypasses the conversion.
+without references that evaluates to a bool, such as ``use_amp``) is therefore parsed once per config, as
+``"flags#<id>": "$monai_ext.flags.as_flag(@<id>, '<id>')"`` (an entry of the config's ``flags`` mapping), and read
+everywhere else as ``@flags#<id>``. This test walks every config file of every bundle and fails on a reference that
+bypasses the parsed id, and on a ``$`` expression too long to read (over 120 characters: a named id, a ``_target_``
+mapping or a tested helper instead).
 """
 
 from __future__ import annotations
@@ -20,11 +22,7 @@ from monai.bundle import ConfigParser
 from monai_ext.flags import as_flag
 
 BUNDLES = Path(__file__).resolve().parents[1] / "bundles"
-# helpers that read a flag through ``as_flag`` themselves (``tests/test_output_folder.py`` passes them "false")
-CONVERTS_ITSELF = (
-    "monai_ext.data.output_folder.prepare_output_dir(",
-    "monai_ext.data.output_folder.prepare_training_dir(",
-)
+MAX_EXPRESSION = 120
 # MONAI's tracking setting: True, or the path of the executed config MONAI sets in its place
 NOT_A_FLAG = {"save_execute_config"}
 CONFIG_FILES = sorted(p for p in BUNDLES.glob("*/configs/*.json") if p.name != "metadata.json")
@@ -66,21 +64,35 @@ def boolean_ids(folder: Path) -> set[str]:
 
 
 def bypasses(path: Path) -> list[str]:
-    """The references to boolean ids in ``path`` that do not go through ``as_flag``."""
-    flags = boolean_ids(path.parent)
+    """The references to boolean ids in ``path`` other than their one parse into ``flags#<id>``."""
+    flags = boolean_ids(path.parent) - NOT_A_FLAG
     found = []
     for config_id, text in _strings(json.loads(path.read_text())):
         for match in re.finditer(r"@([A-Za-z_][\w#]*)", text):
             name = match.group(1)
-            converted = re.search(rf"as_flag\(@{re.escape(name)}, '{re.escape(name)}'\)", text)
-            if name in flags - NOT_A_FLAG and not converted and not text.lstrip("$").startswith(CONVERTS_ITSELF):
-                found.append(f"{path.parent.parent.name}/{path.name}: {config_id} reads @{name} without as_flag")
+            parse = f"$monai_ext.flags.as_flag(@{name}, '{name}')"
+            if name in flags and not (config_id == f"flags#{name}" and text == parse):
+                found.append(f"{path.parent.parent.name}/{path.name}: {config_id} reads @{name}, not @flags#{name}")
     return found
 
 
+def long_expressions(path: Path) -> list[str]:
+    """The ``$`` expressions of ``path`` longer than ``MAX_EXPRESSION`` characters."""
+    return [
+        f"{path.parent.parent.name}/{path.name}: {config_id} ({len(text)} characters)"
+        for config_id, text in _strings(json.loads(path.read_text()))
+        if text.startswith("$") and len(text) > MAX_EXPRESSION
+    ]
+
+
 @pytest.mark.parametrize("path", CONFIG_FILES, ids=lambda p: f"{p.parent.parent.name}/{p.name}")
-def test_boolean_options_go_through_as_flag(path: Path) -> None:
+def test_boolean_options_are_parsed_once_and_read_parsed(path: Path) -> None:
     assert bypasses(path) == []
+
+
+@pytest.mark.parametrize("path", CONFIG_FILES, ids=lambda p: f"{p.parent.parent.name}/{p.name}")
+def test_no_expression_is_too_long_to_read(path: Path) -> None:
+    assert long_expressions(path) == []
 
 
 def test_the_walk_finds_the_known_options_and_a_bypass(tmp_path: Path) -> None:
@@ -92,7 +104,12 @@ def test_the_walk_finds_the_known_options_and_a_bypass(tmp_path: Path) -> None:
     bad = tmp_path / "configs" / "train.json"
     bad.parent.mkdir()
     bad.write_text(json.dumps({"normalize": False, "loss": {"_target_": "X", "normalize": "@normalize"}}))
-    assert bypasses(bad) == [f"{tmp_path.name}/train.json: loss#normalize reads @normalize without as_flag"]
+    assert bypasses(bad) == [f"{tmp_path.name}/train.json: loss#normalize reads @normalize, not @flags#normalize"]
+    parsed_twice = {"normalize": False, "loss": {"normalize": "$monai_ext.flags.as_flag(@normalize, 'normalize')"}}
+    bad.write_text(json.dumps(parsed_twice))
+    assert bypasses(bad) == [f"{tmp_path.name}/train.json: loss#normalize reads @normalize, not @flags#normalize"]
+    bad.write_text(json.dumps({"long": "$" + "x" * MAX_EXPRESSION}))
+    assert long_expressions(bad) == [f"{tmp_path.name}/train.json: long ({MAX_EXPRESSION + 1} characters)"]
 
 
 @pytest.mark.parametrize("spelling, expected", [("false", False), ("False", False), ("true", True), ("True", True)])

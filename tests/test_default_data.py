@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-import monai_ext.bundle as bundle
+from monai_ext.bundle import default_data as bundle
 
 
 @pytest.fixture

@@ -7,20 +7,22 @@ except ImportError:  # pytorch-ignite 0.4.x, pinned by monai[ignite] 1.5.x
 
 from monai_ext.engines.cuts_report import CUTSReport, cuts_table
 from monai_ext.engines.discovery import DiscoveryTrainer, discovery_metrics, volume_keys
+from monai_ext.engines.discovery_report import discovery_report
 from monai_ext.engines.ensemble_report import EnsembleReport, ensemble_table, slice_scores
 from monai_ext.engines.handlers import (
     BestPerLevel,
     MeanMaxProbability,
     ResumeFromLatest,
     SaveForResume,
+    denoising_metrics,
     latest_checkpoint,
+    write_metrics,
 )
 from monai_ext.engines.prepare_batch import (
     MaskDiffusionPrepareBatch,
     SamplePredictionPrepareBatch,
     SelfSupervisedPrepareBatch,
 )
-from monai_ext.engines.report import discovery_report
 from monai_ext.engines.writers import (
     DiscoveryFigureWriter,
     EnsembleWriter,
@@ -49,10 +51,12 @@ __all__ = [
     "SaveForResume",
     "SelfSupervisedPrepareBatch",
     "cuts_table",
+    "denoising_metrics",
     "discovery_metrics",
     "discovery_report",
     "ensemble_table",
     "latest_checkpoint",
     "slice_scores",
     "volume_keys",
+    "write_metrics",
 ]

@@ -4,7 +4,6 @@ label map reduced to the target by the hint rule (``monai_ext.metrics.hint``), s
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -86,14 +85,10 @@ class CUTSReport(EndOfRunWriter):
             raise ValueError(f"methods and targets must name at least one key each, got {methods} and {targets}.")
         if ORACLE in methods:
             raise ValueError(f"'{ORACLE}' is the oracle's row; name the methods otherwise.")
-        self.path = Path(output_dir) / "report.json"
         self.methods, self.targets = dict(methods), dict(targets)
         self.levels_key = levels_key
-        self.output_transform = output_transform
         self.batch_transform = batch_transform
-        self.overwrite = overwrite
-        self.logger = logging.getLogger(__name__)
-        self.reset()
+        super().__init__(Path(output_dir) / "report.json", output_transform, overwrite)
 
     def reset(self) -> None:
         self.scores: dict[str, dict[str, list[dict]]] = {t: {} for t in self.targets}

@@ -3,7 +3,6 @@ the uncertainty map (``monai_ext.metrics.uncertainty``)."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -121,14 +120,10 @@ class EnsembleReport(EndOfRunWriter):
             raise ValueError(f"threshold must be in (0, 1), got {threshold}.")
         if not boundary_width > 0:
             raise ValueError(f"boundary_width must be > 0 pixels, got {boundary_width}.")
-        self.path = Path(output_dir) / "report.json"
         self.pred_key, self.label_key, self.image_key = pred_key, label_key, image_key
         self.threshold = threshold
         self.boundary_width = boundary_width
-        self.output_transform = output_transform
-        self.overwrite = overwrite
-        self.logger = logging.getLogger(__name__)
-        self.reset()
+        super().__init__(Path(output_dir) / "report.json", output_transform, overwrite)
 
     def reset(self) -> None:
         self.ensemble: list[dict] = []

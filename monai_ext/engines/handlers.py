@@ -12,14 +12,14 @@ from typing import Any
 
 import torch
 from ignite.engine import Engine, Events
-from monai.handlers import CheckpointLoader, CheckpointSaver, IgniteMetricHandler
+from monai.handlers import CheckpointLoader, CheckpointSaver, IgniteMetricHandler, MeanAbsoluteError, from_engine
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from monai_ext.data.output_folder import record_outputs, remove_recorded
 from monai_ext.flags import as_flag
 from monai_ext.metrics import MeanMaxProbabilityMetric
-from monai_ext.provenance import refuse_existing
+from monai_ext.provenance import refuse_existing, write_json
 from monai_ext.weights import save_weights
 
 CHECKPOINT_NAME = re.compile(r"checkpoint_epoch=(\d+)\.pt")
@@ -182,6 +182,25 @@ class MeanMaxProbability(IgniteMetricHandler):
         )
 
 
+def denoising_metrics(timesteps: Sequence[int]) -> dict[str, MeanAbsoluteError]:
+    """One metric handler per noise timestep t, ``val_denoising_l1_t{t}``: the mean absolute error between the
+    diffusion model's denoising of the image noised to t (key ``pred_t{t}``) and the image (key ``label``), the
+    held-out denoising L1 of Tursynbek & Niethammer (MICCAI 2023, sec. 4.2) per timestep."""
+    return {
+        f"val_denoising_l1_t{t}": MeanAbsoluteError(output_transform=from_engine([f"pred_t{t}", "label"]))
+        for t in timesteps
+    }
+
+
+def write_metrics(evaluator: Engine, path: str | Path, overwrite: bool | str = False, **context: Any) -> dict:
+    """Write a finished evaluator's metrics with ``context`` (e.g. the checkpoint and the split) to the JSON file
+    ``path`` and print it; return what was written."""
+    report = {**context, "metrics": dict(evaluator.state.metrics)}
+    write_json(path, report, overwrite=overwrite)
+    print(json.dumps(report, indent=4, default=str))
+    return report
+
+
 class BestPerLevel:
     """Keep each hierarchy level's weights from the validation round where its selection metric was best.
 
@@ -292,11 +311,26 @@ class EndOfRunWriter:
     ``attach`` refuses an existing non-empty ``self.path`` unless ``self.overwrite``
     (``monai_ext.provenance.refuse_existing``), then calls ``reset`` when the run starts, the handler itself after
     every iteration and ``write`` when the run completes, so an evaluator run every few epochs rewrites the file.
-    Subclasses set ``path`` and ``overwrite`` and define ``reset``, ``__call__(engine)`` and ``write``.
+    Subclasses set their own attributes, end their constructor with this one, and define ``reset``,
+    ``__call__(engine)`` and ``write``.
+
+    Args:
+        path: the file written at the end of a run.
+        output_transform: maps ``engine.state.output`` to the decollated items.
+        overwrite: replace an existing non-empty ``path`` (also ``"true"`` / ``"false"`` from a command line).
     """
 
-    path: Path
-    overwrite: bool
+    def __init__(
+        self, path: str | Path, output_transform: Callable[[Any], Any] = lambda x: x, overwrite: bool | str = False
+    ) -> None:
+        self.path = Path(path)
+        self.output_transform = output_transform
+        self.overwrite = as_flag(overwrite, "overwrite")
+        self.logger = logging.getLogger(type(self).__module__)
+        self.reset()
+
+    def reset(self) -> None:
+        raise NotImplementedError(f"{type(self).__name__} must define reset.")
 
     def attach(self, engine: Engine) -> None:
         """Register on STARTED, ITERATION_COMPLETED and COMPLETED; refuse to overwrite an existing file."""

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -83,19 +82,15 @@ class HierarchyWriter(EndOfRunWriter):
     ) -> None:
         if not filename or Path(filename).name != filename:
             raise ValueError(f"filename must be a plain file name without folders, got {filename!r}.")
-        self.path = Path(output_dir) / filename
         self.accumulator = HierarchyAccumulator(num_parts)
         self.num_parts = self.accumulator.num_parts
         self.pred_key = pred_key
-        self.output_transform = output_transform
-        self.overwrite = overwrite
-        self.volumes: dict[str, dict[str, Any]] = {}
-        self.logger = logging.getLogger(__name__)
+        super().__init__(Path(output_dir) / filename, output_transform, overwrite)
 
     def reset(self) -> None:
         """Forget the volumes counted so far."""
         self.accumulator.reset()
-        self.volumes = {}
+        self.volumes: dict[str, dict[str, Any]] = {}
 
     def __call__(self, engine: Engine) -> None:
         """Count the items of the current iteration."""
@@ -159,16 +154,12 @@ class DiscoveryFigureWriter(EndOfRunWriter):
             raise ValueError(f"num_volumes must be an integer >= 1, got {num_volumes!r}.")
         if not filename.endswith(".png") or Path(filename).name != filename:
             raise ValueError(f"filename must be a plain file name ending in '.png', got {filename!r}.")
-        self.path = Path(output_dir) / filename
         self.num_parts = parse_num_parts(num_parts)
         self.num_volumes = num_volumes
         self.image_key = image_key
         self.pred_key = pred_key
         self.label_key = label_key
-        self.output_transform = output_transform
-        self.overwrite = overwrite
-        self.logger = logging.getLogger(__name__)
-        self.reset()
+        super().__init__(Path(output_dir) / filename, output_transform, overwrite)
 
     def reset(self) -> None:
         """Forget the volumes collected so far."""

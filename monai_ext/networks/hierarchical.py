@@ -9,6 +9,8 @@ import torch
 from monai.networks.nets import UNet
 from torch import nn
 
+from monai_ext.transforms.hierarchy import parse_num_parts
+
 
 class HierarchicalSegmenter(nn.Module):
     """Independent MONAI UNets, one per hierarchy level, whose softmax masks are concatenated along channels.
@@ -51,9 +53,7 @@ class HierarchicalSegmenter(nn.Module):
         output_level: int | None = None,
     ) -> None:
         super().__init__()
-        num_parts = [int(k) for k in num_parts]
-        if not num_parts or any(k < 2 for k in num_parts):
-            raise ValueError(f"num_parts must list K >= 2 for each level, got {num_parts}.")
+        num_parts = parse_num_parts(num_parts)
         if spatial_dims not in (2, 3):
             raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}.")
         if len(strides) != len(channels) - 1:

@@ -31,20 +31,52 @@ def _cell(stats: dict[str, float]) -> str:
     return f"{stats['mean']:.3f} ± {stats['sd']:.3f}" if stats else "-"
 
 
+def committed_columns(reference: str, split: str, num_parts: Sequence[int]) -> dict[str, list[dict[str, float]]]:
+    """The matched-Dice columns of a committed discovery report: ``reference`` is ``<file>.json/<key>/<key>...``,
+    the place of a report written by :func:`discovery_report` inside a results file (e.g.
+    ``benchmarks/results/discovery_regular.json/runs/regular/report``; MONAI reads ``#`` in a value as ``::``).
+
+    Raises:
+        FileNotFoundError: the file is missing.
+        ValueError: a key is missing, or the report is of another split or other ``num_parts``.
+    """
+    path, _, pointer = reference.partition(".json")
+    path, keys = path + ".json", [key for key in pointer.split("/") if key]
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"reference results '{path}' (config id baseline_reference) do not exist.")
+    report = json.loads(Path(path).read_text())
+    for key in keys:
+        if not isinstance(report, dict) or key not in report:
+            raise ValueError(f"reference '{reference}' (config id baseline_reference): no key '{key}' in '{path}'.")
+        report = report[key]
+    if report.get("split") != split or list(report.get("num_parts", [])) != list(num_parts):
+        raise ValueError(
+            f"reference '{reference}' is of split {report.get('split')!r} and num_parts {report.get('num_parts')}, "
+            f"this evaluation of {split!r} and {list(num_parts)}: its columns cannot stand beside this run's."
+        )
+    return report["matched_dice"]
+
+
 def discovery_report(
     evaluator: Engine,
     num_parts: Sequence[int],
     out: str,
     dataset_dir: str | None = None,
     split: str = "test",
-    compare_baselines: bool = False,
+    compare_baselines: bool | str = False,
     hd95_spacing: float | Sequence[float] | None = None,
-    overwrite: bool = False,
+    overwrite: bool | str = False,
     diffusion: DiffusionBaselines | None = None,
     device: str | torch.device = "cpu",
+    baseline_methods: Sequence[str] | None = None,
+    baseline_reference: str | None = None,
 ) -> dict:
     """Print and save matched Dice (and HD95 where computed) per level, with the k-means baselines
     measured on the same volumes when ``compare_baselines`` (and the paper's Table 1 for phantom data).
+
+    The baselines that take minutes per volume (BM4D, the diffusion model's) can be left out of the run
+    (``baseline_methods``) and read instead from a committed report of the same volumes (``baseline_reference``);
+    their columns are then marked as such in the table and listed under ``committed`` in the report.
 
     Args:
         evaluator: the finished evaluator (its ``matched_dice_l*`` metrics need ``save_details=True``).
@@ -59,28 +91,36 @@ def discovery_report(
         diffusion: the diffusion model the segmenter's features come from; with it the baselines add k-means on
             its features and on its x0 prediction (``monai_ext.baselines.DiffusionBaselines``, loaded only here).
         device: where the diffusion model runs.
+        baseline_methods: the baselines run here (``monai_ext.baselines.evaluate.METHODS``); None: all that can run.
+        baseline_reference: ``<file>.json/<key>/...`` of a committed report (:func:`committed_columns`) whose columns
+            stand in for the baselines not run here; None: those columns are left out.
     """
     ours = evaluator_scores(evaluator, "matched_dice", len(num_parts))
     hd95 = evaluator_scores(evaluator, "matched_hd95", len(num_parts))
     columns: dict[str, list[dict[str, float]]] = {"ours": ours}
+    committed: dict[str, str] = {}
     hd95_unit = "voxels" if hd95_spacing is None else "mm"
     hd95_first_level = {"ours": hd95[0] if hd95 else {}}
     variant = None
-    compare_baselines = as_flag(compare_baselines, "compare_baselines")
-    if compare_baselines:
+    if as_flag(compare_baselines, "compare_baselines"):
         if dataset_dir is None:
             raise ValueError("compare_baselines needs dataset_dir.")
         baselines = run_baselines(
-            dataset_dir, split, out=None, verbose=False, diffusion=diffusion, device=device, hd95_spacing=hd95_spacing
-        )
+            dataset_dir, split, baseline_methods, out=None, verbose=False, diffusion=diffusion, device=device,
+            hd95_spacing=hd95_spacing,
+        )  # fmt: skip
         for method, per_level in baselines["matched_dice"].items():
             columns[method] = [{k: v for k, v in stats.items() if k != "per_volume"} for stats in per_level.values()]
         for method, stats in baselines["matched_hd95_first_level"].items():
             hd95_first_level[method] = {k: v for k, v in stats.items() if k != "per_volume"}
+        if baseline_reference:
+            for method, per_level in committed_columns(baseline_reference, split, num_parts).items():
+                if method not in columns:
+                    columns[method], committed[method] = per_level, baseline_reference
         meta_path = Path(dataset_dir) / "dataset.json"
         variant = json.loads(meta_path.read_text()).get("options", {}).get("variant") if meta_path.is_file() else None
     paper = PAPER_TABLE1.get(variant or "", {})
-    header = f"{'level':<7}{'K':>3}  " + "".join(f"{name:<18}" for name in columns)
+    header = f"{'level':<7}{'K':>3}  " + "".join(f"{name + ('*' if name in committed else ''):<18}" for name in columns)
     lines = [f"matched Dice on the {split} split, mean ± sd over volumes", header]
     for level, k in enumerate(num_parts):
         row = f"{'l' + str(level + 1):<7}{k:>3}  "
@@ -91,8 +131,13 @@ def discovery_report(
     if any(hd95):
         lines.append(f"HD95 ({hd95_unit}): " + ", ".join(f"l{i + 1} {_cell(s)}" for i, s in enumerate(hd95) if s))
     if len(hd95_first_level) > 1:
-        cells = "".join(f"{_cell(s) if s else '-':<18}" for s in hd95_first_level.values())
+        cells = "".join(f"{_cell(hd95_first_level.get(method, {})):<18}" for method in columns)
         lines.append(f"{'HD95 l1':<12}{cells}({hd95_unit}, same columns)")
+    if committed:
+        lines.append(
+            f"* not run here (minutes per volume): the committed results of the same volumes, {baseline_reference}; "
+            "`make demo-full` runs every baseline."
+        )
     table = "\n".join(lines)
     print(table)
     report = {
@@ -100,6 +145,7 @@ def discovery_report(
         "split": split,
         "num_parts": list(num_parts),
         "matched_dice": columns,
+        "committed": committed,
         "matched_hd95": hd95,
         "matched_hd95_first_level": hd95_first_level,
         "hd95_unit": hd95_unit,
