@@ -91,3 +91,8 @@ demo-full: $(VENV)/.installed $(CACHE)/regular/datalist.json
 
 clean-demo:
 	rm -rf $(CACHE)
+
+# The tables of README.md, the bundle READMEs and the result pages, from benchmarks/results/*.json.
+.PHONY: docs
+docs: $(VENV)/.installed
+	$(PY) benchmarks/summarize.py --update

@@ -25,39 +25,40 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from _runner import BUNDLES, ROOT, bundle_config, log_beside, run_bundle
+from steps import (
+    BRAIN_CONFIG,
+    BUNDLES,
+    NUM_PARTS,
+    PAPER_TABLE3,
+    RESULTS,
+    WORK,
+    bundle_config,
+    evaluate_discovery,
+    pretrain,
+    read_config,
+    train_once,
+    tumour_scores,
+)
 
 from monai_ext.baselines.kmeans import kmeans_segment
 from monai_ext.bundle import bundle_component
 from monai_ext.data.brain import GENERATOR_VERSION, TISSUE_LABELS, make_brains
 from monai_ext.data.datalist import load_datalist, read_volume
-from monai_ext.metrics import MatchedDiceMetric, MatchedHausdorffDistanceMetric, finite_stats
+from monai_ext.metrics import finite_stats
 from monai_ext.networks import DiffusionFeatureExtractor
 from monai_ext.provenance import environment, write_json
 from monai_ext.weights import load_weights
 
-BRAIN_CONFIG = json.loads((BUNDLES / "structure_discovery" / "configs" / "brain.json").read_text())
-NUM_PARTS = BRAIN_CONFIG["num_parts"][0]
-TUMOUR = 1
 FEATURE_STAGE = BRAIN_CONFIG["feature_stages"][0]  # the paper used stage-2 features for BraTS
 FEATURE_TIMESTEP = 25
 IMAGE_SIZE = BRAIN_CONFIG["spatial_size"]  # diffusion and segmenter grid; the phantoms are 96^3
 ROWS = ("ours", "lambda_inv=0", "lambda_f=0", "lambda_v=0", "kmeans", "features_kmeans")
 ABLATIONS = {"lambda_inv=0": {"lambda_inv": 0.0}, "lambda_f=0": {"lambda_f": 0.0}, "lambda_v=0": {"lambda_v": 0.0}}
-PAPER_TABLE3 = {  # BraTS'19, whole tumour: (Dice, HD95 in mm)
-    "ours": (0.719, 27.838),
-    "lambda_inv=0": (0.696, 38.645),
-    "lambda_f=0": (0.677, 42.318),
-    "lambda_v=0": (0.671, 41.801),
-    "kmeans": (0.439, 63.811),
-    "features_kmeans": (0.471, 45.917),
-}
 LABELS = {
     "ours": "Ours",
     "lambda_inv=0": "lambda_inv = 0",
@@ -81,35 +82,13 @@ def make_data(folder: Path, n: int) -> tuple[Path, float]:
     return folder / "datalist_flair.json", float(meta["spacing_mm"])
 
 
-def pretrain(common: dict, work: Path, epochs: int | None, reuse: Path | None) -> tuple:
+def diffusion_checkpoint(common: dict, work: Path, epochs: int | None, reuse: Path | None) -> tuple:
     """The FLAIR diffusion checkpoint: ``reuse`` if given, a finished run in ``work``, else trained now."""
-    if reuse is not None:
-        return reuse, {"reused": str(reuse)}
-    target, done = work / "model.pt", work / "done"
-    if done.is_file():
-        return target, json.loads(done.read_text())
-    configs = bundle_config("diffusion_pretraining", "train.json", "brain.json")
-    overrides = {**common, "output_dir": str(work)}
+    overrides = {**common}
     if epochs is not None:  # validate (which saves model.pt) at least once
-        default_interval = json.loads(Path(configs[0]).read_text())["val_interval"]
+        default_interval = read_config("diffusion_pretraining", "train.json")["val_interval"]
         overrides.update(max_epochs=epochs, val_interval=min(default_interval, epochs))
-    timing = run_bundle(configs, overrides, log_beside(work))
-    done.write_text(json.dumps(timing))
-    return target, timing
-
-
-def discover(common: dict, work: Path, overrides: dict) -> tuple[Path, dict]:
-    """Train structure discovery (reusing a finished run in ``work``) and return the selected weights."""
-    target, done = work / "model.pt", work / "done"
-    if done.is_file():
-        return target, json.loads(done.read_text())
-    timing = run_bundle(
-        bundle_config("structure_discovery", "train.json", "brain.json"),
-        {**common, "output_dir": str(work), **overrides},
-        log_beside(work),
-    )
-    done.write_text(json.dumps(timing))
-    return target, timing
+    return pretrain(bundle_config("diffusion_pretraining", "train.json", "brain.json"), work, overrides, reuse)
 
 
 def evaluate(common: dict, spacing: float, ckpt: Path, out: Path) -> tuple[dict, dict]:
@@ -117,13 +96,10 @@ def evaluate(common: dict, spacing: float, ckpt: Path, out: Path) -> tuple[dict,
     report_path, timing_path = out / "report.json", out / "timing.json"
     if report_path.is_file() and timing_path.is_file() and report_path.stat().st_mtime > ckpt.stat().st_mtime:
         return json.loads(report_path.read_text()), json.loads(timing_path.read_text())
-    if out.exists():
-        shutil.rmtree(out)
-    configs = bundle_config("structure_discovery", "train.json", "evaluate.json", "brain.json")
-    overrides = {**common, "ckpt_path": str(ckpt), "eval_output_dir": str(out), "hd95_spacing": spacing}
-    timing = run_bundle(configs, overrides, log_beside(out, "evaluate"))
+    overrides = {**common, "ckpt_path": str(ckpt), "hd95_spacing": spacing}
+    report, timing = evaluate_discovery(("brain.json",), overrides, out)
     timing_path.write_text(json.dumps(timing))
-    return json.loads(report_path.read_text()), timing
+    return report, timing
 
 
 def part_tissue_shares(datalist: Path, labels: Path) -> list[dict[str, float]]:
@@ -139,15 +115,6 @@ def part_tissue_shares(datalist: Path, labels: Path) -> list[dict[str, float]]:
         shares.append([[float(np.mean(tissue[parts == k] == v)) for v in TISSUE_LABELS.values()] for k in by_size])
     mean = np.mean(shares, axis=0)
     return [{name: round(float(share), 3) for name, share in zip(TISSUE_LABELS, part, strict=True)} for part in mean]
-
-
-def score(parts: np.ndarray, label: np.ndarray, spacing: float) -> tuple[float, float]:
-    """Whole-tumour matched Dice and HD95 (mm) of a K-part label map against the tumour label."""
-    y_pred = torch.as_tensor(parts)[None, None]
-    y = torch.as_tensor(label.astype(np.int64))[None, None]
-    dice = MatchedDiceMetric(report_classes=[TUMOUR])(y_pred, y)
-    hd95 = MatchedHausdorffDistanceMetric(classes=[TUMOUR], spacing=spacing)(y_pred, y)
-    return float(dice[0, 0]), float(hd95[0, 0])
 
 
 def feature_extractor(ckpt: Path) -> DiffusionFeatureExtractor:
@@ -176,14 +143,14 @@ def kmeans_rows(datalist: Path, spacing: float, ckpt: Path, work: Path) -> dict:
         start = time.perf_counter()
         parts = kmeans_segment(flair, NUM_PARTS)
         per_volume["kmeans"]["seconds"].append(time.perf_counter() - start)
-        for name, value in zip(("dice", "hd95_mm"), score(parts, label, spacing), strict=True):
+        for name, value in zip(("dice", "hd95_mm"), tumour_scores(parts, label, spacing), strict=True):
             per_volume["kmeans"][name].append(value)
         start = time.perf_counter()
         scaled = (flair - flair.min()) / max(float(flair.max() - flair.min()), 1e-8)
         features = extractor(torch.as_tensor(scaled)[None, None])  # (1, C, 96, 96, 96)
         parts = kmeans_segment(features[0].numpy(), NUM_PARTS, channel_first=True)
         per_volume["features_kmeans"]["seconds"].append(time.perf_counter() - start)
-        for name, value in zip(("dice", "hd95_mm"), score(parts, label, spacing), strict=True):
+        for name, value in zip(("dice", "hd95_mm"), tumour_scores(parts, label, spacing), strict=True):
             per_volume["features_kmeans"][name].append(value)
     rows = {
         row: {
@@ -229,13 +196,13 @@ def table(rows: dict, n_test: int) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--workdir", default=str(ROOT / "benchmarks" / ".work" / "brain"))
+    parser.add_argument("--workdir", default=str(WORK / "brain"))
     parser.add_argument("--n", type=int, default=60, help="number of phantoms (split 4:1:1)")
     parser.add_argument("--max-epochs", type=int, default=None, help="override the structure-discovery epochs")
     parser.add_argument("--pretrain-epochs", type=int, default=None, help="override the diffusion epochs")
     parser.add_argument("--diffusion-ckpt", default=None, help="reuse this FLAIR diffusion checkpoint (64^3 grid)")
     parser.add_argument("--skip-ablations", action="store_true", help="train only the full model")
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "brain.json"))
+    parser.add_argument("--out", default=str(RESULTS / "brain.json"))
     args = parser.parse_args()
     work = Path(args.workdir).resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -245,7 +212,7 @@ def main() -> None:
     datalist, spacing = make_data(data, args.n)
     common = {"dataset_dir": str(data)}
     reuse = Path(args.diffusion_ckpt).resolve() if args.diffusion_ckpt else None
-    diffusion_ckpt, pretrain_timing = pretrain(common, work / "diffusion", args.pretrain_epochs, reuse)
+    diffusion_ckpt, pretrain_timing = diffusion_checkpoint(common, work / "diffusion", args.pretrain_epochs, reuse)
 
     discovery = {**common, "diffusion_ckpt": str(diffusion_ckpt)}
     if args.max_epochs is not None:
@@ -254,7 +221,8 @@ def main() -> None:
     rows, timings = {}, {"pretraining": pretrain_timing}
     for row, ablation in runs.items():
         tag = row.replace("=", "")
-        ckpt, train_timing = discover(discovery, work / f"discovery_{tag}", ablation)
+        configs = bundle_config("structure_discovery", "train.json", "brain.json")
+        ckpt, train_timing = train_once(configs, work / f"discovery_{tag}", {**discovery, **ablation})
         report, eval_timing = evaluate({**discovery, **ablation}, spacing, ckpt, work / f"eval_{tag}")
         rows[row] = {
             "dice": report["matched_dice"]["ours"][0],

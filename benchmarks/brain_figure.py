@@ -17,11 +17,11 @@ import copy
 from pathlib import Path
 
 import numpy as np
-from _runner import ROOT, save_image_grid
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from scipy import ndimage
+from steps import RESULTS, save_image_grid
 
 from monai_ext.data.brain import BRATS_LABELS, CONTRASTS, synthesize_brain
 from monai_ext.provenance import refuse_existing
@@ -80,7 +80,7 @@ def figure(pairs: list[tuple[dict, dict]], mass_effect_mm: float, out: Path) -> 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "brains.png"))
+    parser.add_argument("--out", default=str(RESULTS / "brains.png"))
     parser.add_argument("--subjects", type=int, default=3)
     parser.add_argument("--mass-effect-mm", type=float, default=6.0)
     parser.add_argument("--overwrite", action="store_true")

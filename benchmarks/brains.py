@@ -26,11 +26,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from brain import NUM_PARTS, PAPER_TABLE3, score
 from scipy import ndimage
 from skimage.feature import peak_local_max
 from skimage.filters import threshold_otsu
 from skimage.segmentation import felzenszwalb, slic, watershed
+from steps import NUM_PARTS, PAPER_TABLE3, RESULTS, WORK, tumour_scores
 
 from monai_ext.baselines.kmeans import kmeans_segment
 from monai_ext.data.brain import CONTRASTS, make_brains
@@ -38,7 +38,6 @@ from monai_ext.data.datalist import load_datalist, read_volume
 from monai_ext.metrics import finite_stats
 from monai_ext.provenance import environment, peak_memory_mb, write_json
 
-ROOT = Path(__file__).resolve().parents[1]
 FLAIR = CONTRASTS.index("flair")
 TOLERANCE = 0.05
 TARGETS = ("label", "ventricles")  # whole tumour, lateral ventricles
@@ -93,7 +92,7 @@ def kmeans_3d(datalist: Path) -> dict:
     dice, hd95 = [], []
     for item in items:
         parts = kmeans_segment(read_volume(item["flair"], "flair"), NUM_PARTS)
-        values = score(parts, read_volume(item["label"], "label"), 2.0)
+        values = tumour_scores(parts, read_volume(item["label"], "label"), 2.0)
         dice.append(values[0])
         hd95.append(values[1])
     return {"dice": finite_stats(dice), "hd95_mm": finite_stats(hd95), "per_volume": {"dice": dice, "hd95_mm": hd95}}
@@ -115,9 +114,9 @@ def baselines_2d(datalist: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--workdir", default=str(ROOT / "benchmarks" / ".work" / "brains"))
+    parser.add_argument("--workdir", default=str(WORK / "brains"))
     parser.add_argument("--n", type=int, default=120, help="number of phantoms (split 4:1:1)")
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "brains.json"))
+    parser.add_argument("--out", default=str(RESULTS / "brains.json"))
     args = parser.parse_args()
     work = Path(args.workdir).resolve()
     start = time.perf_counter()

@@ -3,7 +3,7 @@ READMEs' "System requirements and memory" sections.
 
     python benchmarks/clients.py
 
-Each task is one ``python -m monai.bundle run`` of the bundle's own configs (through ``_runner.run_bundle``, under
+Each task is one ``python -m monai.bundle run`` of the bundle's own configs (through ``steps.run_bundle``, under
 torchrun for the two-process run), on the default regular phantoms (120 volumes, seed 0, generated once under
 ``benchmarks/.work/clients/``):
 
@@ -36,8 +36,8 @@ import sys
 import threading
 from pathlib import Path
 
-from _runner import ROOT, bundle_config, logged_seconds, run_bundle
-from summarize import clients as clients_table
+from steps import RESULTS, ROOT, WORK, bundle_config, logged_seconds, run_bundle
+from summaries.clients import clients as clients_table
 
 from monai_ext.provenance import environment, write_json
 
@@ -235,9 +235,9 @@ def measure(spec: dict) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--workdir", default=str(ROOT / "benchmarks" / ".work" / "clients"))
+    parser.add_argument("--workdir", default=str(WORK / "clients"))
     parser.add_argument("--ddp-threads", type=int, default=1, help="OMP_NUM_THREADS of each torchrun process")
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "clients.json"))
+    parser.add_argument("--out", default=str(RESULTS / "clients.json"))
     parser.add_argument("--child", help=argparse.SUPPRESS)  # internal: run one task spec (JSON) and print its result
     args = parser.parse_args()
     if args.child:

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _runner import ROOT
-from cuts import inference_parser
+from cuts_methods import inference_parser
+from steps import BUNDLES, RESULTS, ROOT, WORK
 
 SIZES = (32, 64, 128, 256)
 TARGETS = {128: (15.0, 4.0), 256: (90.0, None)}  # side: (seconds, peak GB) at most (issue 11)
@@ -115,13 +115,13 @@ def plot(rows: dict[str, list[dict]], path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--encoder-ckpt", default=str(ROOT / "bundles" / "cuts" / "models" / "model.pt"))
+    parser.add_argument("--encoder-ckpt", default=str(BUNDLES / "cuts" / "models" / "model.pt"))
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
     parser.add_argument("--phate-python", default=None, help="a Python with multiscale_phate (none: ours only)")
     parser.add_argument("--phate-sizes", type=int, nargs="+", default=[32, 64], help="sides run with multiscale_phate")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds before a run is given up")
-    parser.add_argument("--workdir", default=str(ROOT / "benchmarks" / ".work" / "condensation"))
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "condensation.json"))
+    parser.add_argument("--workdir", default=str(WORK / "condensation"))
+    parser.add_argument("--out", default=str(RESULTS / "condensation.json"))
     args = parser.parse_args()
     from monai_ext.provenance import environment, write_json
 

@@ -5,7 +5,7 @@ For the first ``--slices`` slices of the split that hold both targets, one row e
 structures``), of the paper's reading of the same encoder, of k-means on the intensities and of the oracle level
 (the condensation level with the best tumour Dice), each part in its own colour, with the part the hint rule picks
 for each target outlined in the target's colour and its Dice in the title. The maps are computed as
-``benchmarks/cuts.py`` computes them (``cuts.label_maps``).
+``benchmarks/cuts.py`` computes them (``cuts_methods.label_maps``).
 
     python benchmarks/cuts_figure.py --out benchmarks/results/cuts.png
 """
@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _runner import ROOT, save_image_grid
-from cuts import CUTS_ROW, TARGETS, ComparedMethods, inference_parser, label_maps
+from cuts_methods import CUTS_ROW, TARGETS, ComparedMethods, inference_parser, label_maps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from steps import BUNDLES, RESULTS, save_image_grid
 
 from monai_ext.data.brain import CONTRASTS
 from monai_ext.metrics.hint import hint_dice, hint_mask
@@ -83,10 +83,10 @@ def figure(slices: list[dict], out: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "cuts.png"))
+    parser.add_argument("--out", default=str(RESULTS / "cuts.png"))
     parser.add_argument("--split", default="test", choices=("training", "validation", "test"))
     parser.add_argument("--slices", type=int, default=4, help="how many slices with both targets, from the first")
-    parser.add_argument("--encoder-ckpt", default=str(ROOT / "bundles" / "cuts" / "models" / "model.pt"))
+    parser.add_argument("--encoder-ckpt", default=str(BUNDLES / "cuts" / "models" / "model.pt"))
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args()
     if args.slices < 1:

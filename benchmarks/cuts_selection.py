@@ -35,7 +35,8 @@ Rules, each giving one label map per slice:
   chosen;
 - ``best level (oracle)``: the level with the best Dice, which looks at the ground truth;
 - ``tissue map (oracle)``: the phantom's exact tissue partition, the tumour's three tissues as three parts
-  (``cuts.tissue_map``): on the tumour, the best any map whose parts each lie within one tissue can score.
+  (``monai_ext.data.brain.tissue_map``): on the tumour, the best any map whose parts each lie within one tissue
+  can score.
 
 Every map is binarised by the hint rule and scored by Dice on the network's grid (the labels resampled by the
 bundle's preprocessing).
@@ -48,13 +49,11 @@ from collections import defaultdict
 
 import numpy as np
 import torch
-from _runner import ROOT
-from cuts import (
+from cuts_methods import (
     DATASETS,
     KMEANS_BASELINES,
     KMEANS_PARTS,
     TARGETS,
-    TISSUE_ROW,
     add_encoder_arguments,
     encoder_config,
     kmeans_baselines,
@@ -62,11 +61,12 @@ from cuts import (
     persistence_with_rule,
     postprocessing_transforms,
     tissue_keys_of,
-    tissue_map,
 )
 from monai.bundle import ConfigParser
+from steps import RESULTS, TISSUE_ROW, read_config
 
 from monai_ext.baselines.kmeans import kmeans_segment
+from monai_ext.data.brain import tissue_map
 from monai_ext.engines.cuts_report import ORACLE
 from monai_ext.metrics.hint import hint_dice
 from monai_ext.provenance import environment, write_json
@@ -78,39 +78,16 @@ from monai_ext.transforms import (
     PottsRefinementd,
 )
 from monai_ext.transforms.features import total_sd
-from monai_ext.transforms.persistence import PERSISTENCE_RULES, segment_lifetimes
+from monai_ext.transforms.persistence import PERSISTENCE_RULES, excess_of_mass
 
-
-def excess_of_mass(levels: np.ndarray, steps: list[int], size_power: float, min_size: float) -> np.ndarray:
-    """The label map of the segments chosen by excess of mass (HDBSCAN's selection) from the condensation tree of
-    ``levels`` (L, *spatial): a segment is chosen when its stability size^p x persistence (in condensation steps)
-    exceeds the best total of the segments below it; pixels under no chosen segment keep label 0.
-    """
-    flat = torch.as_tensor(levels).long().reshape(len(levels), -1)
-    pixels = flat.shape[1]
-    segments = segment_lifetimes(flat, steps)
-    children = defaultdict(list)
-    for index, segment in enumerate(segments):
-        if segment["parent"] is not None:
-            children[segment["parent"]].append(index)
-    best, chosen = {}, {}
-    for index in sorted(range(len(segments)), key=lambda i: segments[i]["level"]):  # children before parents
-        segment = segments[index]
-        eligible = min_size * pixels <= segment["size"] < pixels
-        own = segment["size"] ** size_power * segment["persistence"] if eligible else 0.0
-        below = sum(best[child] for child in children[index])
-        chosen[index] = eligible and (not children[index] or own > below)
-        best[index] = own if chosen[index] else below
-    label_map = np.zeros(pixels, dtype=np.int64)
-    pending = [index for index, segment in enumerate(segments) if segment["parent"] is None]
-    while pending:
-        index = pending.pop()
-        if chosen[index]:
-            segment = segments[index]
-            label_map[(flat[segment["level"]] == segment["label"]).numpy()] = int(label_map.max()) + 1
-        else:
-            pending.extend(children[index])
-    return label_map.reshape(levels.shape[1:])
+TRAINING_OPTIONS = {  # train.json ids the selection may train with (--train), and what each is
+    "patch_size": "patch",
+    "temperature": "NT-Xent temperature",
+    "contrastive_weight": "lambda",
+    "anchors_per_image": "anchors per image",
+    "seed": "seed",
+    "positive_radius": "positive-pair radius",
+}
 
 
 def feature_sets(
@@ -136,7 +113,7 @@ def merging_suffix(merging: MergeAdjacentParts) -> str:
 def kmeans_maps(
     image: torch.Tensor, weights: list[float], refinement: PottsRefinement, mergings: dict[str, MergeAdjacentParts]
 ) -> dict[str, np.ndarray]:
-    """``cuts.py``'s baselines (:func:`cuts.kmeans_baselines`, with k-means + refinement merged by each of
+    """``cuts.py``'s baselines (:func:`cuts_methods.kmeans_baselines`, with k-means + refinement merged by each of
     ``mergings``, by row-name suffix) and k-means (k = 10) on the intensities with the coordinates appended as in
     :func:`feature_sets`."""
     maps = kmeans_baselines(image, refinement, mergings)
@@ -231,27 +208,18 @@ def table(result: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_encoder_arguments(parser, "cuts_selection", split="validation")
-    parser.add_argument("--patch-size", type=int, default=None, help="training's patch (default: the bundle's)")
-    parser.add_argument(
-        "--temperature", type=float, default=None, help="training's NT-Xent temperature (default: the bundle's)"
-    )
-    parser.add_argument(
-        "--contrastive-weight", type=float, default=None, help="training's lambda (default: the bundle's)"
-    )
-    parser.add_argument(
-        "--anchors-per-image", type=int, default=None, help="training's anchors per image (default: the bundle's)"
-    )
-    parser.add_argument("--seed", type=int, default=None, help="training's seed (default: the bundle's)")
-    parser.add_argument(
-        "--positive-radius", type=int, default=None, help="training's positive-pair radius (default: the bundle's)"
-    )
+    training = read_config("cuts", "train.json")
+    for key, what in TRAINING_OPTIONS.items():
+        option = "--" + key.replace("_", "-")
+        help_text = f"training's {what} (default: the bundle's, {training[key]})"
+        parser.add_argument(option, type=type(training[key]), default=None, help=help_text)
     parser.add_argument("--coordinate-weights", type=float, nargs="+", default=[0.5, 1.0])
     parser.add_argument("--size-powers", type=float, nargs="+", default=[0.0, 0.5, 1.0])
     parser.add_argument("--part-ratios", type=float, nargs="+", default=[0.6, 0.75, 0.9])
     parser.add_argument("--boundary-shares", type=float, nargs="+", default=[0.5, 0.6, 0.7])
     parser.add_argument("--size-ratios", type=float, nargs="+", default=[0.6, 0.75, 0.9])
     parser.add_argument("--features", choices=("all", "bundle"), default="all", help="bundle: its features only")
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "cuts_selection.json"))
+    parser.add_argument("--out", default=str(RESULTS / "cuts_selection.json"))
     args = parser.parse_args()
     if any(w <= 0 for w in args.coordinate_weights) or any(p < 0 for p in args.size_powers):
         parser.error("--coordinate-weights must be > 0 and --size-powers >= 0.")
@@ -259,14 +227,7 @@ def main() -> None:
         parser.error("--part-ratios must be in (0, 1].")
     if any(not 0 < s <= 1 for s in args.boundary_shares) or any(not 0 <= r <= 1 for r in args.size_ratios):
         parser.error("--boundary-shares must be in (0, 1] and --size-ratios in [0, 1].")
-    training_overrides = {
-        "patch_size": args.patch_size,
-        "temperature": args.temperature,
-        "contrastive_weight": args.contrastive_weight,
-        "anchors_per_image": args.anchors_per_image,
-        "seed": args.seed,
-        "positive_radius": args.positive_radius,
-    }
+    training_overrides = {key: getattr(args, key) for key in TRAINING_OPTIONS}
     if not args.train and (args.max_epochs is not None or any(v is not None for v in training_overrides.values())):
         options = [f"--{key.replace('_', '-')}" for key in (*training_overrides, "max_epochs")]
         parser.error(f"{', '.join(options[:-1])} and {options[-1]} set the training: pass --train.")

@@ -16,11 +16,10 @@ slice), and the tumour share of the slice in the truth, the first-step masks and
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import numpy as np
 import torch
-from diffusion_segmentation import ensemble_inferer, parser_of, test_items, tumour
+from steps import RESULTS, ensemble_inferer, segmentation_parser, test_items, tumour
 
 from monai_ext.engines import slice_scores
 from monai_ext.provenance import environment, write_json
@@ -46,7 +45,7 @@ def first_step_masks(network: torch.nn.Module, inferer, image: torch.Tensor) -> 
 
 def model_rows(name: str, ckpt: str, prediction_type: str, items: list[dict], num_samples: int) -> dict:
     """Dice, divergence and tumour shares of one model on ``items``."""
-    parser = parser_of("train.json", prediction_type=prediction_type)
+    parser = segmentation_parser("train.json", prediction_type=prediction_type)
     network = load_weights(parser.get_parsed_content("network_def"), ckpt).eval()
     inferer = ensemble_inferer("ddim_50", parser, num_samples)
     single, ensemble, diverging, truth, first, final = [], [], [], [], [], []
@@ -82,10 +81,10 @@ def main() -> None:
     parser.add_argument("--model", nargs=3, action="append", required=True, metavar=("NAME", "CKPT", "PREDICTION_TYPE"))
     parser.add_argument("--slices", type=int, default=8, help="the first test slices through the tumour")
     parser.add_argument("--samples", type=int, default=10, help="DDIM 50 samples per slice")
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "diffusion_divergence.json"))
+    parser.add_argument("--out", default=str(RESULTS / "diffusion_divergence.json"))
     args = parser.parse_args()
     torch.set_num_threads(min(torch.get_num_threads(), 2))
-    items = tumour(test_items(parser_of("train.json")))[: args.slices]
+    items = tumour(test_items(segmentation_parser("train.json")))[: args.slices]
     models = {name: model_rows(name, ckpt, kind, items, args.samples) for name, ckpt, kind in args.model}
     write_json(
         args.out, {**environment(), "slices": len(items), "samples": args.samples, "models": models}, overwrite=True

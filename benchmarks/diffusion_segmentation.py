@@ -26,63 +26,44 @@ Steps, each reused from ``--workdir`` when finished:
 from __future__ import annotations
 
 import argparse
-import json
 import resource
 import time
 from pathlib import Path
 
 import torch
-from _runner import BUNDLES, ROOT, bundle_config, log_beside, run_bundle
 from ignite.engine import Engine
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from monai.bundle import ConfigParser
+from steps import (
+    ENSEMBLE,
+    RESULTS,
+    ROOT,
+    SAMPLER_STEPS,
+    WORK,
+    bundle_config,
+    ensemble_inferer,
+    segmentation_parser,
+    test_items,
+    train_once,
+    tumour,
+)
 
-from monai_ext.bundle import sampling_scheduler
-from monai_ext.data.datalist import load_datalist
 from monai_ext.engines import EnsembleReport, slice_scores
 from monai_ext.engines.ensemble_report import summarize_scores
-from monai_ext.inferers import DiffusionEnsembleInferer, MonteCarloDropoutInferer
+from monai_ext.inferers import MonteCarloDropoutInferer
 from monai_ext.inferers.ensemble import ensemble_outputs
 from monai_ext.metrics import finite_stats
 from monai_ext.provenance import environment, write_json
 from monai_ext.transforms import SplitEnsembled
 from monai_ext.weights import load_weights
 
-BUNDLE = BUNDLES / "diffusion_segmentation"
+BUNDLE = "diffusion_segmentation"
 PAPER_TABLE1 = {  # BraTS, Wolleb et al. 2022, Table 1: Dice, HD95, Jaccard (all test slices)
     "1 sampling run": (0.866, 6.813, 0.788),
     "ensemble of 5": (0.881, 6.387, 0.802),
     "nnU-Net": (0.891, 6.000, 0.818),
 }
-ENSEMBLE = 5
-STEPS = {"ddpm": None, "ddim_25": 25, "ddim_50": 50, "ddim_100": 100}
-
-
-def parser_of(*configs: str, **overrides: object) -> ConfigParser:
-    """The bundle's layered configs with ``overrides``, as ``monai.bundle run`` would read them."""
-    parser = ConfigParser()
-    parser.read_config([str(BUNDLE / "configs" / c) for c in configs])
-    parser.update({"bundle_root": str(BUNDLE), **overrides})
-    return parser
-
-
-def train(configs: list[str], work: Path, overrides: dict) -> tuple[Path, dict]:
-    """Train with the bundle (reusing a finished run in ``work``); return the selected weights and the timing."""
-    target, done = work / "model.pt", work / "done"
-    if done.is_file():
-        return target, json.loads(done.read_text())
-    overrides = {"output_dir": str(work), **overrides}
-    timing = run_bundle(bundle_config("diffusion_segmentation", *configs), overrides, log_beside(work))
-    done.write_text(json.dumps(timing))
-    return target, timing
-
-
-def test_items(parser: ConfigParser) -> list[dict]:
-    """The test split through the bundle's validation preprocessing (image and label on the network's grid)."""
-    transform = parser.get_parsed_content("validate#preprocessing")
-    records = load_datalist(parser.get_parsed_content("datalist"), "test")
-    return [transform(record) for record in records]
 
 
 def sample(network: torch.nn.Module, inferer, items: list[dict], num_samples: int) -> tuple[list[dict], float]:
@@ -112,10 +93,6 @@ def report(outputs: list[dict], folder: Path) -> dict:
     return reporter.report()
 
 
-def tumour(items: list[dict]) -> list[dict]:
-    return [item for item in items if item["label"].any()]
-
-
 def dice_curve(outputs: list[dict], sizes: list[int]) -> dict[int, dict]:
     """Mean Dice of the ensemble of the first k samples on the tumour slices, for k in ``sizes``."""
     curve = {}
@@ -141,16 +118,6 @@ def plot_curve(curve: dict[int, dict], supervised: float, path: Path) -> None:
     figure.savefig(path, dpi=120, bbox_inches="tight")
 
 
-def ensemble_inferer(name: str, parser: ConfigParser, num_samples: int = ENSEMBLE) -> DiffusionEnsembleInferer:
-    """The seeded inferer of the sampler ``name`` (a key of ``STEPS``: ``ddpm`` or ``ddim_<steps>``)."""
-    scheduler = sampling_scheduler(
-        name.split("_")[0], parser["num_train_timesteps"], prediction_type=parser["prediction_type"]
-    )
-    return DiffusionEnsembleInferer(
-        scheduler, num_samples=num_samples, num_inference_steps=STEPS[name], seed=0, progress=False
-    )
-
-
 def cost(seconds: float, num_samples: int = ENSEMBLE) -> dict:
     """Seconds per ensemble and per sample of one ensemble of ``num_samples``."""
     return {"seconds_per_ensemble": round(seconds, 2), "seconds_per_sample": round(seconds / num_samples, 3)}
@@ -159,7 +126,7 @@ def cost(seconds: float, num_samples: int = ENSEMBLE) -> dict:
 def sampler_rows(network, parser: ConfigParser, items: list[dict], work: Path) -> dict:
     """DDPM with all T steps against DDIM with 25, 50 and 100 steps: ensembles of 5 on ``items``."""
     rows = {}
-    for name, steps in STEPS.items():
+    for name, steps in SAMPLER_STEPS.items():
         print(f"sampler {name}: {len(items)} slices", flush=True)
         outputs, seconds = sample(network, ensemble_inferer(name, parser), items, ENSEMBLE)
         rows[name] = {
@@ -193,7 +160,7 @@ def peak_memory_mb() -> float:
 
 def supervised_rows(ckpt: Path, items: list[dict], work: Path) -> dict:
     """The supervised U-Net: dropout off (one prediction) and its Monte-Carlo-dropout ensemble of 5."""
-    parser = parser_of("train.json", "supervised.json")
+    parser = segmentation_parser("train.json", "supervised.json")
     network = load_weights(parser.get_parsed_content("network_def"), str(ckpt)).eval()
     deterministic = []
     with torch.no_grad():
@@ -251,13 +218,13 @@ def table(result: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--workdir", default=str(ROOT / "benchmarks" / ".work" / "diffusion_segmentation"))
+    parser.add_argument("--workdir", default=str(WORK / "diffusion_segmentation"))
     parser.add_argument("--dataset-dir", default=None, help="a slice dataset (default: the bundle's default data)")
     parser.add_argument("--diffusion-ckpt", default=None, help="reuse these mask-DDPM weights instead of training")
     parser.add_argument("--sizes", type=int, nargs="+", default=[1, 2, 5, 10, 20], help="ensemble sizes of Fig. 4")
     parser.add_argument("--sampler-slices", type=int, default=10, help="tumour slices of the sampler comparison")
     parser.add_argument("--max-epochs", type=int, default=None, help="override both trainings' epochs (smoke runs)")
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "diffusion_segmentation.json"))
+    parser.add_argument("--out", default=str(RESULTS / "diffusion_segmentation.json"))
     args = parser.parse_args()
     if ENSEMBLE not in args.sizes or min(args.sizes) < 1:
         raise SystemExit(f"--sizes must be >= 1 and include {ENSEMBLE}, got {args.sizes}.")
@@ -271,10 +238,11 @@ def main() -> None:
     if args.diffusion_ckpt:
         ckpt, diffusion_timing = Path(args.diffusion_ckpt).resolve(), {"reused": str(args.diffusion_ckpt)}
     else:
-        ckpt, diffusion_timing = train(["train.json"], work / "diffusion", overrides)
-    sup_ckpt, sup_timing = train(["train.json", "supervised.json"], work / "supervised", overrides)
+        ckpt, diffusion_timing = train_once(bundle_config(BUNDLE, "train.json"), work / "diffusion", overrides)
+    supervised_configs = bundle_config(BUNDLE, "train.json", "supervised.json")
+    sup_ckpt, sup_timing = train_once(supervised_configs, work / "supervised", overrides)
 
-    config = parser_of("train.json", **({"dataset_dir": args.dataset_dir} if args.dataset_dir else {}))
+    config = segmentation_parser("train.json", **({"dataset_dir": args.dataset_dir} if args.dataset_dir else {}))
     items = test_items(config)
     network = load_weights(config.get_parsed_content("network_def"), str(ckpt)).eval()
     largest = max(args.sizes)

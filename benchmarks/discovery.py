@@ -13,69 +13,17 @@ bundles' own configs (`python -m monai.bundle run`), so the numbers are those of
 from __future__ import annotations
 
 import argparse
-import json
-import shutil
 import time
 from pathlib import Path
 
-from _runner import ROOT, bundle_config, log_beside, logged_seconds, run_bundle
+from steps import RESULTS, WORK, bundle_config, cell_phantoms, discover, evaluate_on_phantoms, pretrain
 
 from monai_ext.baselines.evaluate import PAPER_TABLE1
-from monai_ext.data.phantoms import make_phantoms
 from monai_ext.provenance import environment, write_json
 
 COLUMNS = ("ours", "kmeans", "bm4d_kmeans", "smooth_kmeans", "features_kmeans", "x0_kmeans")
 NUM_PARTS = (2, 4, 8)
 PAPER_TABLE2 = {1: (0.986, 0.366, 0.273), 2: (0.923, 0.577, 0.327), 3: (0.878, 0.489, 0.397)}
-
-
-def pretrain(data: Path, work: Path, reuse: Path | None) -> tuple[Path, dict]:
-    """The diffusion checkpoint of a dataset: ``reuse`` if given, else trained with the CPU recipe."""
-    target = work / "model.pt"
-    if reuse is not None:
-        return reuse, {"reused": str(reuse)}
-    if target.is_file():  # finished earlier: its training time is in the trainer's log
-        finished = logged_seconds(log_beside(work), "SupervisedTrainer", "Engine run finished")
-        return target, {"reused": str(target), "seconds_from_log": finished[-1] if finished else None}
-    timing = run_bundle(
-        bundle_config("diffusion_pretraining", "train.json"),
-        {"dataset_dir": str(data), "output_dir": str(work)},
-        log_beside(work),
-    )
-    return target, timing
-
-
-def discover(data: Path, diffusion_ckpt: Path, work: Path, overrides: dict) -> tuple[Path, dict]:
-    """Train structure discovery (reusing a finished run in ``work``) and return the selected weights."""
-    target = work / "model.pt"
-    if (work / "done").is_file():
-        return target, json.loads((work / "done").read_text())
-    timing = run_bundle(
-        bundle_config("structure_discovery", "train.json"),
-        {"dataset_dir": str(data), "diffusion_ckpt": str(diffusion_ckpt), "output_dir": str(work), **overrides},
-        log_beside(work),
-    )
-    (work / "done").write_text(json.dumps(timing))
-    return target, timing
-
-
-def evaluate(data: Path, diffusion_ckpt: Path, ckpt: Path, out: Path, overrides: dict, baselines: bool) -> dict:
-    """Evaluate on the test split (with the baselines in the same run) and return the bundle's report."""
-    if out.exists():
-        shutil.rmtree(out)
-    run_bundle(
-        bundle_config("structure_discovery", "train.json", "evaluate.json"),
-        {
-            "dataset_dir": str(data),
-            "diffusion_ckpt": str(diffusion_ckpt),
-            "ckpt_path": str(ckpt),
-            "eval_output_dir": str(out),
-            "compare_baselines": baselines,
-            **overrides,
-        },
-        log_beside(out, "evaluate"),
-    )
-    return json.loads((out / "report.json").read_text())
 
 
 def stage_table(data: Path, diffusion_ckpt: Path, work: Path, default: dict, extra: dict) -> dict:
@@ -93,7 +41,9 @@ def stage_table(data: Path, diffusion_ckpt: Path, work: Path, default: dict, ext
             **extra,
         }
         ckpt, timing = discover(data, diffusion_ckpt, work / f"discovery_regular_stage{stage}", overrides)
-        report = evaluate(data, diffusion_ckpt, ckpt, work / f"eval_stage{stage}", overrides, baselines=False)
+        report = evaluate_on_phantoms(
+            data, diffusion_ckpt, ckpt, work / f"eval_stage{stage}", overrides, baselines=False
+        )
         row = [None, None, None]
         row[stage - 1] = default["matched_dice"]["ours"][stage - 1]
         for position, level in enumerate(levels):
@@ -134,7 +84,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variants", nargs="+", default=["regular", "irregular"], choices=["regular", "irregular"])
     parser.add_argument("--stages", action="store_true", help="also run the stage table (Table 2) on regular")
-    parser.add_argument("--workdir", default=str(ROOT / "benchmarks" / ".work"))
+    parser.add_argument("--workdir", default=str(WORK))
     parser.add_argument(
         "--diffusion-ckpt",
         nargs=2,
@@ -144,7 +94,7 @@ def main() -> None:
         help="reuse a diffusion checkpoint for a variant instead of pretraining",
     )
     parser.add_argument("--max-epochs", type=int, default=None, help="override the discovery epochs")
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "discovery.json"))
+    parser.add_argument("--out", default=str(RESULTS / "discovery.json"))
     args = parser.parse_args()
     work = Path(args.workdir)
     reuse = {variant: Path(path) for variant, path in args.diffusion_ckpt}
@@ -152,12 +102,13 @@ def main() -> None:
     start = time.perf_counter()
     results, stage_rows = {}, {}
     for variant in args.variants:
-        data = work / f"phantoms_{variant}"
-        if not (data / "datalist.json").is_file():
-            make_phantoms(str(data), variant=variant, n=120, seed=0)
-        diffusion_ckpt, pretrain_timing = pretrain(data, work / f"diffusion_{variant}", reuse.get(variant))
+        data = cell_phantoms(work / f"phantoms_{variant}", variant)
+        configs = bundle_config("diffusion_pretraining", "train.json")
+        diffusion_ckpt, pretrain_timing = pretrain(
+            configs, work / f"diffusion_{variant}", {"dataset_dir": str(data)}, reuse.get(variant)
+        )
         ckpt, train_timing = discover(data, diffusion_ckpt, work / f"discovery_{variant}", extra)
-        report = evaluate(data, diffusion_ckpt, ckpt, work / f"eval_{variant}", {}, baselines=True)
+        report = evaluate_on_phantoms(data, diffusion_ckpt, ckpt, work / f"eval_{variant}", {}, baselines=True)
         results[variant] = {"pretraining": pretrain_timing, "discovery": train_timing, "report": report}
         if args.stages and variant == "regular":
             stage_rows = stage_table(data, diffusion_ckpt, work, report, extra)

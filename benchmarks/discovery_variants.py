@@ -20,13 +20,11 @@ import json
 import time
 from pathlib import Path
 
-from _runner import ROOT
-from discovery import discover, evaluate
+from steps import BUNDLES, RESULTS, WORK, cell_phantoms, discover, evaluate_on_phantoms
 
-from monai_ext.data.phantoms import make_phantoms
 from monai_ext.provenance import environment, write_json
 
-DIFFUSION_CKPT = ROOT / "bundles" / "structure_discovery" / "models" / "diffusion_pretraining" / "model.pt"
+DIFFUSION_CKPT = BUNDLES / "structure_discovery" / "models" / "diffusion_pretraining" / "model.pt"
 REDUCED_SPLITS = {"training": 40, "validation": 5, "test": 20}
 BASELINES = ("kmeans", "bm4d_kmeans", "smooth_kmeans", "features_kmeans", "x0_kmeans")
 # The paper's setting, every id a variant may change (Tursynbek & Niethammer, MICCAI 2023, sec. 4).
@@ -75,10 +73,10 @@ def reduced_datalist(data: Path) -> str:
 
 
 def evaluate_once(data: Path, ckpt: Path, out: Path, overrides: dict, baselines: bool) -> dict:
-    """The evaluation report of a trained variant on the test split: ``discovery.evaluate``'s, reused when present."""
+    """The evaluation report of a trained variant on the test split (``evaluate_on_phantoms``), reused when present."""
     if (out / "report.json").is_file():
         return json.loads((out / "report.json").read_text())
-    return evaluate(data, DIFFUSION_CKPT, ckpt, out, overrides, baselines)
+    return evaluate_on_phantoms(data, DIFFUSION_CKPT, ckpt, out, overrides, baselines)
 
 
 def run_variant(name: str, data: Path, datalist: str, work: Path, max_epochs: int, baselines: bool) -> dict:
@@ -135,14 +133,12 @@ def table(results: dict, baseline_report: dict | None, max_epochs: int) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    parser.add_argument("--workdir", default=str(ROOT / "benchmarks" / ".work" / "variants"))
-    parser.add_argument("--data", default=str(ROOT / "benchmarks" / ".work" / "phantoms_regular"))
+    parser.add_argument("--workdir", default=str(WORK / "variants"))
+    parser.add_argument("--data", default=str(WORK / "phantoms_regular"))
     parser.add_argument("--max-epochs", type=int, default=6)
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "discovery_variants.json"))
+    parser.add_argument("--out", default=str(RESULTS / "discovery_variants.json"))
     args = parser.parse_args()
-    work, data = Path(args.workdir) / f"epochs{args.max_epochs}", Path(args.data)
-    if not (data / "datalist.json").is_file():
-        make_phantoms(str(data), variant="regular", n=120, seed=0)
+    work, data = Path(args.workdir) / f"epochs{args.max_epochs}", cell_phantoms(Path(args.data), "regular")
     datalist = reduced_datalist(data)
     start = time.perf_counter()
     results = {}

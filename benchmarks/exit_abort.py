@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from steps import RESULTS
+
 from monai_ext.provenance import environment, write_json
 
 JOB = """
@@ -56,7 +58,7 @@ def run_job(script: Path, mode: str) -> dict[str, object]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=30, help="jobs per mode (default 30)")
-    parser.add_argument("--out", default="benchmarks/results/exit_abort.json", help="result JSON")
+    parser.add_argument("--out", default=str(RESULTS / "exit_abort.json"), help="result JSON")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing result file")
     args = parser.parse_args()
     if args.runs < 1:

@@ -14,7 +14,7 @@ import shutil
 import time
 from pathlib import Path
 
-from _runner import ROOT
+from steps import RESULTS, WORK
 
 from monai_ext.baselines.evaluate import PAPER_TABLE1, run_baselines
 from monai_ext.data.phantoms import make_phantoms
@@ -25,8 +25,8 @@ TOLERANCE = 0.05
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--workdir", default=str(ROOT / "benchmarks" / ".work"))
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "phantoms.json"))
+    parser.add_argument("--workdir", default=str(WORK))
+    parser.add_argument("--out", default=str(RESULTS / "phantoms.json"))
     args = parser.parse_args()
     results, lines = {}, []
     for variant in ("regular", "irregular"):

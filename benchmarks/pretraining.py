@@ -14,25 +14,22 @@ import json
 import shutil
 from pathlib import Path
 
-from _runner import ROOT, bundle_config, run_bundle
+from steps import BUNDLES, RESULTS, WORK, bundle_config, cell_phantoms, run_bundle
 
-from monai_ext.data.phantoms import make_phantoms
 from monai_ext.provenance import environment, write_json
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--ckpt", default=str(ROOT / "bundles" / "diffusion_pretraining" / "models" / "model.pt"))
+    parser.add_argument("--ckpt", default=str(BUNDLES / "diffusion_pretraining" / "models" / "model.pt"))
     parser.add_argument("--variant", default="regular", choices=["regular", "irregular"])
     parser.add_argument("--samples", type=int, default=2, help="DDIM samples to draw")
     parser.add_argument("--steps", type=int, default=50, help="DDIM steps per sample")
-    parser.add_argument("--workdir", default=str(ROOT / "benchmarks" / ".work"))
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "pretraining.json"))
+    parser.add_argument("--workdir", default=str(WORK))
+    parser.add_argument("--out", default=str(RESULTS / "pretraining.json"))
     args = parser.parse_args()
     work = Path(args.workdir)
-    data = work / f"phantoms_{args.variant}"
-    if not (data / "datalist.json").is_file():
-        make_phantoms(str(data), variant=args.variant, n=120, seed=0)
+    data = cell_phantoms(work / f"phantoms_{args.variant}", args.variant)
     evaluation, samples = work / "pretraining_evaluate", work / "pretraining_samples"
     for folder in (evaluation, samples):
         if folder.exists():

@@ -22,10 +22,9 @@ import time
 from pathlib import Path
 
 import torch
-from _runner import BUNDLES, ROOT, bundle_config, log_beside, logged_seconds, run_bundle
+from steps import BUNDLES, RESULTS, WORK, bundle_config, cell_phantoms, log_beside, logged_seconds, run_bundle
 
 from monai_ext.bundle import bundle_component
-from monai_ext.data.phantoms import make_phantoms
 from monai_ext.losses import DiscoveryLoss
 from monai_ext.networks import DiffusionFeatureExtractor, FeatureCache, HierarchicalSegmenter
 from monai_ext.provenance import environment, peak_memory_mb, write_json
@@ -157,8 +156,8 @@ def main() -> None:
     parser.add_argument("--skip-paper", action="store_true", help="skip the paper setting (about 21 GB here)")
     parser.add_argument("--cache-volumes", type=int, default=20, help="training volumes of the cache comparison")
     parser.add_argument("--cache-epochs", type=int, default=6, help="epochs of the cache comparison (0: skip)")
-    parser.add_argument("--workdir", default=str(ROOT / "benchmarks" / ".work"))
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "speed.json"))
+    parser.add_argument("--workdir", default=str(WORK))
+    parser.add_argument("--out", default=str(RESULTS / "speed.json"))
     args = parser.parse_args()
     torch.manual_seed(0)
     names = ["cpu_recipe"] + ([] if args.skip_paper else ["paper"])
@@ -170,9 +169,7 @@ def main() -> None:
         results[f"discovery_{name}_features"] = discovery_speed(name, args.volumes if small else 2)
         print(name, "discovery", results[f"discovery_{name}_features"], flush=True)
     if args.cache_epochs:
-        data = Path(args.workdir) / "phantoms_regular"
-        if not (data / "datalist.json").is_file():
-            make_phantoms(str(data), variant="regular", n=120, seed=0)
+        data = cell_phantoms(Path(args.workdir) / "phantoms_regular", "regular")
         results["bundle_feature_cache"] = cache_comparison(
             data, Path(args.workdir), args.cache_volumes, args.cache_epochs
         )

@@ -1,3 +1,3 @@
 """monai-ext: MONAI bundles and extensions for label-free and uncertainty-aware segmentation."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -1,18 +1,14 @@
-"""The true tissue partition that the CUTS benchmarks read as the row ``tissue map (oracle)`` (`benchmarks/cuts.py`)."""
+"""``tissue_map``: the brain phantoms' true tissue partition (the CUTS benchmarks' row ``tissue map (oracle)``)."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
 
-sys.path.append(str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from cuts import DATASETS, inference_parser, tissue_keys_of, tissue_map
-
-from monai_ext.data.brain import BRATS_LABELS, LABEL_KEYS, TISSUE_LABELS
+from monai_ext.data.brain import BRATS_LABELS, LABEL_KEYS, TISSUE_LABELS, TISSUE_MAP_KEYS, tissue_map
 from monai_ext.metrics.hint import hint_dice
 
 
@@ -41,7 +37,7 @@ def _phantom() -> tuple[np.ndarray, np.ndarray]:
 
 def test_each_tumour_tissue_is_a_part_and_the_healthy_tissues_are_kept(tmp_path: Path) -> None:
     tissue, brats = _phantom()
-    parts = tissue_map(_slice(tmp_path, tissue, brats), ("tissue", "brats"))
+    parts = tissue_map(_slice(tmp_path, tissue, brats))
     np.testing.assert_array_equal(parts[brats == 0], tissue[brats == 0])
     tumour_parts = {name: np.unique(parts[brats == value]) for name, value in BRATS_LABELS.items()}
     assert all(len(values) == 1 for values in tumour_parts.values())
@@ -51,7 +47,7 @@ def test_each_tumour_tissue_is_a_part_and_the_healthy_tissues_are_kept(tmp_path:
 
 def test_the_hint_rule_takes_the_largest_tumour_tissue(tmp_path: Path) -> None:
     tissue, brats = _phantom()
-    parts = tissue_map(_slice(tmp_path, tissue, brats), ("tissue", "brats"))
+    parts = tissue_map(_slice(tmp_path, tissue, brats))
     edema, whole = 9, 15  # the largest tissue of the tumour, and the tumour
     assert hint_dice(parts, brats > 0) == pytest.approx(2 * edema / (edema + whole))
 
@@ -60,27 +56,15 @@ def test_maps_on_different_grids_are_refused_naming_both_files(tmp_path: Path) -
     tissue, brats = _phantom()
     item = _slice(tmp_path, tissue, brats[:10])
     with pytest.raises(ValueError, match=r"'tissue' file .*tissue\.nii\.gz.*'brats' file .*brats\.nii\.gz.*one grid"):
-        tissue_map(item, ("tissue", "brats"))
+        tissue_map(item)
 
 
 def test_maps_that_place_the_tumour_differently_are_refused(tmp_path: Path) -> None:
     tissue, brats = _phantom()
     tissue[9, 6] = TISSUE_LABELS["wm"]  # an enhancing pixel that the tissue map calls white matter
     with pytest.raises(ValueError, match=r"'tissue' file .*'brats' file .*disagree"):
-        tissue_map(_slice(tmp_path, tissue, brats), ("tissue", "brats"))
+        tissue_map(_slice(tmp_path, tissue, brats))
 
 
-def test_the_brain_slices_read_their_tissue_maps_and_the_cell_slices_do_not(tmp_path: Path) -> None:
-    brain = DATASETS["brain_slices"].tissue_keys
-    assert brain is not None and set(brain) <= set(LABEL_KEYS)  # keys the phantom generator writes
-    assert set(brain) <= set(inference_parser(None, str(tmp_path), "brain_slices")["label_keys"])
-    assert DATASETS["cell_slices"].tissue_keys is None
-    assert not set(brain) & set(inference_parser(None, str(tmp_path), "cell_slices")["label_keys"])
-
-
-def test_the_tissue_row_needs_both_maps_in_every_item() -> None:
-    keys = ("tissue", "brats")
-    items = [{"image": "a", "tissue": "t", "brats": "b"}, {"image": "c", "tissue": "u", "brats": "d"}]
-    assert tissue_keys_of(items, keys) == keys
-    assert tissue_keys_of([*items, {"image": "e", "tissue": "v"}], keys) is None  # a user datalist without them
-    assert tissue_keys_of(items, None) is None
+def test_it_reads_maps_the_generator_writes() -> None:
+    assert set(TISSUE_MAP_KEYS) <= set(LABEL_KEYS)

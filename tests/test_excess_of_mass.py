@@ -1,19 +1,14 @@
-"""The excess-of-mass selection of benchmarks/cuts_selection.py against a brute force over every set of segments."""
+"""``excess_of_mass`` (HDBSCAN's selection on a condensation tree) against a brute force over every set of segments."""
 
 from __future__ import annotations
 
-import sys
 from itertools import combinations
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from monai_ext.transforms.persistence import segment_lifetimes
-
-sys.path.append(str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from cuts_selection import excess_of_mass
+from monai_ext.transforms.persistence import excess_of_mass, segment_lifetimes
 
 LEVELS = torch.tensor(
     [

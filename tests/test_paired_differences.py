@@ -1,15 +1,11 @@
-"""The paired per-slice comparison of the CUTS benchmark (`benchmarks/cuts.py`)."""
+"""``paired_differences``: the paired per-slice comparison of two methods with its bootstrap interval."""
 
 from __future__ import annotations
-
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.append(str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from cuts import paired_differences
+from monai_ext.metrics import paired_differences
 
 
 def test_two_slices_give_the_exact_bootstrap_interval() -> None:

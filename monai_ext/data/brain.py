@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,7 @@ from monai_ext.data.tumour import (
     soft_fractions,
     warp,
 )
+from monai_ext.transforms.io import ReadImaged
 
 nilearn_datasets, _ = optional_import("nilearn.datasets")
 
@@ -59,9 +61,11 @@ __all__ = [
     "LABEL_KEYS",
     "REGIONS",
     "TISSUE_LABELS",
+    "TISSUE_MAP_KEYS",
     "brain_capacity_cm3",
     "make_brains",
     "synthesize_brain",
+    "tissue_map",
 ]
 
 CONTRASTS = ("t1", "t1ce", "t2", "flair")
@@ -78,6 +82,9 @@ BRATS_LABELS = {"necrosis": 1, "edema": 2, "enhancing": 4}
 
 LABEL_KEYS = ("label", "brats", "tissue", "ventricles")
 """Label maps written for every subject (3D) or slice (2D), each a datalist key."""
+
+TISSUE_MAP_KEYS = ("tissue", "brats")
+"""The datalist keys :func:`tissue_map` reads: the tissue map and the BraTS map."""
 
 GRIDS = {2: (96, 96, 96), 1: (200, 200, 155)}
 """Output grid (voxels) for each resolution (mm)."""
@@ -567,3 +574,35 @@ def write_contrast_datalists(datalist: Path) -> list[Path]:
         path.write_text(json.dumps(single, indent=2) + "\n")
         paths.append(path)
     return paths
+
+
+def tissue_map(item: Mapping[str, str], keys: tuple[str, str] = TISSUE_MAP_KEYS) -> np.ndarray:
+    """The phantom's exact tissue partition of a subject or slice, read from its datalist record.
+
+    Background, CSF, grey and white matter keep their ``TISSUE_LABELS`` values; the tumour is split into its
+    necrosis, edema and enhancing rim (``TISSUE_LABELS["tumour"]`` plus the ``BRATS_LABELS`` value), each tissue one
+    part. Read by the hint rule (``monai_ext.metrics.hint_dice``), it looks at the ground truth: on the whole tumour
+    it scores the best that any label map whose parts each lie within one tissue can score.
+
+    Args:
+        item: a datalist record with the files of the tissue map and of the BraTS map under ``keys``.
+        keys: the record's keys of the tissue map and of the BraTS map.
+
+    Returns:
+        an int64 label map on the grid of the two files.
+
+    Raises:
+        ValueError: the two maps are on different grids, or the tissue map's tumour is not where the BraTS map's is.
+    """
+    tissue_key, brats_key = keys
+    read = ReadImaged(list(keys), image_only=True)(dict(item))
+    tissue, brats = (np.rint(np.asarray(read[key])).astype(np.int64) for key in keys)
+    files = f"'{tissue_key}' file '{item[tissue_key]}' and '{brats_key}' file '{item[brats_key]}'"
+    if tissue.shape != brats.shape:
+        raise ValueError(f"{files} have shapes {tissue.shape} and {brats.shape}: the two maps must share one grid.")
+    if not np.array_equal(tissue == TISSUE_LABELS["tumour"], brats > 0):
+        raise ValueError(
+            f"{files} disagree: the tissue map's tumour ({TISSUE_LABELS['tumour']}) must be exactly where the BraTS "
+            "map is above 0."
+        )
+    return np.where(brats > 0, TISSUE_LABELS["tumour"] + brats, tissue)

@@ -5,6 +5,8 @@
 - :func:`ergas` / :class:`ERGASMetric`: ERGAS (Wald, 2000), for the reconstructions of CUTS.
 - :class:`MatchedHausdorffDistanceMetric`: HD95 of matched parts (binary targets: the BraTS-style HD95).
 - :class:`MeanMaxProbabilityMetric`: the label-free model-selection score of structure discovery.
+- :func:`finite_stats`, :func:`paired_differences`: summaries of per-volume (or per-slice) scores, and the paired
+  difference of two methods with its bootstrap interval.
 - :func:`boundary_variance_ratio`, :func:`error_auroc`, :func:`expected_calibration_error`: whether an ensemble's
   variance and mean maps can be trusted (diffusion segmentation ensembles, Wolleb et al., MIDL 2022).
 
@@ -34,7 +36,7 @@ from .ergas import ERGASMetric, ergas
 from .hint import best_level_scores, binary_mask_scores, hint_dice, hint_mask, hint_scores
 from .matched_dice import MatchedDiceMetric, MatchedDiceResult, matched_dice, relabel
 from .matched_hausdorff import MatchedHausdorffDistanceMetric
-from .per_volume import finite_stats
+from .per_volume import finite_stats, paired_differences
 from .uncertainty import boundary_band, boundary_variance_ratio, error_auroc, expected_calibration_error
 
 # MONAI 1.5-1.6's own surface distances (HD95 here) pass get_mask_edges' deprecated always_return_as_numpy, which
@@ -59,5 +61,6 @@ __all__ = [
     "hint_mask",
     "hint_scores",
     "matched_dice",
+    "paired_differences",
     "relabel",
 ]

@@ -3,9 +3,11 @@ Amodio et al., sec. 3.2.2), by the paper's rule or by its authors' public code's
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Hashable, Mapping, Sequence
 from itertools import pairwise
 
+import numpy as np
 import torch
 from monai.config import KeysCollection
 from monai.data import MetaTensor
@@ -15,6 +17,7 @@ __all__ = [
     "PERSISTENCE_RULES",
     "PersistentStructures",
     "PersistentStructuresd",
+    "excess_of_mass",
     "lineage_lifetimes",
     "persistent_structures",
     "relabel_by_first_appearance",
@@ -82,6 +85,53 @@ def segment_lifetimes(levels: torch.Tensor, steps: Sequence[int] | None = None) 
         segment["persistence"] = end - clock[segment["level"]]
         segment.setdefault("parent", None)
     return segments
+
+
+def excess_of_mass(
+    levels: np.ndarray | torch.Tensor, steps: Sequence[int], size_power: float, min_size: float
+) -> np.ndarray:
+    """The segments of a condensation tree chosen by excess of mass, as one label map.
+
+    The cluster selection of HDBSCAN (Campello et al., "Density-based clustering based on hierarchical density
+    estimates", PAKDD 2013), on the tree of :func:`segment_lifetimes`: a segment's stability is size^p x
+    persistence (in condensation steps; HDBSCAN uses p = 1), and a segment is chosen when its stability exceeds the
+    best total of the segments below it, so the chosen segments never overlap and have the largest total stability.
+    Segments under ``min_size`` of the pixels, and the whole image, are never chosen.
+
+    Args:
+        levels: (L, *spatial) labels, fine to coarse.
+        steps: increasing condensation steps of the L levels.
+        size_power: p, the weight of a segment's size in its stability (>= 0).
+        min_size: the smallest share of the pixels a chosen segment may hold.
+
+    Returns:
+        an int64 label map of shape ``spatial``: the chosen segments numbered from 1, pixels under none 0.
+    """
+    flat = torch.as_tensor(levels).long().reshape(len(levels), -1)
+    pixels = flat.shape[1]
+    segments = segment_lifetimes(flat, steps)
+    children = defaultdict(list)
+    for index, segment in enumerate(segments):
+        if segment["parent"] is not None:
+            children[segment["parent"]].append(index)
+    best, chosen = {}, {}
+    for index in sorted(range(len(segments)), key=lambda i: segments[i]["level"]):  # children before parents
+        segment = segments[index]
+        eligible = min_size * pixels <= segment["size"] < pixels
+        own = segment["size"] ** size_power * segment["persistence"] if eligible else 0.0
+        below = sum(best[child] for child in children[index])
+        chosen[index] = eligible and (not children[index] or own > below)
+        best[index] = own if chosen[index] else below
+    label_map = np.zeros(pixels, dtype=np.int64)
+    pending = [index for index, segment in enumerate(segments) if segment["parent"] is None]
+    while pending:
+        index = pending.pop()
+        if chosen[index]:
+            segment = segments[index]
+            label_map[(flat[segment["level"]] == segment["label"]).numpy()] = int(label_map.max()) + 1
+        else:
+            pending.extend(children[index])
+    return label_map.reshape(tuple(levels.shape[1:]))
 
 
 def _check_part_ratio(part_ratio: float | None, rule: str) -> None:

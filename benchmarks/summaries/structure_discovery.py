@@ -1,0 +1,169 @@
+"""The structure_discovery bundle's results: the paper's Tables 1, 2 and 3, the variants and the wall times."""
+
+from __future__ import annotations
+
+from steps import read_config
+
+from monai_ext.baselines.evaluate import SMOOTHING_SIGMA
+from summaries.common import load, table_header, table_row
+
+NUM_PARTS = read_config("structure_discovery", "train.json")["num_parts"]  # also the cell phantoms' label levels
+LEVELS = tuple(f"level {level} (K={k})" for level, k in enumerate(NUM_PARTS, start=1))
+METHODS = {  # baseline of monai_ext.baselines.evaluate: its name in the tables
+    "ours": "ours (structure discovery)",
+    "bm4d_kmeans": "BM4D + k-means",
+    "kmeans": "k-means",
+    "smooth_kmeans": f"Gaussian smoothing (sigma {SMOOTHING_SIGMA:g}) + k-means",
+    "features_kmeans": "k-means on the diffusion features",
+    "x0_kmeans": "diffusion x0 prediction + k-means",
+}
+
+
+def headline(results: list[dict]) -> str:
+    """Per method, the matched Dice of each level on each phantom variant, the paper's beside where it has the row."""
+    reports = {variant: run["report"] for result in results for variant, run in result["runs"].items()}
+    parts = " / ".join(str(k) for k in NUM_PARTS)
+    lines = [
+        f"Matched Dice (mean over the 20 test volumes) at K = {parts}, ours (paper: Tursynbek & Niethammer 2023, "
+        "Table 1, where it has the row):",
+        table_header(["method", *(f"{variant} phantoms" for variant in reports)]),
+    ]
+    for method, name in METHODS.items():
+        cells = []
+        for report in reports.values():
+            ours = " / ".join(f"{level['mean']:.3f}" for level in report["matched_dice"][method])
+            paper = (report.get("paper_table1") or {}).get(method)
+            cells.append(ours + (f" ({' / '.join(f'{v:.3f}' for v in paper)})" if paper else ""))
+        lines.append(table_row([name, *cells]))
+    return "\n".join(lines)
+
+
+def table1(results: list[dict]) -> str:
+    lines = ["Table 1: matched Dice (mean ± sd, 20 test volumes), ours (paper, where it has the row); HD95 at level 1:"]
+    lines.append(table_header(["variant", "method", *LEVELS, "HD95 l1 (voxels)"]))
+    for result in results:
+        for variant, run in result["runs"].items():
+            report = run["report"]
+            paper_table = report.get("paper_table1") or {}
+            hd95 = report.get("matched_hd95_first_level") or {"ours": report["matched_hd95"][0]}
+            for method, name in METHODS.items():
+                if method not in report["matched_dice"]:
+                    continue
+                paper = paper_table.get(method, [None] * 3)
+                cells = [
+                    f"{level['mean']:.3f} ± {level['sd']:.3f}" + (f" ({ref:.3f})" if ref is not None else "")
+                    for level, ref in zip(report["matched_dice"][method], paper, strict=True)
+                ]
+                distance = hd95.get(method, {}).get("mean")
+                lines.append(table_row([variant, name, *cells, f"{distance:.2f}" if distance is not None else "-"]))
+    commands = "; ".join(f"`{r['command']}`" for r in results)
+    lines.append(f"\nCommands: {commands}.")
+    return "\n".join(lines)
+
+
+def variants(result: dict) -> str:
+    """The variant table of ``benchmarks/discovery_variants.py``: each variant as trained and nested, then the
+    baselines of the same run."""
+    protocol = result["protocol"]
+    lines = [
+        f"Structure discovery variants (`{result['command']}`): trained on {protocol['splits']['training']} volumes "
+        f"for {protocol['max_epochs']} epochs, seed {protocol['seed']}; matched Dice on the 20 test volumes, "
+        "HD95 at level 1 in voxels; one factor at a time from the paper's setting:"
+    ]
+    lines.append(
+        table_header(
+            ["variant", *LEVELS, "HD95 l1", "nested by construction", "parts > 0.5 % of voxels", "training (min)"]
+        )
+    )
+    for name, run in result["runs"].items():
+        dice = [f"{level['mean']:.3f}" for level in run["report"]["matched_dice"]["ours"]]
+        nested = " / ".join(f"{level['mean']:.3f}" for level in run["report_nested"]["matched_dice"]["ours"])
+        hd95 = run["report"]["matched_hd95"][0]["mean"]
+        used = " / ".join(str(n) for n in run["parts_used"])
+        lines.append(table_row([name, *dice, f"{hd95:.2f}", nested, used, f"{run['training']['seconds'] / 60:.1f}"]))
+    first = next(iter(result["runs"].values()))["report"]
+    for method, name in METHODS.items():
+        if method != "ours" and method in first["matched_dice"]:
+            dice = [f"{level['mean']:.3f}" for level in first["matched_dice"][method]]
+            hd95 = first["matched_hd95_first_level"][method]["mean"]
+            lines.append(table_row([f"baseline: {name}", *dice, f"{hd95:.2f}", "-", "-", "-"]))
+    return "\n".join(lines)
+
+
+def wall_times(results: list[dict]) -> str:
+    lines = ["Wall time of the CPU recipe (2 cores):"]
+    lines.append(table_header(["variant", "diffusion pretraining", "structure discovery (3 levels)", "total"]))
+    for result in results:
+        for variant, run in result["runs"].items():
+            pretraining = run["pretraining"].get("seconds")
+            discovery = run["discovery"]["seconds"]
+            if pretraining is None:  # a shipped checkpoint was reused: its training time is not in this run
+                lines.append(table_row([variant, "reused checkpoint", f"{discovery / 60:.1f} min", "-"]))
+                continue
+            total = (pretraining + discovery) / 60
+            lines.append(
+                table_row([variant, f"{pretraining / 60:.1f} min", f"{discovery / 60:.1f} min", f"{total:.1f} min"])
+            )
+    return "\n".join(lines)
+
+
+def table2(result: dict) -> str:
+    lines = [f"Table 2 (regular phantoms, one feature stage for every level; `{result['command']}`), ours (paper):"]
+    lines.append(table_header(["feature stage", *LEVELS]))
+    for stage, values in result["table2"].items():
+        paper = result["paper_table2"][stage]
+        lines.append(table_row([stage, *(f"{v:.3f} ({p:.3f})" for v, p in zip(values, paper, strict=True))]))
+    return "\n".join(lines)
+
+
+def table3(result: dict) -> str:
+    settings = result["dataset"]
+    lines = [
+        f"Table 3 on brain phantoms (FLAIR, K = 3, {settings['test_volumes']} test volumes, "
+        f"{settings['resolution_mm']} mm; `{result['command']}`); paper values are on BraTS'19:"
+    ]
+    lines.append(table_header(["method", "whole-tumour Dice", "HD95 (mm)", "paper Dice", "paper HD95 (mm)"]))
+    for row, values in result["table3"].items():
+        dice, hd = values["dice"], values["hd95_mm"]
+        paper = result["paper_table3"][row]
+        cells = [
+            f"{dice['mean']:.3f} ± {dice['sd']:.3f}" if dice else "-",
+            f"{hd['mean']:.1f} ± {hd['sd']:.1f}" if hd else "-",
+        ]
+        lines.append(table_row([row, *cells, f"{paper['dice']:.3f}", f"{paper['hd95_mm']:.1f}"]))
+    shares = result["runs"].get("ours", {}).get("part_tissue_shares")
+    if shares:
+        lines.append("")
+        lines.append(
+            "What the parts of `ours` are made of (share of their voxels per tissue class, largest part first):"
+        )
+        lines.append(table_header(["part", *shares[0]]))
+        lines.extend(table_row([str(k), *(f"{v:.2f}" for v in part.values())]) for k, part in enumerate(shares))
+    if "steps_seconds" in result:
+        trained = sum("training" in run.get("timing", {}) for run in result["runs"].values())
+        pretraining = "reused pretraining" if "reused" in result["timings"]["pretraining"] else "pretraining"
+        lines.append("")
+        lines.append(
+            f"All steps ({pretraining}, {trained} training(s) and evaluation(s), k-means): "
+            f"{result['steps_seconds'] / 60:.0f} min."
+        )
+    return "\n".join(lines)
+
+
+def _discovery() -> list[dict] | None:
+    return [r for name in ("discovery_regular.json", "discovery_irregular.json") if (r := load(name))] or None
+
+
+def _stages() -> dict | None:
+    stages = load("discovery_stages.json")
+    return stages if stages and stages.get("table2") else None
+
+
+SOURCES = {
+    "discovery_headline": (headline, _discovery),
+    "table1": (table1, _discovery),
+    "variants": (variants, lambda: load("discovery_variants.json")),
+    "wall_time": (wall_times, _discovery),
+    "table2": (table2, _stages),
+    "table3": (table3, lambda: load("brain.json")),
+}
