@@ -9,8 +9,8 @@ the tables whose files exist, with the papers' values beside ours:
     python benchmarks/summarize.py --check         # exit 1 if a document's tables differ from the results
 
 ``--update`` rewrites, in each document (``DOCUMENTS``, or the files given), every block between
-``<!-- summarize: SECTION ... -->`` and ``<!-- /summarize -->`` with those sections, so the documents quote the
-results files and nothing typed by hand; ``--check`` reports the documents that ``--update`` would change.
+``<!-- summarize: SECTION ... -->`` and ``<!-- /summarize -->`` with those sections, so the documents' tables quote
+the results files; ``--check`` reports the documents that ``--update`` would change.
 """
 
 from __future__ import annotations

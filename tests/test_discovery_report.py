@@ -20,32 +20,48 @@ def _evaluator() -> Engine:
     return engine
 
 
-def _reference(tmp_path, split: str = "test") -> str:
-    column = [{"mean": 0.9 - 0.1 * level, "sd": 0.01, "n": 1} for level in range(3)]
-    columns = {"ours": column, "kmeans": column, "bm4d_kmeans": column}
+def _reference(tmp_path, columns: dict, split: str = "test") -> str:
     report = {"split": split, "num_parts": NUM_PARTS, "matched_dice": columns}
     (tmp_path / "results.json").write_text(json.dumps({"runs": {"regular": {"report": report}}}))
     return f"{tmp_path / 'results.json'}/runs/regular/report"
 
 
-def test_baselines_not_run_are_read_from_the_committed_report_and_marked(tiny_phantoms, tmp_path, capsys):
-    report = discovery_report(
-        _evaluator(), NUM_PARTS, str(tmp_path / "report.json"), dataset_dir=str(tiny_phantoms), split="test",
-        compare_baselines="true", baseline_methods=["kmeans"], baseline_reference=_reference(tmp_path),
+COMMITTED = [{"mean": 0.9 - 0.1 * level, "sd": 0.01, "n": 1} for level in range(3)]
+
+
+def _report(tiny_phantoms, out, **options) -> dict:
+    return discovery_report(
+        _evaluator(), NUM_PARTS, str(out), dataset_dir=str(tiny_phantoms), split="test", compare_baselines="true",
+        baseline_methods=["kmeans"], **options,
     )  # fmt: skip
+
+
+def test_baselines_not_run_are_read_from_the_committed_report_and_marked(tiny_phantoms, tmp_path, capsys):
+    measured = _report(tiny_phantoms, tmp_path / "alone.json")["matched_dice"]["kmeans"]
+    reference = _reference(tmp_path, {"ours": COMMITTED, "kmeans": measured, "bm4d_kmeans": COMMITTED})
+    report = _report(tiny_phantoms, tmp_path / "report.json", baseline_reference=reference)
     assert list(report["matched_dice"]) == ["ours", "kmeans", "bm4d_kmeans"]  # ours and k-means: this run's
     assert report["matched_dice"]["ours"][0]["mean"] == pytest.approx(0.6)
-    assert report["matched_dice"]["kmeans"][0]["mean"] != pytest.approx(0.9)  # measured, not the committed value
-    assert report["committed"] == {"bm4d_kmeans": _reference(tmp_path)}
+    assert report["committed"] == {"bm4d_kmeans": reference}
     printed = capsys.readouterr().out
-    assert "bm4d_kmeans*" in printed and "* not run here" in printed and "make demo-full" in printed
+    assert "bm4d_kmeans*" in printed and "* not run here" in printed and "baseline_methods unset" in printed
+
+
+def test_a_committed_report_of_other_volumes_is_refused(tiny_phantoms, tmp_path):
+    """The committed columns stand beside this run's only when the baselines both ran agree to 1e-6."""
+    with pytest.raises(ValueError, match=r"is not of these volumes: its kmeans at level 1 is 0\.900000"):
+        _report(tiny_phantoms, tmp_path / "a.json", baseline_reference=_reference(tmp_path, {"kmeans": COMMITTED}))
+    with pytest.raises(ValueError, match="none of its baselines ran here"):
+        _report(tiny_phantoms, tmp_path / "b.json", baseline_reference=_reference(tmp_path, {"x0_kmeans": COMMITTED}))
 
 
 def test_a_committed_report_of_another_split_or_hierarchy_is_refused(tmp_path):
+    reference = _reference(tmp_path, {"kmeans": COMMITTED}, split="validation")
     with pytest.raises(ValueError, match="of split 'validation'"):
-        committed_columns(_reference(tmp_path, split="validation"), "test", NUM_PARTS)
+        committed_columns(reference, "test", NUM_PARTS)
+    reference = _reference(tmp_path, {"kmeans": COMMITTED})
     with pytest.raises(ValueError, match=r"num_parts \[2, 4, 8\], this evaluation of 'test' and \[2, 4\]"):
-        committed_columns(_reference(tmp_path), "test", [2, 4])
+        committed_columns(reference, "test", [2, 4])
     with pytest.raises(ValueError, match="no key 'irregular'"):
         committed_columns(f"{tmp_path / 'results.json'}/runs/irregular/report", "test", NUM_PARTS)
     with pytest.raises(FileNotFoundError, match="config id baseline_reference"):

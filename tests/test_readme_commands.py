@@ -1,6 +1,7 @@
-"""Every ``python -m monai.bundle run`` command the READMEs show names config files that exist and options that the
-configs define (issue 30: documents and configs change apart; a renamed id must not leave a README command that
-``monai_ext.command_line.check_command_line`` would refuse)."""
+"""Every ``python -m monai.bundle run`` command the READMEs and ``make demo`` / ``make demo-full`` show names config
+files that exist, options that the configs define, and layers configs whose references all resolve (issue 30:
+documents and configs change apart; a renamed id must not leave a command that ``check_command_line`` refuses or
+that fails on a missing id)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 from fire.parser import DefaultParseValue
 from monai.bundle import ConfigParser
 
-from monai_ext.command_line import unknown_options
+from monai_ext.command_line import _ids, unknown_options
 
 ROOT = Path(__file__).resolve().parents[1]
 READMES = [ROOT / "README.md", *sorted((ROOT / "bundles").glob("*/docs/README.md"))]
@@ -33,6 +34,20 @@ def readme_commands(readme: Path) -> list[str]:
     return commands
 
 
+def makefile_commands(makefile: Path, targets: tuple[str, ...] = ("demo", "demo-full")) -> list[str]:
+    """The option strings of the bundle commands of ``targets``' recipes, with the Makefile's variables expanded."""
+    text = makefile.read_text().replace("\\\n", " ")
+    variables = dict(re.findall(r"^([A-Z0-9_]+) :?= (.*)$", text, re.MULTILINE))
+    commands = []
+    for target in targets:
+        recipe = re.search(rf"^{re.escape(target)}:.*\n((?:\t.*\n)+)", text, re.MULTILINE).group(1)
+        for line in recipe.splitlines():
+            if RUN in line:
+                expanded = re.sub(r"\$\((\w+)\)", lambda m: variables.get(m.group(1), ""), line)
+                commands.append(expanded.split(RUN, 1)[1].replace("\\#", "#"))
+    return commands
+
+
 def _options(command: str) -> dict[str, object]:
     tokens = shlex.split(command)
     options: dict[str, object] = {}
@@ -50,10 +65,23 @@ def _config_files(readme: Path, value: object) -> list[Path]:
 
 
 CASES = [(readme, command) for readme in READMES for command in readme_commands(readme)]
+CASES += [(ROOT / "Makefile", command) for command in makefile_commands(ROOT / "Makefile")]
 
 
-def test_the_readmes_show_bundle_commands():
-    assert len(CASES) >= 8 and {readme for readme, _ in CASES} == set(READMES)
+def test_the_readmes_and_the_demo_show_bundle_commands():
+    readmes = {readme for readme, _ in CASES} - {ROOT / "Makefile"}
+    assert len(CASES) >= 10 and readmes == set(READMES)
+    assert sum(path.name == "Makefile" for path, _ in CASES) == 2
+
+
+def unresolved(config: dict) -> list[str]:
+    """The ``@id`` references of a merged config that name no id of it."""
+    ids = _ids(config)
+    found = []
+    for config_id, value in ids.items():
+        if isinstance(value, str) and value.startswith(("$", "@")):
+            found += [f"{config_id}: @{ref}" for ref in re.findall(r"@([A-Za-z_][\w#]*)", value) if ref not in ids]
+    return found
 
 
 @pytest.mark.parametrize("readme, command", CASES, ids=[f"{r.parent.parent.name}: {c[:60]}" for r, c in CASES])
@@ -64,3 +92,10 @@ def test_a_readme_command_names_existing_configs_and_known_options(readme, comma
     parser = ConfigParser()
     parser.read_config([str(path) for path in files])
     assert unknown_options(options, parser.get()) == [], f"{readme}: {command}"
+    assert unresolved(parser.get()) == [], f"{readme}: {command}"
+
+
+def test_a_reference_to_a_missing_id_is_found():
+    """The check can fail: an expression or reference naming an id that no layered config defines."""
+    config = {"flags": {"overwrite": False}, "run": ["$print(@flags#overwrite, @flags#progress)"], "x": "@y"}
+    assert unresolved(config) == ["run#0: @flags#progress", "x: @y"]

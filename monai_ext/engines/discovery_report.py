@@ -57,6 +57,30 @@ def committed_columns(reference: str, split: str, num_parts: Sequence[int]) -> d
     return report["matched_dice"]
 
 
+def check_same_volumes(
+    reference: dict[str, list[dict[str, float]]], measured: dict[str, list[dict[str, float]]], source: str
+) -> None:
+    """Refuse a committed report whose baselines were not measured on the volumes of this run: every baseline that
+    both ran here and is in ``reference`` must give the same mean per level (the baselines are deterministic).
+
+    Raises:
+        ValueError: no baseline in common, or one that differs; the message names it and both values.
+    """
+    common = [method for method in measured if method != "ours" and method in reference]
+    if not common:
+        raise ValueError(
+            f"baseline_reference '{source}': none of its baselines ran here, so nothing shows that it is of these "
+            f"volumes; run at least one of {sorted(set(reference) - {'ours'})} (config id baseline_methods)."
+        )
+    for method in common:
+        for level, (ours, theirs) in enumerate(zip(measured[method], reference[method], strict=False)):
+            if abs(ours["mean"] - theirs["mean"]) > 1e-6:
+                raise ValueError(
+                    f"baseline_reference '{source}' is not of these volumes: its {method} at level {level + 1} is "
+                    f"{theirs['mean']:.6f}, this run's {ours['mean']:.6f}; leave baseline_reference unset."
+                )
+
+
 def discovery_report(
     evaluator: Engine,
     num_parts: Sequence[int],
@@ -114,7 +138,9 @@ def discovery_report(
         for method, stats in baselines["matched_hd95_first_level"].items():
             hd95_first_level[method] = {k: v for k, v in stats.items() if k != "per_volume"}
         if baseline_reference:
-            for method, per_level in committed_columns(baseline_reference, split, num_parts).items():
+            reference = committed_columns(baseline_reference, split, num_parts)
+            check_same_volumes(reference, columns, baseline_reference)
+            for method, per_level in reference.items():
                 if method not in columns:
                     columns[method], committed[method] = per_level, baseline_reference
         meta_path = Path(dataset_dir) / "dataset.json"
@@ -135,8 +161,9 @@ def discovery_report(
         lines.append(f"{'HD95 l1':<12}{cells}({hd95_unit}, same columns)")
     if committed:
         lines.append(
-            f"* not run here (minutes per volume): the committed results of the same volumes, {baseline_reference}; "
-            "`make demo-full` runs every baseline."
+            f"* not run here (minutes per volume): the committed results of the same volumes (the baselines run here "
+            f"agree with them to 1e-6), {baseline_reference}; leave baseline_methods unset to run every baseline "
+            "(make demo-full)."
         )
     table = "\n".join(lines)
     print(table)

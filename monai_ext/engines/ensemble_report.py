@@ -10,11 +10,12 @@ from typing import Any
 import numpy as np
 import torch
 from ignite.engine import Engine
-from monai.metrics import compute_dice, compute_hausdorff_distance, compute_iou
+from monai.metrics import compute_dice, compute_iou
 from monai.utils import convert_to_numpy
 
 from monai_ext.engines.handlers import EndOfRunWriter
 from monai_ext.metrics import boundary_variance_ratio, error_auroc, expected_calibration_error, finite_stats
+from monai_ext.metrics.surface import hausdorff_distance
 from monai_ext.provenance import environment, write_json
 from monai_ext.transforms.hierarchy import output_items
 
@@ -34,11 +35,7 @@ def slice_scores(mask: np.ndarray | torch.Tensor, label: np.ndarray | torch.Tens
     empty = not bool(y_pred.any())
     dice = 0.0 if empty else float(compute_dice(y_pred, y, include_background=True))
     jaccard = 0.0 if empty else float(compute_iou(y_pred, y, include_background=True))
-    hd95 = (
-        None
-        if empty
-        else float(compute_hausdorff_distance(y_pred, y, include_background=True, percentile=95, spacing=spacing))
-    )
+    hd95 = None if empty else float(hausdorff_distance(y_pred, y, percentile=95, spacing=spacing))
     return {"dice": dice, "jaccard": jaccard, "hd95": hd95, "empty": empty}
 
 

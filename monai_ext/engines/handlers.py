@@ -19,7 +19,7 @@ from torch.nn.parallel import DistributedDataParallel
 from monai_ext.data.output_folder import record_outputs, remove_recorded
 from monai_ext.flags import as_flag
 from monai_ext.metrics import MeanMaxProbabilityMetric
-from monai_ext.provenance import refuse_existing, write_json
+from monai_ext.provenance import refuse_existing
 from monai_ext.weights import save_weights
 
 CHECKPOINT_NAME = re.compile(r"checkpoint_epoch=(\d+)\.pt")
@@ -196,8 +196,9 @@ def write_metrics(evaluator: Engine, path: str | Path, overwrite: bool | str = F
     """Write a finished evaluator's metrics with ``context`` (e.g. the checkpoint and the split) to the JSON file
     ``path`` and print it; return what was written."""
     report = {**context, "metrics": dict(evaluator.state.metrics)}
-    write_json(path, report, overwrite=overwrite)
-    print(json.dumps(report, indent=4, default=str))
+    text = json.dumps(report, indent=4, default=str)
+    refuse_existing(path, overwrite).write_text(text + "\n")
+    print(text)
     return report
 
 

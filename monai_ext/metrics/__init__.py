@@ -29,8 +29,6 @@ encode (``K`` ground-truth classes, background included)::
 
 from __future__ import annotations
 
-import warnings
-
 from .confidence import MeanMaxProbabilityMetric
 from .ergas import ERGASMetric, ergas
 from .hint import best_level_scores, binary_mask_scores, hint_dice, hint_mask, hint_scores
@@ -38,10 +36,6 @@ from .matched_dice import MatchedDiceMetric, MatchedDiceResult, matched_dice, re
 from .matched_hausdorff import MatchedHausdorffDistanceMetric
 from .per_volume import finite_stats, paired_differences
 from .uncertainty import boundary_band, boundary_variance_ratio, error_auroc, expected_calibration_error
-
-# MONAI 1.5-1.6's own surface distances (HD95 here) pass get_mask_edges' deprecated always_return_as_numpy, which
-# warns on every call; a user can do nothing about it, so it is not shown.
-warnings.filterwarnings("ignore", message=r".*get_mask_edges:always_return_as_numpy", category=FutureWarning)
 
 __all__ = [
     "ERGASMetric",

@@ -11,10 +11,11 @@ import math
 
 import numpy as np
 import torch
-from monai.metrics import compute_dice, compute_hausdorff_distance
+from monai.metrics import compute_dice
 from skimage.metrics import structural_similarity
 
 from monai_ext.metrics.ergas import ergas
+from monai_ext.metrics.surface import hausdorff_distance
 
 __all__ = ["best_level_scores", "binary_mask_scores", "hint_dice", "hint_mask", "hint_scores"]
 
@@ -62,8 +63,8 @@ def binary_mask_scores(mask: np.ndarray | torch.Tensor, truth: np.ndarray | torc
     y_pred, y = (torch.as_tensor(a, dtype=torch.float32)[None, None] for a in (pred, ref))
     diagonal = math.hypot(*pred.shape)
     if pred.any():
-        hausdorff = float(compute_hausdorff_distance(y_pred, y, include_background=True))
-        hd95 = float(compute_hausdorff_distance(y_pred, y, include_background=True, percentile=95))
+        hausdorff = float(hausdorff_distance(y_pred, y))
+        hd95 = float(hausdorff_distance(y_pred, y, percentile=95))
     else:
         hausdorff = hd95 = diagonal
     a, b = pred.astype(np.float64), ref.astype(np.float64)

@@ -6,12 +6,12 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from monai.metrics import HausdorffDistanceMetric
 from monai.networks import one_hot
 from monai.utils import MetricReduction
 
 from monai_ext.metrics.matched_dice import _label_maps, matched_dice, relabel
 from monai_ext.metrics.per_volume import PerVolumeMetric
+from monai_ext.metrics.surface import hausdorff_distance
 
 
 class MatchedHausdorffDistanceMetric(PerVolumeMetric):
@@ -56,8 +56,7 @@ class MatchedHausdorffDistanceMetric(PerVolumeMetric):
         num = int(max(max(present), int(target.max()), int(matched.max()))) + 1
         y_pred = one_hot(matched[None, None].long(), num)
         y = one_hot(target[None, None].long(), num)
-        metric = HausdorffDistanceMetric(include_background=True, percentile=self.percentile)
-        distances = metric(y_pred, y, spacing=self.spacing)[0]
+        distances = hausdorff_distance(y_pred, y, self.percentile, self.spacing)[0]
         return float(np.mean([float(distances[c]) for c in present]))
 
     def _compute_tensor(self, y_pred: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:  # type: ignore[override]
