@@ -55,7 +55,7 @@ from monai_ext.provenance import environment, write_json
 from monai_ext.weights import load_weights
 
 FEATURE_STAGE = BRAIN_CONFIG["feature_stages"][0]  # the paper used stage-2 features for BraTS
-FEATURE_TIMESTEP = 25
+FEATURE_TIMESTEP = read_config("structure_discovery", "train.json")["feature_timestep"]
 IMAGE_SIZE = BRAIN_CONFIG["spatial_size"]  # diffusion and segmenter grid; the phantoms are 96^3
 ROWS = ("ours", "lambda_inv=0", "lambda_f=0", "lambda_v=0", "kmeans", "features_kmeans")
 ABLATIONS = {"lambda_inv=0": {"lambda_inv": 0.0}, "lambda_f=0": {"lambda_f": 0.0}, "lambda_v=0": {"lambda_v": 0.0}}

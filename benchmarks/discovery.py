@@ -16,13 +16,22 @@ import argparse
 import time
 from pathlib import Path
 
-from steps import RESULTS, WORK, bundle_config, cell_phantoms, discover, evaluate_on_phantoms, pretrain
+from steps import (
+    RESULTS,
+    WORK,
+    bundle_config,
+    cell_phantoms,
+    discover,
+    evaluate_on_phantoms,
+    pretrain,
+    read_config,
+)
 
 from monai_ext.baselines.evaluate import PAPER_TABLE1
 from monai_ext.provenance import environment, write_json
 
 COLUMNS = ("ours", "kmeans", "bm4d_kmeans", "smooth_kmeans", "features_kmeans", "x0_kmeans")
-NUM_PARTS = (2, 4, 8)
+NUM_PARTS = tuple(read_config("structure_discovery", "train.json")["num_parts"])
 PAPER_TABLE2 = {1: (0.986, 0.366, 0.273), 2: (0.923, 0.577, 0.327), 3: (0.878, 0.489, 0.397)}
 
 

@@ -189,7 +189,7 @@ def tumour_scores(parts: np.ndarray, label: np.ndarray, spacing: float) -> tuple
 
 # The diffusion-segmentation bundle read in this process (diffusion_segmentation.py, diffusion_divergence.py).
 SEGMENTATION_BUNDLE = BUNDLES / "diffusion_segmentation"
-ENSEMBLE = 5
+ENSEMBLE = read_config("diffusion_segmentation", "inference.json")["num_samples"]  # the bundle's ensemble size
 SAMPLER_STEPS = {"ddpm": None, "ddim_25": 25, "ddim_50": 50, "ddim_100": 100}
 
 
