@@ -37,6 +37,7 @@ from steps import (
     PAPER_TABLE3,
     RESULTS,
     WORK,
+    brain_phantoms,
     bundle_config,
     evaluate_discovery,
     pretrain,
@@ -47,7 +48,7 @@ from steps import (
 
 from monai_ext.baselines.kmeans import kmeans_segment
 from monai_ext.bundle import bundle_component
-from monai_ext.data.brain import GENERATOR_VERSION, TISSUE_LABELS, make_brains
+from monai_ext.data.brain import TISSUE_LABELS
 from monai_ext.data.datalist import load_datalist, read_volume
 from monai_ext.metrics import finite_stats
 from monai_ext.networks import DiffusionFeatureExtractor
@@ -67,19 +68,6 @@ LABELS = {
     "kmeans": "k-means",
     "features_kmeans": "Features k-means",
 }
-
-
-def make_data(folder: Path, n: int) -> tuple[Path, float]:
-    """Generate the phantoms (unless present); return the FLAIR datalist ``make_brains`` writes and the spacing (mm)."""
-    if not (folder / "datalist.json").is_file():
-        make_brains(folder, n=n, seed=0, mode="3d", resolution=2, overwrite=True)  # an interrupted run's files
-    meta = json.loads((folder / "dataset.json").read_text())
-    expected = {"n": n, "mode": "3d", "seed": 0, "generator_version": GENERATOR_VERSION}
-    found = {"n": meta["options"]["n"], "mode": meta["options"]["mode"], "seed": meta["seed"]}
-    found["generator_version"] = meta.get("generator_version")
-    if found != expected:
-        raise ValueError(f"'{folder}' holds other phantoms ({found}, expected {expected}); use another --workdir.")
-    return folder / "datalist_flair.json", float(meta["spacing_mm"])
 
 
 def diffusion_checkpoint(common: dict, work: Path, epochs: int | None, reuse: Path | None) -> tuple:
@@ -209,7 +197,7 @@ def main() -> None:
     start = time.perf_counter()
 
     data = work / "brains"
-    datalist, spacing = make_data(data, args.n)
+    datalist, spacing = brain_phantoms(data, args.n)
     common = {"dataset_dir": str(data)}
     reuse = Path(args.diffusion_ckpt).resolve() if args.diffusion_ckpt else None
     diffusion_ckpt, pretrain_timing = diffusion_checkpoint(common, work / "diffusion", args.pretrain_epochs, reuse)

@@ -5,8 +5,9 @@
 - running a bundle as a user does, ``python -m monai.bundle run`` in a subprocess, timed (:func:`run_bundle`), and
   reading the times Ignite logged (:func:`logged_seconds`);
 - data, training and evaluation, each reused from the work folder when it finished before: the cell phantoms
-  (:func:`cell_phantoms`), a training (:func:`train_once`, :func:`pretrain`, :func:`discover`), a
-  structure-discovery evaluation (:func:`evaluate_discovery`, :func:`evaluate_on_phantoms`);
+  (:func:`cell_phantoms`), the brain phantoms (:func:`brain_phantoms`), a training (:func:`train_once`,
+  :func:`pretrain`, :func:`discover`), a structure-discovery evaluation (:func:`evaluate_discovery`,
+  :func:`evaluate_on_phantoms`);
 - what two scripts of one bundle share: the whole-tumour scores of the brain phantoms (``brain.py``, ``brains.py``),
   the diffusion-segmentation bundle's test slices and samplers (``diffusion_segmentation.py``,
   ``diffusion_divergence.py``), and the names the result pages read (``TISSUE_ROW``);
@@ -32,6 +33,7 @@ import torch
 from monai.bundle import ConfigParser
 
 from monai_ext.bundle import sampling_scheduler
+from monai_ext.data.brain import GENERATOR_VERSION, make_brains
 from monai_ext.data.datalist import load_datalist
 from monai_ext.data.phantoms import make_phantoms
 from monai_ext.inferers import DiffusionEnsembleInferer
@@ -113,6 +115,20 @@ def cell_phantoms(folder: Path, variant: str) -> Path:
     if not (folder / "datalist.json").is_file():
         make_phantoms(str(folder), variant=variant, n=120, seed=0)
     return folder
+
+
+def brain_phantoms(folder: Path, n: int) -> tuple[Path, float]:
+    """The 3D brain phantoms ``make_brains(folder, n, seed=0, resolution=2)`` (split 4:1:1), generated unless present;
+    returns their FLAIR datalist and the spacing (mm). Raises ``ValueError`` when ``folder`` holds other phantoms."""
+    if not (folder / "datalist.json").is_file():
+        make_brains(folder, n=n, seed=0, mode="3d", resolution=2, overwrite=True)  # an interrupted run's files
+    meta = json.loads((folder / "dataset.json").read_text())
+    expected = {"n": n, "mode": "3d", "seed": 0, "generator_version": GENERATOR_VERSION}
+    found = {"n": meta["options"]["n"], "mode": meta["options"]["mode"], "seed": meta["seed"]}
+    found["generator_version"] = meta.get("generator_version")
+    if found != expected:
+        raise ValueError(f"'{folder}' holds other phantoms ({found}, expected {expected}); use another --workdir.")
+    return folder / "datalist_flair.json", float(meta["spacing_mm"])
 
 
 def train_once(configs: Sequence[str], work: Path, overrides: Mapping[str, object]) -> tuple[Path, dict]:

@@ -11,7 +11,7 @@ from monai.networks.schedulers import DDPMScheduler
 
 from monai_ext.engines import volume_keys
 from monai_ext.losses import ConsistencyLoss, DiscoveryLoss, NestingLoss, PhotometricInvarianceLoss
-from monai_ext.metrics import MeanMaxProbabilityMetric
+from monai_ext.metrics import MeanMaxProbabilityMetric, PartsUsedMetric
 from monai_ext.networks import DiffusionFeatureExtractor, FeatureCache, HierarchicalSegmenter
 
 
@@ -221,6 +221,19 @@ def test_mean_max_probability():
     assert float(metric.aggregate()) == pytest.approx(0.75)
 
 
+def test_parts_used_counts_the_parts_holding_half_a_percent_of_a_hand_made_label_map():
+    """Four parts on 1000 voxels: 900 / 95 / 5 / 0 voxels. Part 2 holds exactly 0.5 %: it counts; part 3 none."""
+    labels = np.repeat([0, 1, 2], [900, 95, 5]).reshape(10, 10, 10)
+    metric = PartsUsedMetric()
+    metric(_one_hot(labels, 4).float())
+    metric(_one_hot(np.where(labels == 2, 0, labels), 4).float())  # part 2 merged into part 0: three parts left
+    metric(_one_hot(np.zeros((10, 10, 10), np.int64), 4).float() * 0.7 + 0.3 / 4)  # soft, one part everywhere
+    torch.testing.assert_close(metric.get_buffer().flatten(), torch.tensor([3.0, 2.0, 1.0]))
+    assert PartsUsedMetric(min_share=0.006)(_one_hot(labels, 4).float()).item() == 2.0
+    with pytest.raises(ValueError, match="min_share"):
+        PartsUsedMetric(min_share=0.0)
+
+
 def _conditional_entropy(coarse: np.ndarray, fine: np.ndarray, k_coarse: int) -> float:
     """H(coarse | fine) / log K_coarse of two hard label maps, by counting voxel pairs (independent of the loss)."""
     total = 0.0
@@ -314,3 +327,62 @@ def test_visual_target_is_the_denoised_volume_computed_once_per_volume():
     assert len(calls) == 2, "one denoising per volume, reused afterwards"
     trainer.visual_denoiser = None
     assert trainer.visual_target(images) is images
+
+
+def _blob_images(count: int) -> list[dict]:
+    """16^3 images of a bright cube (0.8) on a dark ground (0.2) with a little noise, each with its own file name."""
+    generator = torch.Generator().manual_seed(0)
+    items = []
+    for index in range(count):
+        image = torch.full((1, 16, 16, 16), 0.2)
+        image[:, 4 + index : 12, 4:12, 4:12] = 0.8
+        image = image + 0.02 * torch.randn(image.shape, generator=generator)
+        items.append({"image": MetaTensor(image, meta={"filename_or_obj": f"volume{index}.nii.gz"})})
+    return items
+
+
+def test_warm_start_loss_is_the_cross_entropy_against_the_k_means_partitions():
+    from monai_ext.baselines.kmeans import kmeans_segment
+    from monai_ext.engines.discovery import DiscoveryTrainer
+
+    trainer = DiscoveryTrainer.__new__(DiscoveryTrainer)  # only the warm start's state, no engine
+    trainer.segmenter, trainer._partitions = HierarchicalSegmenter(num_parts=(2, 3)), {}
+    image = _blob_images(1)[0]["image"][None]
+    masks = []
+    for k in (2, 3):
+        parts = torch.as_tensor(kmeans_segment(image[0].numpy(), k, channel_first=True))
+        masks.append(torch.nn.functional.one_hot(parts, k).movedim(-1, 0)[None].float() * 0.9 + 0.1 / k)
+    loss, terms = trainer.warm_start_loss(masks, image.as_tensor(), ["volume0.nii.gz"])
+    expected = -np.log(0.9 + 0.1 / 2) - np.log(0.9 + 0.1 / 3)
+    assert float(loss) == pytest.approx(expected, rel=1e-5)
+    assert terms == {"loss_warm_start": pytest.approx(expected, rel=1e-5)}
+
+
+def test_warm_start_epochs_fit_the_segmenter_to_the_k_means_partition_first():
+    from monai.data import DataLoader
+
+    from monai_ext.baselines.kmeans import kmeans_segment
+    from monai_ext.engines.discovery import DiscoveryTrainer
+
+    torch.manual_seed(0)
+    items = _blob_images(4)
+    network = HierarchicalSegmenter(num_parts=(2,), channels=(4, 8), strides=(2,), dropout=0.0)
+    optimizer = torch.optim.Adam(network.parameters(), lr=0.03)
+    trainer = DiscoveryTrainer(
+        device="cpu", max_epochs=15, train_data_loader=DataLoader(items, batch_size=2), network=network,
+        optimizer=optimizer, loss_function=DiscoveryLoss(lambda_f=0.0), feature_stages=[1], warm_start_epochs=15,
+    )  # fmt: skip
+    trainer.run()
+    assert "loss_warm_start" in trainer.state.output[0] and "loss_v" not in trainer.state.output[0]
+    network.eval()
+    with torch.no_grad():
+        for item in items:
+            parts = network(item["image"][None].as_tensor())[0].argmax(0)
+            expected = kmeans_segment(item["image"].numpy(), 2, channel_first=True)
+            agreement = max(np.mean(parts.numpy() == expected), np.mean(parts.numpy() != expected))
+            assert agreement > 0.95
+    with pytest.raises(ValueError, match="warm_start_epochs"):
+        DiscoveryTrainer(
+            device="cpu", max_epochs=1, train_data_loader=DataLoader(items), network=network, optimizer=optimizer,
+            loss_function=DiscoveryLoss(lambda_f=0.0), feature_stages=[1], warm_start_epochs=-1,
+        )  # fmt: skip

@@ -66,3 +66,13 @@ def test_a_committed_report_of_another_split_or_hierarchy_is_refused(tmp_path):
         committed_columns(f"{tmp_path / 'results.json'}/runs/irregular/report", "test", NUM_PARTS)
     with pytest.raises(FileNotFoundError, match="config id baseline_reference"):
         committed_columns(f"{tmp_path / 'absent.json'}/runs", "test", NUM_PARTS)
+
+
+def test_parts_used_per_level_are_reported(tmp_path, capsys):
+    engine = _evaluator()
+    engine.state.metric_details |= {"parts_used_l1": [[2.0], [2.0]], "parts_used_l2": [[2.0], [4.0]]}
+    report = discovery_report(engine, NUM_PARTS, str(tmp_path / "report.json"))
+    assert report["parts_used"][0] == {"mean": 2.0, "sd": 0.0, "n": 2, "all_used": 1.0}
+    assert report["parts_used"][1]["mean"] == 3.0 and report["parts_used"][1]["all_used"] == 0.5
+    assert report["parts_used"][2] == {}
+    assert "l1 2.00 / 2 (100 %), l2 3.00 / 4 (50 %)" in capsys.readouterr().out

@@ -14,10 +14,17 @@ from monai.utils import CommonKeys
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
+from monai_ext.baselines.kmeans import kmeans_segment
 from monai_ext.engines.handlers import MeanMaxProbability
 from monai_ext.losses import DiscoveryLoss
-from monai_ext.metrics import MatchedDiceMetric, MatchedHausdorffDistanceMetric
-from monai_ext.networks import DiffusionDenoiser, DiffusionFeatureExtractor, FeatureCache, HierarchicalSegmenter
+from monai_ext.metrics import MatchedDiceMetric, MatchedHausdorffDistanceMetric, PartsUsedMetric
+from monai_ext.networks import (
+    DiffusionDenoiser,
+    DiffusionFeatureExtractor,
+    FeatureCache,
+    HierarchicalSegmenter,
+    UpsampledFeatures,
+)
 from monai_ext.transforms.hierarchy import level_output_transform
 
 
@@ -46,6 +53,10 @@ class DiscoveryTrainer(SupervisedTrainer):
     (``DiffusionDenoiser``: its x0 prediction from a lightly noised copy, averaged over draws; computed once per
     volume and kept in memory), not on the noisy x0 (not in the paper; it keeps the method label-free).
 
+    With ``warm_start_epochs`` > 0 the first epochs instead fit each level to the k-means partition (K_l parts) of
+    that visual target, computed once per volume: a label-free start from the partition x0 + k-means finds, which
+    the consistency loss then refines (not in the paper).
+
     Args:
         device: training device.
         max_epochs: epochs to train.
@@ -59,6 +70,7 @@ class DiscoveryTrainer(SupervisedTrainer):
         gamma_range: range of the gamma of the photometric transform.
         seed: seed of the gamma draws.
         visual_denoiser: the frozen ``DiffusionDenoiser`` whose output the visual term reads; None: the image.
+        warm_start_epochs: epochs fitted to the k-means partitions of the visual target before eq. 4, >= 0.
         kwargs: passed to ``SupervisedTrainer`` (amp, train_handlers, postprocessing, ...).
     """
 
@@ -76,6 +88,7 @@ class DiscoveryTrainer(SupervisedTrainer):
         gamma_range: tuple[float, float] = (0.9, 1.1),
         seed: int = 0,
         visual_denoiser: DiffusionDenoiser | None = None,
+        warm_start_epochs: int = 0,
         **kwargs,
     ) -> None:
         segmenter = network.module if isinstance(network, DistributedDataParallel) else network
@@ -95,6 +108,8 @@ class DiscoveryTrainer(SupervisedTrainer):
                 )
         if not 0 < gamma_range[0] <= gamma_range[1]:
             raise ValueError(f"gamma_range must satisfy 0 < low <= high, got {gamma_range}.")
+        if isinstance(warm_start_epochs, bool) or not isinstance(warm_start_epochs, int) or warm_start_epochs < 0:
+            raise ValueError(f"warm_start_epochs must be an int >= 0, got {warm_start_epochs!r}.")
         super().__init__(
             device=device,
             max_epochs=max_epochs,
@@ -110,11 +125,14 @@ class DiscoveryTrainer(SupervisedTrainer):
         self.feature_cache = feature_cache
         self.visual_denoiser = visual_denoiser
         self._denoised: dict[str, torch.Tensor] = {}
+        self.warm_start_epochs = warm_start_epochs
+        self._partitions: dict[str, list[torch.Tensor]] = {}
         self.photometric = RandAdjustContrast(prob=1.0, gamma=gamma_range)
         self.photometric.set_random_state(seed)
 
-    def level_features(self, images: torch.Tensor) -> list[torch.Tensor | None]:
-        """phi(x0) of every level, on the image grid; None for all levels when lambda_f is 0."""
+    def level_features(self, images: torch.Tensor) -> list[UpsampledFeatures | None]:
+        """phi(x0) of every level, read on the image grid (``UpsampledFeatures``); None for all levels when lambda_f
+        is 0."""
         if not self.loss_function.lambda_f:
             return [None] * len(self.feature_stages)
         if self.feature_cache is not None:
@@ -122,7 +140,7 @@ class DiscoveryTrainer(SupervisedTrainer):
         else:
             native = self.feature_extractor.native_mean(images)
         size = images.shape[2:]
-        return [DiffusionFeatureExtractor.upsample([native[s] for s in level], size) for level in self.feature_stages]
+        return [UpsampledFeatures([native[s] for s in level], size) for level in self.feature_stages]
 
     def visual_target(self, images: torch.Tensor) -> torch.Tensor:
         """What the visual term clusters: the images, or their denoising by ``visual_denoiser`` (once per volume)."""
@@ -135,6 +153,22 @@ class DiscoveryTrainer(SupervisedTrainer):
             targets.append(self._denoised[key])
         return torch.cat(targets).to(images.device)
 
+    def warm_start_loss(
+        self, masks: list[torch.Tensor], visual: torch.Tensor, keys: list[str]
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """Cross-entropy of each level's masks against the k-means partition (K_l parts) of the visual target of each
+        volume (``keys``: its ``volume_keys``; computed on its first use), summed over levels."""
+        for index, key in enumerate(keys):
+            if key not in self._partitions:
+                values = visual[index].detach().cpu().numpy()
+                parts = [kmeans_segment(values, k, channel_first=True) for k in self.segmenter.num_parts]
+                self._partitions[key] = [torch.as_tensor(p) for p in parts]
+        loss = visual.new_zeros(())
+        for level, m in enumerate(masks):
+            target = torch.stack([self._partitions[key][level] for key in keys]).to(m.device)
+            loss = loss + torch.nn.functional.nll_loss(torch.log(m.float().clamp_min(1e-8)), target)
+        return loss, {"loss_warm_start": float(loss.detach())}
+
     def _iteration(self, engine: Engine, batchdata: dict[str, torch.Tensor]) -> dict:  # type: ignore[override]
         """One optimisation step; fires MONAI's iteration events (so decollation and handlers work as usual)."""
         if batchdata is None:
@@ -145,14 +179,18 @@ class DiscoveryTrainer(SupervisedTrainer):
         engine.state.output = {CommonKeys.IMAGE: images}
         engine.network.train()
         engine.optimizer.zero_grad(set_to_none=engine.optim_set_to_none)
+        warm_start = engine.state.epoch <= self.warm_start_epochs
         with self._autocast():
             masks = engine.network(images)
             transformed = None
-            if engine.loss_function.lambda_inv:
+            if engine.loss_function.lambda_inv and not warm_start:
                 transformed = self.segmenter.split(engine.network(self.photometric(images)))
             engine.state.output[CommonKeys.PRED] = masks
             engine.fire_event(IterationEvents.FORWARD_COMPLETED)
-            loss, terms = engine.loss_function(self.segmenter.split(masks), transformed, visual, features)
+            if warm_start:
+                loss, terms = self.warm_start_loss(self.segmenter.split(masks), visual, volume_keys(images))
+            else:
+                loss, terms = engine.loss_function(self.segmenter.split(masks), transformed, visual, features)
             engine.state.output.update({CommonKeys.LOSS: loss, **terms})
             engine.fire_event(IterationEvents.LOSS_COMPLETED)
         if engine.amp and engine.scaler is not None:
@@ -183,7 +221,8 @@ def discovery_metrics(
 ) -> dict[str, IgniteMetricHandler]:
     """Evaluator metrics for a hierarchical output (per-level probabilities concatenated under ``pred``).
 
-    ``mean_max_prob_l{l}`` for every level (label-free model selection); when the data have labels (one channel
+    ``mean_max_prob_l{l}`` (label-free model selection) and ``parts_used_l{l}`` (``PartsUsedMetric``: the parts
+    holding at least 0.5 % of a volume) for every level; when the data have labels (one channel
     per level under ``label``) also ``matched_dice_l{l}`` and, for the 0-based levels in ``hd95_levels``,
     ``matched_hd95_l{l}``. ``report_classes`` restricts the Dice mean to some ground-truth classes (e.g. ``[1]``
     for a tumour), see ``MatchedDiceMetric``. ``hd95_spacing`` is the voxel spacing the HD95 is measured with
@@ -197,6 +236,10 @@ def discovery_metrics(
         metrics[f"mean_max_prob_{name}"] = MeanMaxProbability(
             output_transform=level_output_transform(num_parts, level, label=False)
         )
+        metrics[f"parts_used_{name}"] = IgniteMetricHandler(
+            metric_fn=PartsUsedMetric(), output_transform=level_output_transform(num_parts, level, label=False),
+            save_details=True,
+        )  # fmt: skip
         if not with_labels:
             continue
         metrics[f"matched_dice_{name}"] = IgniteMetricHandler(

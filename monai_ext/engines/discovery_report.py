@@ -27,6 +27,21 @@ def evaluator_scores(evaluator: Engine, prefix: str, num_levels: int) -> list[di
     return scores
 
 
+def parts_used(evaluator: Engine, num_parts: Sequence[int]) -> list[dict[str, float]]:
+    """Per level, the parts used per volume (``parts_used_l{l}``: parts holding at least 0.5 % of its voxels): mean,
+    sd and count, and ``all_used``, the share of volumes using all K parts. Empty for a level not measured."""
+    details = getattr(evaluator.state, "metric_details", {}) or {}
+    summary = []
+    for level, k in enumerate(num_parts):
+        values = details.get(f"parts_used_l{level + 1}")
+        if values is None:
+            summary.append({})
+            continue
+        counts = [float(v) for v in torch.as_tensor(values).flatten()]
+        summary.append({**finite_stats(counts), "all_used": sum(c == k for c in counts) / len(counts)})
+    return summary
+
+
 def _cell(stats: dict[str, float]) -> str:
     return f"{stats['mean']:.3f} ± {stats['sd']:.3f}" if stats else "-"
 
@@ -156,6 +171,14 @@ def discovery_report(
         lines.append(row)
     if any(hd95):
         lines.append(f"HD95 ({hd95_unit}): " + ", ".join(f"l{i + 1} {_cell(s)}" for i, s in enumerate(hd95) if s))
+    used = parts_used(evaluator, num_parts)
+    if any(used):
+        cells = [
+            f"l{i + 1} {u['mean']:.2f} / {k} ({100 * u['all_used']:.0f} %)"
+            for i, (u, k) in enumerate(zip(used, num_parts, strict=True))
+            if u
+        ]
+        lines.append("parts used per volume (>= 0.5 % of it; volumes using all K): " + ", ".join(cells))
     if len(hd95_first_level) > 1:
         cells = "".join(f"{_cell(hd95_first_level.get(method, {})):<18}" for method in columns)
         lines.append(f"{'HD95 l1':<12}{cells}({hd95_unit}, same columns)")
@@ -174,6 +197,7 @@ def discovery_report(
         "matched_dice": columns,
         "committed": committed,
         "matched_hd95": hd95,
+        "parts_used": used,
         "matched_hd95_first_level": hd95_first_level,
         "hd95_unit": hd95_unit,
         "paper_table1": paper or None,

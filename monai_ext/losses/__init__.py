@@ -1,4 +1,5 @@
-"""Losses: the consistency (volume-normalised K-means) and photometric-invariance losses of discovery; the hybrid
+"""Losses: the consistency (volume-normalised K-means) and photometric-invariance losses of discovery, and the terms
+that keep its parts in use (part usage, balanced assignment by Sinkhorn-Knopp); the hybrid
 DDPM loss of the segmentation diffusion model; the CUTS patch contrastive + reconstruction objective."""
 
 from monai_ext.losses.consistency import (
@@ -9,14 +10,19 @@ from monai_ext.losses.consistency import (
 )
 from monai_ext.losses.contrastive import CUTSLoss, nt_xent, pixel_patches
 from monai_ext.losses.hybrid_diffusion import HybridDiffusionLoss
+from monai_ext.losses.part_usage import BalancedAssignmentLoss, PartUsageLoss, hard_shares, sinkhorn_knopp
 
 __all__ = [
+    "BalancedAssignmentLoss",
     "CUTSLoss",
     "ConsistencyLoss",
     "DiscoveryLoss",
     "HybridDiffusionLoss",
     "NestingLoss",
+    "PartUsageLoss",
     "PhotometricInvarianceLoss",
+    "hard_shares",
     "nt_xent",
     "pixel_patches",
+    "sinkhorn_knopp",
 ]

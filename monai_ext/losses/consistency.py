@@ -11,6 +11,8 @@ from torch import nn
 from torch.nn.modules.loss import _Loss
 
 from monai_ext.flags import as_flag
+from monai_ext.losses.part_usage import BalancedAssignmentLoss, PartUsageLoss
+from monai_ext.networks.upsampled_features import UpsampledFeatures
 
 
 class ConsistencyLoss(_Loss):
@@ -39,34 +41,40 @@ class ConsistencyLoss(_Loss):
         self.eps = eps
         self.normalize = as_flag(normalize, "normalize")
 
-    def forward(self, masks: torch.Tensor, representation: torch.Tensor) -> torch.Tensor:
+    def forward(self, masks: torch.Tensor, representation: torch.Tensor | UpsampledFeatures) -> torch.Tensor:
         """
         Args:
             masks: soft part masks M (B, K, *spatial), non-negative, summing to 1 over K.
-            representation: h(x0) (B, C, *spatial) on the same grid.
+            representation: h(x0) (B, C, *spatial) on the same grid, or diffusion features held on their stages'
+                grids (``UpsampledFeatures``: the same loss, computed without forming them on this grid).
         """
-        if masks.ndim < 3 or masks.shape[0] != representation.shape[0] or masks.shape[2:] != representation.shape[2:]:
+        shape = tuple(representation.shape)
+        if masks.ndim < 3 or masks.shape[0] != shape[0] or tuple(masks.shape[2:]) != shape[2:]:
             raise ValueError(
                 f"masks (B, K, *spatial) and representation (B, C, *spatial) must share batch and spatial shape, "
-                f"got {tuple(masks.shape)} and {tuple(representation.shape)}."
+                f"got {tuple(masks.shape)} and {shape}."
             )
         m = masks.flatten(2).float()  # B, K, N
-        h = representation.flatten(2).float()  # B, C, N
-        # C is invariant to a shift of h (up to eps); centring keeps the expanded form below accurate in float32
-        h = h - h.mean(-1, keepdim=True)
         mass = m.sum(-1)  # B, K
-        sums = torch.einsum("bkn,bcn->bkc", m, h)  # sum_u M_ku h_u
+        # C is invariant to a shift of h (up to eps); centring keeps the expanded form below accurate in float32
+        if isinstance(representation, UpsampledFeatures):
+            sums = representation.part_sums(masks) - mass[..., None] * representation.mean()[:, None]
+            # the masks sum to 1 over K, so sum_u (sum_k M_ku) ||h_u||^2 is the total sum of squares
+            sum_of_squares = spread = representation.centred_sum_of_squares()
+        else:
+            h = representation.flatten(2).float()  # B, C, N
+            h = h - h.mean(-1, keepdim=True)
+            sums = torch.einsum("bkn,bcn->bkc", m, h)  # sum_u M_ku h_u
+            squared = h.pow(2).sum(1)
+            sum_of_squares, spread = squared.sum(-1), (m.sum(1) * squared).sum(-1)
         centres = sums / (mass[..., None] + self.eps)  # z_k
         # sum_k sum_u M_ku ||h_u - z_k||^2 expanded, so no (K, C, N) tensor is formed or kept for backward:
         # sum_u (sum_k M_ku) ||h_u||^2 - 2 sum_k z_k . (sum_u M_ku h_u) + sum_k (sum_u M_ku) ||z_k||^2
-        total = (
-            (m.sum(1) * h.pow(2).sum(1)).sum(-1)
-            - 2.0 * (centres * sums).sum((1, 2))
-            + (mass * centres.pow(2).sum(-1)).sum(-1)
-        )
-        loss = total / h.shape[-1]
-        if self.normalize:
-            loss = loss / (h.var(dim=-1, unbiased=False).sum(1) + self.eps)
+        total = spread - 2.0 * (centres * sums).sum((1, 2)) + (mass * centres.pow(2).sum(-1)).sum(-1)
+        num_voxels = m.shape[-1]
+        loss = total / num_voxels
+        if self.normalize:  # the total variance sum_c Var_u(h_c) is the centred sum of squares over N
+            loss = loss / (sum_of_squares / num_voxels + self.eps)
         return loss.mean()
 
 
@@ -132,8 +140,9 @@ class NestingLoss(_Loss):
 
 class DiscoveryLoss(nn.Module):
     """L = lambda_v L_v + lambda_f L_f + lambda_inv L_inv (Tursynbek & Niethammer, MICCAI 2023, eq. 4), summed
-    over hierarchy levels, plus lambda_nest times the ``NestingLoss`` of each pair of consecutive levels (not in
-    the paper; 0 by default).
+    over hierarchy levels, plus (not in the paper, 0 by default) lambda_nest times the ``NestingLoss`` of each pair
+    of consecutive levels and, at every level, lambda_usage times the ``PartUsageLoss`` and lambda_balance times the
+    ``BalancedAssignmentLoss`` (terms that keep every part in use, ``monai_ext.losses.part_usage``).
 
     Args:
         lambda_v: weight of the visual consistency C(x0) (eq. 7), >= 0.
@@ -142,6 +151,9 @@ class DiscoveryLoss(nn.Module):
         lambda_nest: weight of the nesting term between consecutive levels (not in the paper), >= 0.
         eps: see ``ConsistencyLoss``.
         normalize: see ``ConsistencyLoss`` (not in the paper); checked there.
+        lambda_usage: weight of the part-usage term (not in the paper), >= 0.
+        lambda_balance: weight of the balanced-assignment term (not in the paper), >= 0.
+        min_share: the share of a volume below which both terms make a part grow (see ``PartUsageLoss``).
     """
 
     def __init__(
@@ -152,27 +164,35 @@ class DiscoveryLoss(nn.Module):
         eps: float = 1e-5,
         normalize: bool | str = False,
         lambda_nest: float = 0.0,
+        lambda_usage: float = 0.0,
+        lambda_balance: float = 0.0,
+        min_share: float = 0.005,
     ) -> None:
         super().__init__()
-        weights = {
-            "lambda_v": lambda_v,
-            "lambda_f": lambda_f,
-            "lambda_inv": lambda_inv,
-            "lambda_nest": lambda_nest,
+        self.weights = {
+            "v": lambda_v,
+            "f": lambda_f,
+            "inv": lambda_inv,
+            "nest": lambda_nest,
+            "usage": lambda_usage,
+            "balance": lambda_balance,
         }
-        if any(not w >= 0 for w in weights.values()) or not any(weights.values()):
-            raise ValueError(f"loss weights must be >= 0 with at least one positive, got {weights}.")
+        if any(not w >= 0 for w in self.weights.values()) or not any(self.weights.values()):
+            named = {f"lambda_{name}": weight for name, weight in self.weights.items()}
+            raise ValueError(f"loss weights must be >= 0 with at least one positive, got {named}.")
         self.lambda_v, self.lambda_f, self.lambda_inv, self.lambda_nest = lambda_v, lambda_f, lambda_inv, lambda_nest
         self.consistency = ConsistencyLoss(eps, normalize)
         self.invariance = PhotometricInvarianceLoss()
         self.nesting = NestingLoss()
+        self.usage = PartUsageLoss(min_share)
+        self.balance = BalancedAssignmentLoss(min_share)
 
     def forward(
         self,
         masks: list[torch.Tensor],
         masks_transformed: list[torch.Tensor] | None,
         image: torch.Tensor,
-        features: list[torch.Tensor | None],
+        features: list[torch.Tensor | UpsampledFeatures | None],
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """
         Args:
@@ -180,12 +200,12 @@ class DiscoveryLoss(nn.Module):
             masks_transformed: per level, the masks of the photometrically transformed image (needed when
                 ``lambda_inv > 0``).
             image: the image term's target (B, C, *spatial): x0 in the paper, or a denoised x0.
-            features: per level, phi(x0) (B, C_l, *spatial) (needed when ``lambda_f > 0``).
+            features: per level, phi(x0) (B, C_l, *spatial) or ``UpsampledFeatures`` (needed when ``lambda_f > 0``).
 
         Returns:
             the total loss and its terms (summed over levels) as floats, for logging.
         """
-        terms = {name: image.new_zeros(()) for name in ("loss_v", "loss_f", "loss_inv", "loss_nest")}
+        terms = {f"loss_{name}": image.new_zeros(()) for name in self.weights}
         for level, m in enumerate(masks):
             if self.lambda_v:
                 terms["loss_v"] = terms["loss_v"] + self.consistency(m, image)
@@ -193,13 +213,12 @@ class DiscoveryLoss(nn.Module):
                 terms["loss_f"] = terms["loss_f"] + self.consistency(m, features[level])
             if self.lambda_inv:
                 terms["loss_inv"] = terms["loss_inv"] + self.invariance(m, masks_transformed[level])
+            if self.weights["usage"]:
+                terms["loss_usage"] = terms["loss_usage"] + self.usage(m)
+            if self.weights["balance"]:
+                terms["loss_balance"] = terms["loss_balance"] + self.balance(m)
         if self.lambda_nest:
             for coarse, fine in itertools.pairwise(masks):
                 terms["loss_nest"] = terms["loss_nest"] + self.nesting(coarse, fine)
-        total = (
-            self.lambda_v * terms["loss_v"]
-            + self.lambda_f * terms["loss_f"]
-            + self.lambda_inv * terms["loss_inv"]
-            + self.lambda_nest * terms["loss_nest"]
-        )
+        total = sum(weight * terms[f"loss_{name}"] for name, weight in self.weights.items())
         return total, {name: float(value.detach()) for name, value in terms.items()}

@@ -4,7 +4,8 @@
   (Hsu et al., NeurIPS 2021; Tursynbek & Niethammer, MICCAI 2023, Table 1).
 - :func:`ergas` / :class:`ERGASMetric`: ERGAS (Wald, 2000), for the reconstructions of CUTS.
 - :class:`MatchedHausdorffDistanceMetric`: HD95 of matched parts (binary targets: the BraTS-style HD95).
-- :class:`MeanMaxProbabilityMetric`: the label-free model-selection score of structure discovery.
+- :class:`MeanMaxProbabilityMetric`: the label-free model-selection score of structure discovery;
+  :class:`PartsUsedMetric`: how many of its parts a segmentation uses.
 - :func:`finite_stats`, :func:`paired_differences`: summaries of per-volume (or per-slice) scores, and the paired
   difference of two methods with its bootstrap interval.
 - :func:`boundary_variance_ratio`, :func:`error_auroc`, :func:`expected_calibration_error`: whether an ensemble's
@@ -29,7 +30,7 @@ encode (``K`` ground-truth classes, background included)::
 
 from __future__ import annotations
 
-from .confidence import MeanMaxProbabilityMetric
+from .confidence import MeanMaxProbabilityMetric, PartsUsedMetric
 from .ergas import ERGASMetric, ergas
 from .hint import best_level_scores, binary_mask_scores, hint_dice, hint_mask, hint_scores
 from .matched_dice import MatchedDiceMetric, MatchedDiceResult, matched_dice, relabel
@@ -43,6 +44,7 @@ __all__ = [
     "MatchedDiceResult",
     "MatchedHausdorffDistanceMetric",
     "MeanMaxProbabilityMetric",
+    "PartsUsedMetric",
     "best_level_scores",
     "binary_mask_scores",
     "boundary_band",

@@ -6,6 +6,7 @@ from monai_ext.networks.denoiser import DiffusionDenoiser
 from monai_ext.networks.feature_cache import FeatureCache
 from monai_ext.networks.feature_extractor import DiffusionFeatureExtractor
 from monai_ext.networks.hierarchical import HierarchicalSegmenter
+from monai_ext.networks.upsampled_features import UpsampledFeatures
 
 __all__ = [
     "CUTSEncoder",
@@ -15,4 +16,5 @@ __all__ = [
     "HierarchicalSegmenter",
     "PatchAutoencoder",
     "PatchReconstructor",
+    "UpsampledFeatures",
 ]

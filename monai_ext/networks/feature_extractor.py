@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from monai.networks.nets import DiffusionModelUNet
 from monai.networks.schedulers import Scheduler
 from torch import nn
 
 from monai_ext.networks.frozen_diffusion import FrozenDiffusionUNet
+from monai_ext.networks.upsampled_features import UpsampledFeatures
 
 
 class DiffusionFeatureExtractor(FrozenDiffusionUNet):
@@ -115,9 +115,7 @@ class DiffusionFeatureExtractor(FrozenDiffusionUNet):
     @staticmethod
     def upsample(stage_features: Sequence[torch.Tensor], size: Sequence[int]) -> torch.Tensor:
         """Resize each stage's activations to ``size`` (trilinear / bilinear) and concatenate along channels."""
-        mode = "trilinear" if len(size) == 3 else "bilinear"
-        resized = [F.interpolate(f.float(), size=tuple(size), mode=mode, align_corners=False) for f in stage_features]
-        return torch.cat(resized, dim=1)
+        return UpsampledFeatures(stage_features, size).dense()
 
     @torch.no_grad()
     def forward(self, x0: torch.Tensor) -> torch.Tensor:
