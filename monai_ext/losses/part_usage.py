@@ -54,7 +54,11 @@ class PartUsageLoss(_Loss):
 
 
 def sinkhorn_knopp(
-    log_scores: torch.Tensor, part_sizes: torch.Tensor, epsilon: float = 1.0, num_iters: int = 50
+    log_scores: torch.Tensor,
+    part_sizes: torch.Tensor,
+    epsilon: float = 1.0,
+    num_iters: int = 50,
+    tolerance: float = 1e-6,
 ) -> torch.Tensor:
     """Soft assignments of N voxels to K parts with given part sizes, by Sinkhorn-Knopp in the log domain (Cuturi,
     NeurIPS 2013; as SeLa, Asano et al., ICLR 2020, and SwAV, Caron et al., NeurIPS 2020, balance their clusters).
@@ -67,7 +71,8 @@ def sinkhorn_knopp(
         log_scores: (B, K, N) scores of each part at each voxel (e.g. log-probabilities).
         part_sizes: (B, K) positive shares summing to 1 per volume.
         epsilon: entropic regularisation, > 0.
-        num_iters: Sinkhorn iterations, >= 1.
+        num_iters: the most Sinkhorn iterations, >= 1.
+        tolerance: stop once no log part scaling changes by more than this in an iteration.
 
     Returns:
         Q (B, K, N), each column summing to 1.
@@ -86,9 +91,12 @@ def sinkhorn_knopp(
     log_rows = torch.log(part_sizes)[..., None]  # the mass each part receives (sum over voxels), as shares
     log_column = -torch.log(logits.new_tensor(float(num_voxels)))  # each voxel's mass: 1 / N
     g = torch.zeros_like(logits[:, :1])  # B, 1, N
+    f = torch.zeros_like(logits[..., :1])  # B, K, 1
     for _ in range(num_iters):
-        f = log_rows - torch.logsumexp(logits + g, dim=-1, keepdim=True)  # B, K, 1
+        previous, f = f, log_rows - torch.logsumexp(logits + g, dim=-1, keepdim=True)
         g = log_column - torch.logsumexp(logits + f, dim=1, keepdim=True)
+        if (f - previous).abs().max() < tolerance:  # the part scalings no longer change: both marginals are met
+            break
     return torch.exp(logits + f + g) * num_voxels
 
 
