@@ -2,13 +2,15 @@
 
 Protocol: the regular cell phantoms of ``benchmarks/discovery.py`` (120 volumes, seed 0). Each variant trains on the
 first 40 training volumes for ``--max-epochs`` epochs (default 6), seed 0, with the shipped CPU diffusion model, its
-levels selected label-free on the 20 validation volumes as the bundle does, and is scored on those same 20
+levels selected label-free (mean max probability) on the first 5 validation volumes, and is scored on all 20
 validation volumes (``--split``; the test split is read once, by ``benchmarks/discovery.py``, for the final table):
-matched Dice and parts used per level (parts holding at least 0.5 % of a volume), HD95 at level 1. The first
-variant's evaluation also runs every simple baseline on the same volumes (k-means, BM4D + k-means, smoothing +
-k-means, k-means on the diffusion features and on the x0 prediction). Each variant is the bundle's ``train.json``
-with the overrides of ``VARIANTS`` (``paper`` adds ``configs/paper.json``); each row records its command. Finished
-runs are reused from ``--workdir`` and the table is rewritten after every variant, so an interrupted study resumes.
+matched Dice and parts used per level (parts holding at least 0.5 % of a volume), HD95 at level 1. The variants share
+one feature cache on disk (its entries are named by the diffusion model, stages, timestep and padding, so a variant
+never reads another's features). The first variant's evaluation also runs every simple baseline on the same volumes
+(k-means, BM4D + k-means, smoothing + k-means, k-means on the diffusion features and on the x0 prediction). Each
+variant is the bundle's ``train.json`` with the overrides of ``VARIANTS`` (``paper`` adds ``configs/paper.json``);
+each row records its command. Finished runs are reused from ``--workdir`` and the table is rewritten after every
+variant, so an interrupted study resumes.
 
     python benchmarks/discovery_variants.py --workdir benchmarks/.work/variants
 """
@@ -35,7 +37,8 @@ from steps import (
 from monai_ext.provenance import environment, write_json
 
 DIFFUSION_CKPT = BUNDLES / "structure_discovery" / "models" / "diffusion_pretraining" / "model.pt"
-REDUCED_SPLITS = {"training": 40, "validation": 20}
+REDUCED_SPLITS = {"training": 40, "validation": 5}  # training and label-free selection
+SCORED_VOLUMES = 20  # every volume of the scored split
 BASELINES = ("kmeans", "bm4d_kmeans", "smooth_kmeans", "features_kmeans", "x0_kmeans")
 DEFAULTS = read_config("structure_discovery", "train.json")
 VARIANTS: dict[str, dict[str, object]] = {
@@ -68,7 +71,13 @@ def reduced_datalist(data: Path) -> str:
 def run_variant(name: str, data: Path, datalist: str, work: Path, args: argparse.Namespace, baselines: bool) -> dict:
     """Train and evaluate one variant (each step reused when it finished before)."""
     epochs = args.max_epochs * EPOCH_FACTORS.get(name, 1)
-    common = {"dataset_dir": str(data), "diffusion_ckpt": str(DIFFUSION_CKPT), "datalist_name": datalist}
+    common = {
+        "dataset_dir": str(data),
+        "diffusion_ckpt": str(DIFFUSION_CKPT),
+        "datalist_name": datalist,
+        "feature_cache_storage": "disk",
+        "feature_cache#cache_dir": str(work / "feature_cache"),
+    }
     overrides = {**common, **VARIANTS[name], "max_epochs": epochs, "seed": 0}
     overlays = ("paper.json",) if name == "paper" else ()
     folder = work / name.replace(" ", "_").replace("=", "")
@@ -78,7 +87,8 @@ def run_variant(name: str, data: Path, datalist: str, work: Path, args: argparse
     if (out / "report.json").is_file():
         report = json.loads((out / "report.json").read_text())
     else:
-        evaluation = {**overrides, "ckpt_path": str(ckpt), "eval_split": args.split, "compare_baselines": baselines}
+        evaluation = {**overrides, "datalist_name": "datalist.json", "ckpt_path": str(ckpt), "eval_split": args.split}
+        evaluation["compare_baselines"] = baselines
         report = evaluate_discovery(overlays, evaluation, out)[0]
     return {
         "overrides": VARIANTS[name],
@@ -94,7 +104,7 @@ def level_means(report: dict, column: str) -> list[float]:
 
 def table(results: dict, max_epochs: int, split: str) -> str:
     lines = [
-        f"Variants (matched Dice on the 20 {split} volumes; trained on 40 volumes, {max_epochs} epochs, seed 0)",
+        f"Variants (matched Dice on the {SCORED_VOLUMES} {split} volumes; trained on 40 volumes, {max_epochs} epochs)",
         f"  {'variant':<28} level 1 / level 2 / level 3   HD95 l1   parts used l1/l2/l3   train min",
     ]
     for name, result in results.items():
@@ -134,6 +144,7 @@ def main() -> None:
             "protocol": {
                 "splits": REDUCED_SPLITS,
                 "scored_split": args.split,
+                "scored_volumes": SCORED_VOLUMES,
                 "max_epochs": args.max_epochs,
                 "seed": 0,
                 "defaults": "bundles/structure_discovery/configs/train.json",

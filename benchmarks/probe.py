@@ -98,6 +98,15 @@ class Inputs:
         return {name: value.numpy() for name, value in inputs.items()}
 
 
+def chosen(values: dict[str, np.ndarray], names: list[str] | None) -> dict[str, np.ndarray]:
+    """The inputs named by ``--inputs`` (all when None); an unknown name is an error naming the inputs there are."""
+    if names is None:
+        return values
+    if unknown := set(names) - set(values):
+        raise ValueError(f"--inputs {sorted(unknown)} are not inputs here; the inputs are {list(values)}.")
+    return {name: values[name] for name in names}
+
+
 def on_label_grid(scores: np.ndarray, grid: tuple[int, ...]) -> np.ndarray:
     """Per-class scores (K, *net grid) brought to ``grid`` trilinearly, then the argmax label map."""
     resized = F.interpolate(torch.as_tensor(scores, dtype=torch.float32)[None], size=grid, mode="trilinear")
@@ -146,7 +155,7 @@ def probe_dataset(dataset: str, data: Path, diffusion_ckpt: Path, args: argparse
         grid = tuple(item["image"].shape[1:])
         for t, target in enumerate(targets):
             label = resized_labels(np.asarray(item["label"][t]), grid)
-            for name, value in values.items():
+            for name, value in chosen(values, args.inputs).items():
                 fit.setdefault((target, name), []).append(sample(value, label, args.per_class, rng))
     probes = {}
     for (target, name), parts in tqdm(fit.items(), desc=f"{dataset}: fitting probes"):
@@ -161,7 +170,7 @@ def probe_dataset(dataset: str, data: Path, diffusion_ckpt: Path, args: argparse
             label = np.asarray(item["label"][t])
             classes = len(np.unique(label))
             report = spec["report_classes"].get(target)
-            for name, value in values.items():
+            for name, value in chosen(values, args.inputs).items():
                 model = probes[target, name]
                 posterior = model.predict_proba(value.reshape(value.shape[0], -1).T).T
                 posterior = posterior.reshape(-1, *value.shape[1:])
@@ -197,6 +206,7 @@ def main() -> None:
     parser.add_argument("--train", type=int, default=6, help="training volumes the probes are fitted on")
     parser.add_argument("--score", type=int, default=10, help="validation volumes they are scored on")
     parser.add_argument("--per-class", type=int, default=4000, help="voxels per class and training volume")
+    parser.add_argument("--inputs", nargs="+", default=None, help="probe only these inputs (e.g. x0 'stage 2')")
     parser.add_argument("--workdir", default=str(WORK))
     parser.add_argument("--out", default=None, help="default: benchmarks/results/probe_<dataset>.json")
     args = parser.parse_args()
@@ -218,6 +228,7 @@ def main() -> None:
             "train_volumes": args.train,
             "scored_volumes": args.score,
             "per_class": args.per_class,
+            "inputs": args.inputs,
         },
         **result,
         "wall_time_s": round(time.perf_counter() - start, 1),
