@@ -5,8 +5,9 @@ A probe is a logistic regression on z-scored voxel values, fitted on ``--train``
 ``--score`` validation volumes (the test split is not read). Per training volume it sees every voxel of each class
 up to ``--per-class``, weighted back to the class's true count, so it estimates the real posterior; its argmax is
 brought to the label grid as the bundle's evaluation brings the segmenter's output (trilinear, then argmax) and
-scored with the evaluation's matched Dice. Beside each probe, k-means with as many parts as the target has classes
-on the same input and volumes: where the probe is high and k-means low, the target is in the input but is not one
+scored with the evaluation's matched Dice. Beside each probe, k-means on the same input and volumes with the parts
+the bundle uses for that target (K = 2 / 4 / 8 for the cell levels, 3 for the whole tumour as in Table 3, one part
+per class of the tissue map): where the probe is high and k-means low, the target is in the input but is not one
 of its clusters, and the gap is the objective's; where the probe is low no label-free loss on that input finds it.
 
 Inputs, all from the structure-discovery bundle's own configs (``train.json`` with ``brain.json`` for brains): the
@@ -32,27 +33,31 @@ from monai.bundle import ConfigParser
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
-from steps import BUNDLES, RESULTS, WORK, brain_phantoms, bundle_config, cell_phantoms
+from steps import BUNDLES, NUM_PARTS, RESULTS, TUMOUR, WORK, brain_phantoms, bundle_config, cell_phantoms, read_config
 from tqdm import tqdm
 
 from monai_ext.baselines.kmeans import kmeans_segment
+from monai_ext.data.brain import TISSUE_LABELS
 from monai_ext.data.datalist import load_datalist
 from monai_ext.metrics import MatchedDiceMetric, finite_stats
 from monai_ext.provenance import environment, write_json
 
 BUNDLE = BUNDLES / "structure_discovery"
+CELL_PARTS = read_config("structure_discovery", "train.json")["num_parts"]
 DATASETS = {
     "cells": {
         "overlays": (),
         "diffusion_ckpt": BUNDLE / "models" / "diffusion_pretraining" / "model.pt",
-        "targets": {"level 1": "label_l1", "level 2": "label_l2", "level 3": "label_l3"},
+        "targets": {f"level {level}": f"label_l{level}" for level in range(1, len(CELL_PARTS) + 1)},
+        "kmeans_parts": {f"level {level}": k for level, k in enumerate(CELL_PARTS, start=1)},
         "report_classes": {},
     },
     "brains": {
         "overlays": ("brain.json",),
         "diffusion_ckpt": BUNDLE / "models" / "brain" / "diffusion_pretraining" / "model.pt",
         "targets": {"whole tumour": "label", "tissues": "tissue"},
-        "report_classes": {"whole tumour": [1]},
+        "kmeans_parts": {"whole tumour": NUM_PARTS, "tissues": len(TISSUE_LABELS)},
+        "report_classes": {"whole tumour": [TUMOUR]},
     },
 }
 
@@ -158,8 +163,8 @@ def probe_dataset(dataset: str, data: Path, diffusion_ckpt: Path, args: argparse
             for name, value in chosen(values, args.inputs).items():
                 fit.setdefault((target, name), []).append(sample(value, label, args.per_class, rng))
     probes = {}
-    for (target, name), parts in tqdm(fit.items(), desc=f"{dataset}: fitting probes"):
-        points, classes, weights = (np.concatenate(column) for column in zip(*parts, strict=True))
+    for (target, name), samples in tqdm(fit.items(), desc=f"{dataset}: fitting probes"):
+        points, classes, weights = (np.concatenate(column) for column in zip(*samples, strict=True))
         model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500))
         probes[target, name] = model.fit(points, classes, logisticregression__sample_weight=weights)
     scores: dict[str, dict[str, dict[str, list[float]]]] = {}
@@ -168,7 +173,7 @@ def probe_dataset(dataset: str, data: Path, diffusion_ckpt: Path, args: argparse
         values = inputs(item["image"], str(record["image"]))
         for t, target in enumerate(targets):
             label = np.asarray(item["label"][t])
-            classes = len(np.unique(label))
+            parts = spec["kmeans_parts"][target]
             report = spec["report_classes"].get(target)
             for name, value in chosen(values, args.inputs).items():
                 model = probes[target, name]
@@ -176,8 +181,8 @@ def probe_dataset(dataset: str, data: Path, diffusion_ckpt: Path, args: argparse
                 posterior = posterior.reshape(-1, *value.shape[1:])
                 row = scores.setdefault(target, {}).setdefault(name, {"probe": [], "kmeans": []})
                 row["probe"].append(matched_dice(on_label_grid(posterior, label.shape), label, report))
-                clusters = kmeans_segment(value, classes, channel_first=True)
-                one_hot = np.eye(classes, dtype=np.float32)[clusters].transpose(-1, *range(clusters.ndim))
+                clusters = kmeans_segment(value, parts, channel_first=True)
+                one_hot = np.eye(parts, dtype=np.float32)[clusters].transpose(-1, *range(clusters.ndim))
                 row["kmeans"].append(matched_dice(on_label_grid(one_hot, label.shape), label, report))
     return {
         "volumes": {split: [str(r["image"]) for r in records] for split, records in splits.items()},

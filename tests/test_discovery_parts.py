@@ -189,6 +189,19 @@ def test_disk_cache_never_serves_features_of_another_diffusion_model(tiny_unet, 
     assert same.hits == 1
 
 
+def test_disk_cache_of_loaded_images_is_read_back_by_a_later_run(tiny_unet, tmp_path):
+    """Regression (issue 31): features of a MetaTensor image were stored with its metadata, which the safe loading of
+    the next epoch or run refused (``UnpicklingError: ... TraceKeys``)."""
+    unet, scheduler = tiny_unet
+    x0 = MetaTensor(torch.rand(1, 1, 16, 16, 16), meta={"filename_or_obj": "a.nii.gz"})
+    first = FeatureCache(DiffusionFeatureExtractor(unet, scheduler), storage="disk", cache_dir=tmp_path)
+    stored = first.native(x0, ["a.nii.gz"], 0)
+    later = FeatureCache(DiffusionFeatureExtractor(unet, scheduler), storage="disk", cache_dir=tmp_path)
+    read = later.native(x0, ["a.nii.gz"], 0)
+    assert later.hits == 1 and type(read[1]) is torch.Tensor
+    assert torch.equal(read[1], stored[1])
+
+
 def test_volume_keys_need_file_names():
     with pytest.raises(ValueError, match="source file name"):
         volume_keys(torch.rand(2, 1, 4, 4, 4))

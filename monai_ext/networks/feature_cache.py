@@ -99,7 +99,9 @@ class FeatureCache:
 
     def _store(self, key: str, draw: int, native: dict[int, torch.Tensor]) -> dict[int, torch.Tensor]:
         """Keep the compact copy and return it, so a first use sees the same values as every later one."""
-        compact = {s: f.detach().to("cpu", self.dtype) for s, f in native.items()}
+        # plain tensors: a MetaTensor (the features of a loaded image) would pickle its metadata, which the safe
+        # ``torch.load(weights_only=True)`` of a later run refuses
+        compact = {s: f.detach().to("cpu", self.dtype).as_subclass(torch.Tensor) for s, f in native.items()}
         if self.storage == "memory":
             self._memory[(key, draw)] = compact
         else:
