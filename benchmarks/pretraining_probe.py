@@ -6,6 +6,8 @@ of ``--iterations`` in turn (default 800, the recipe, then 2k, 5k and 10k; an it
 are the iterations over ceil(training volumes / batch size)). After each it saves the weights of that iteration and
 runs ``probe.py --dataset brains`` with them on the x0 prediction and the feature stage ``brain.json`` uses: the
 linear probe's and k-means' whole-tumour and tissue Dice against pretraining iterations. Finished steps are reused.
+Each resumed segment starts from the run's checkpoint (weights, optimizer, epoch) with the bundle's seed, so its data
+order repeats that of the first epochs: close to, not the same as, one uninterrupted run.
 
     python benchmarks/pretraining_probe.py --workdir benchmarks/.work/pretraining_probe
 """
@@ -35,7 +37,7 @@ def weights_at(run: Path, epochs: int, out: Path) -> Path:
     run's own ``model.json`` records (so the structure-discovery configs load and check them)."""
     (checkpoint,) = run.glob(f"checkpoint_epoch={epochs}.pt")
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)["model"]
-    settings = json.loads(settings_path(run / "model.pt").read_text())
+    settings = json.loads(settings_path(run / "model.pt").read_text())["settings"]
     save_weights(state, out, settings)
     return out
 
@@ -52,8 +54,14 @@ def main() -> None:
     per_epoch = math.ceil(len(load_datalist(datalist, "training")) / PRETRAINING["batch_size"])
     run = work / "diffusion"
     rows = {}
+    trained = [int(p.stem.split("=")[1]) for p in run.glob("checkpoint_epoch=*.pt")]
     for iterations in sorted(args.iterations):
         epochs = math.ceil(iterations / per_epoch)
+        if trained and epochs < max(trained) and not (work / f"iterations_{iterations}" / "model.pt").is_file():
+            raise ValueError(
+                f"the run in '{run}' is already past {iterations} iterations (epoch {max(trained)}) and keeps only its "
+                "latest checkpoint; use another --workdir to measure fewer iterations."
+            )
         folder = work / f"iterations_{iterations}"
         weights = folder / "model.pt"
         if not weights.is_file():

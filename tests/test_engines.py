@@ -74,6 +74,18 @@ def test_best_per_level_selects_a_plain_network_on_one_metric_across_a_resume(tm
     assert json.loads((tmp_path / "model_selection.json").read_text())["epochs"] == [3]
 
 
+def test_best_per_level_selects_nothing_before_its_first_epoch(tmp_path):
+    """A warm start's epochs optimise another objective: their weights must not be selected (issue 31 review)."""
+    net = torch.nn.Linear(2, 1)
+    handler = BestPerLevel(net, ["val_l1"], tmp_path / "model.pt", first_epoch=3)
+    handler(_fake_engine(2, {"val_l1": 0.9}))
+    assert not (tmp_path / "model.pt").exists()
+    handler(_fake_engine(3, {"val_l1": 0.1}))
+    assert json.loads((tmp_path / "model_selection.json").read_text())["epochs"] == [3]
+    with pytest.raises(ValueError, match="first_epoch"):
+        BestPerLevel(net, ["val_l1"], tmp_path / "model.pt", first_epoch=0)
+
+
 def test_best_per_level_needs_its_metrics(tmp_path):
     net = HierarchicalSegmenter(num_parts=(2,), channels=(4, 4), strides=(1,))
     with pytest.raises(ValueError, match="one metric per level"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from steps import read_config
 
 from monai_ext.baselines.evaluate import SMOOTHING_SIGMA
-from summaries.common import load, table_header, table_row
+from summaries.common import load, load_each, repo_relative, table_header, table_row
 
 NUM_PARTS = read_config("structure_discovery", "train.json")["num_parts"]  # also the cell phantoms' label levels
 LEVELS = tuple(f"level {level} (K={k})" for level, k in enumerate(NUM_PARTS, start=1))
@@ -62,31 +62,91 @@ def table1(results: list[dict]) -> str:
 
 
 def variants(result: dict) -> str:
-    """The variant table of ``benchmarks/discovery_variants.py``: each variant as trained and nested, then the
-    baselines of the same run."""
+    """The variant table of ``benchmarks/discovery_variants.py``: each variant with its parts used, then the baselines
+    of the same run; the commands below the table."""
     protocol = result["protocol"]
+    split = protocol["scored_split"]
     lines = [
         f"Structure discovery variants (`{result['command']}`): trained on {protocol['splits']['training']} volumes "
-        f"for {protocol['max_epochs']} epochs, seed {protocol['seed']}; matched Dice on the 20 test volumes, "
-        "HD95 at level 1 in voxels; one factor at a time from the paper's setting:"
+        f"for {protocol['max_epochs']} epochs, seed {protocol['seed']}, levels selected label-free on "
+        f"{protocol['splits']['validation']} validation volumes; matched Dice on the "
+        f"{protocol['scored_volumes']} {split} volumes, HD95 at level 1 in voxels, parts used per volume (holding "
+        "at least 0.5 % of it; mean over volumes); one factor at a time from the bundle's defaults:"
     ]
-    lines.append(
-        table_header(
-            ["variant", *LEVELS, "HD95 l1", "nested by construction", "parts > 0.5 % of voxels", "training (min)"]
-        )
-    )
+    lines.append(table_header(["variant", *LEVELS, "HD95 l1", "parts used", "training (min)"]))
     for name, run in result["runs"].items():
-        dice = [f"{level['mean']:.3f}" for level in run["report"]["matched_dice"]["ours"]]
-        nested = " / ".join(f"{level['mean']:.3f}" for level in run["report_nested"]["matched_dice"]["ours"])
-        hd95 = run["report"]["matched_hd95"][0]["mean"]
-        used = " / ".join(str(n) for n in run["parts_used"])
-        lines.append(table_row([name, *dice, f"{hd95:.2f}", nested, used, f"{run['training']['seconds'] / 60:.1f}"]))
+        report = run["report"]
+        dice = [f"{level['mean']:.3f}" for level in report["matched_dice"]["ours"]]
+        hd95 = report["matched_hd95"][0]["mean"]
+        used = " / ".join(f"{level['mean']:.2f}" for level in report["parts_used"])
+        lines.append(table_row([name, *dice, f"{hd95:.2f}", used, f"{run['training']['seconds'] / 60:.1f}"]))
     first = next(iter(result["runs"].values()))["report"]
     for method, name in METHODS.items():
         if method != "ours" and method in first["matched_dice"]:
             dice = [f"{level['mean']:.3f}" for level in first["matched_dice"][method]]
             hd95 = first["matched_hd95_first_level"][method]["mean"]
-            lines.append(table_row([f"baseline: {name}", *dice, f"{hd95:.2f}", "-", "-", "-"]))
+            lines.append(table_row([f"baseline: {name}", *dice, f"{hd95:.2f}", "-", "-"]))
+    lines.append("\nCommands of the rows:\n")
+    for name, run in result["runs"].items():
+        arguments = repo_relative(run["command"]).partition(" ")[2]  # after the venv's python, as recorded
+        lines.append(f"- {name}: `python {arguments}`")
+    return "\n".join(lines)
+
+
+def probes(results: dict[str, dict]) -> str:
+    """The linear probes of ``benchmarks/probe.py``: per target and input, the probe's and k-means' matched Dice."""
+    lines = []
+    for result in results.values():
+        protocol = result["protocol"]
+        lines.append(
+            f"{protocol['dataset'].capitalize()}: probes fitted on {protocol['train_volumes']} training volumes, "
+            f"matched Dice on {protocol['scored_volumes']} validation volumes (mean ± sd; `{result['command']}`):"
+        )
+        scores = result["scores"]
+        inputs = list(next(iter(scores.values())))
+        lines.append(table_header(["target", *inputs]))
+        for target, per_input in scores.items():
+            for column in ("probe", "kmeans"):
+                cells = [
+                    f"{per_input[name][column]['mean']:.3f} ± {per_input[name][column]['sd']:.3f}" for name in inputs
+                ]
+                lines.append(table_row([f"{target}: {'linear probe' if column == 'probe' else 'k-means'}", *cells]))
+        lines.append("")
+    return "\n".join(lines).rstrip()
+
+
+def step_speed(result: dict) -> str:
+    """One discovery step per volume against the segmenter alone (``benchmarks/discovery_step.py``)."""
+    seconds = result["median_seconds_per_volume"]
+    size = "^3".join([str(result["spatial_size"][0]), ""])
+    lines = [
+        f"One training step per {size} volume (`{result['command']}`, median of {result['timed_steps_per_kind']}):"
+    ]
+    lines.append(table_header(["step", "s / volume", "x segmenter alone"]))
+    lines.append(
+        table_row(["segmenter alone (forward and backward on x and T(x))", f"{seconds['segmenter']:.3f}", "1.00"])
+    )
+    lines.append(
+        table_row(
+            [
+                "cached, features on their own grids",
+                f"{seconds['cached']:.3f}",
+                f"{result['cached_over_segmenter']:.2f}",
+            ]
+        )
+    )
+    lines.append(
+        table_row(
+            [
+                "cached, features upsampled first",
+                f"{seconds['cached_upsampled']:.3f}",
+                f"{result['cached_upsampled_over_segmenter']:.2f}",
+            ]
+        )
+    )
+    lines.append(
+        f"\nLargest relative difference of the two cached losses: {result['max_relative_loss_difference']:.1e}."
+    )
     return "\n".join(lines)
 
 
@@ -163,6 +223,8 @@ SOURCES = {
     "discovery_headline": (headline, _discovery),
     "table1": (table1, _discovery),
     "variants": (variants, lambda: load("discovery_variants.json")),
+    "probes": (probes, lambda: load_each({"probe_cells.json": "cells", "probe_brains.json": "brains"})),
+    "discovery_step": (step_speed, lambda: load("discovery_step.json")),
     "wall_time": (wall_times, _discovery),
     "table2": (table2, _stages),
     "table3": (table3, lambda: load("brain.json")),

@@ -108,8 +108,15 @@ class DiscoveryTrainer(SupervisedTrainer):
                 )
         if not 0 < gamma_range[0] <= gamma_range[1]:
             raise ValueError(f"gamma_range must satisfy 0 < low <= high, got {gamma_range}.")
-        if isinstance(warm_start_epochs, bool) or not isinstance(warm_start_epochs, int) or warm_start_epochs < 0:
-            raise ValueError(f"warm_start_epochs must be an int >= 0, got {warm_start_epochs!r}.")
+        if (
+            isinstance(warm_start_epochs, bool)
+            or not isinstance(warm_start_epochs, int)
+            or not 0 <= warm_start_epochs < max_epochs
+        ):
+            raise ValueError(
+                f"warm_start_epochs must be an int in [0, max_epochs = {max_epochs}) so that eq. 4 trains at least "
+                f"one epoch, got {warm_start_epochs!r}."
+            )
         super().__init__(
             device=device,
             max_epochs=max_epochs,

@@ -224,6 +224,8 @@ class BestPerLevel:
         higher_is_better: direction of the metrics (also ``"true"`` / ``"false"`` from a command line).
         settings: config ids and values that a config loading the weights must repeat (e.g. ``prediction_type``),
             checked by ``monai_ext.weights.load_weights``; None writes no settings file.
+        first_epoch: the first epoch whose weights may be selected, >= 1 (e.g. the first after a warm start, whose
+            epochs optimise another objective).
     """
 
     def __init__(
@@ -233,6 +235,7 @@ class BestPerLevel:
         save_path: str | Path,
         higher_is_better: bool | str = True,
         settings: Mapping[str, Any] | None = None,
+        first_epoch: int = 1,
     ) -> None:
         if isinstance(network, DistributedDataParallel):  # multi-GPU training: select the wrapped network's weights
             network = network.module
@@ -244,6 +247,9 @@ class BestPerLevel:
         self.save_path = Path(save_path)
         self.sign = 1.0 if as_flag(higher_is_better, "higher_is_better") else -1.0
         self.settings = None if settings is None else dict(settings)
+        if isinstance(first_epoch, bool) or not isinstance(first_epoch, int) or first_epoch < 1:
+            raise ValueError(f"first_epoch must be an int >= 1, got {first_epoch!r}.")
+        self.first_epoch = first_epoch
         self.best: list[float | None] = [None] * len(metric_names)
         self.epochs: list[int | None] = [None] * len(metric_names)
         self.states: list[dict | None] = [None] * len(metric_names)
@@ -283,6 +289,8 @@ class BestPerLevel:
             self.states[level] = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
 
     def __call__(self, engine: Engine) -> None:
+        if engine.state.epoch < self.first_epoch:
+            return
         improved = False
         for level, name in enumerate(self.metric_names):
             if name not in engine.state.metrics:

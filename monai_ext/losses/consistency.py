@@ -58,7 +58,7 @@ class ConsistencyLoss(_Loss):
         mass = m.sum(-1)  # B, K
         # C is invariant to a shift of h (up to eps); centring keeps the expanded form below accurate in float32
         if isinstance(representation, UpsampledFeatures):
-            sums = representation.part_sums(masks) - mass[..., None] * representation.mean()[:, None]
+            sums = representation.centred_part_sums(masks)
             # the masks sum to 1 over K, so sum_u (sum_k M_ku) ||h_u||^2 is the total sum of squares
             sum_of_squares = spread = representation.centred_sum_of_squares()
         else:
@@ -180,12 +180,27 @@ class DiscoveryLoss(nn.Module):
         if any(not w >= 0 for w in self.weights.values()) or not any(self.weights.values()):
             named = {f"lambda_{name}": weight for name, weight in self.weights.items()}
             raise ValueError(f"loss weights must be >= 0 with at least one positive, got {named}.")
-        self.lambda_v, self.lambda_f, self.lambda_inv, self.lambda_nest = lambda_v, lambda_f, lambda_inv, lambda_nest
         self.consistency = ConsistencyLoss(eps, normalize)
         self.invariance = PhotometricInvarianceLoss()
         self.nesting = NestingLoss()
         self.usage = PartUsageLoss(min_share)
         self.balance = BalancedAssignmentLoss(min_share)
+
+    @property
+    def lambda_v(self) -> float:
+        return self.weights["v"]
+
+    @property
+    def lambda_f(self) -> float:
+        return self.weights["f"]
+
+    @property
+    def lambda_inv(self) -> float:
+        return self.weights["inv"]
+
+    @property
+    def lambda_nest(self) -> float:
+        return self.weights["nest"]
 
     def forward(
         self,

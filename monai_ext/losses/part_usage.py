@@ -34,8 +34,8 @@ def hard_shares(masks: torch.Tensor) -> torch.Tensor:
 
 class PartUsageLoss(_Loss):
     """(1/K) sum_k max(0, s - p_k) / s, with p_k the hard share of part k (``hard_shares``) and s = ``min_share``:
-    0 when every part is the most likely part of at least a share s of the volume, 1 when all but one part are
-    empty; averaged over the batch. Parts above s are free to take any size.
+    0 when every part is the most likely part of at least a share s of the volume, (K - 1) / K when all but one part
+    are empty; averaged over the batch. Parts above s are free to take any size.
 
     Args:
         min_share: the share below which a part is pushed to grow, in (0, 1) (default 0.5 %, the share at which the

@@ -9,8 +9,10 @@ from pathlib import Path
 import torch
 
 from monai_ext.networks.feature_extractor import DiffusionFeatureExtractor
+from monai_ext.weights import atomic_save
 
 STORAGES = ("memory", "disk")
+ENTRY_FORMAT = 2  # 2: plain tensors (entries of format 1 could hold MetaTensors, which weights_only loading refuses)
 
 
 class FeatureCache:
@@ -74,6 +76,7 @@ class FeatureCache:
         checksum = zlib.crc32(
             repr(
                 (
+                    ENTRY_FORMAT,
                     self.extractor.stages,
                     self.extractor.timestep,
                     self.extractor.input_size,
@@ -105,7 +108,7 @@ class FeatureCache:
         if self.storage == "memory":
             self._memory[(key, draw)] = compact
         else:
-            torch.save(compact, self._path(key, draw))
+            atomic_save(compact, self._path(key, draw))
         return compact
 
     def native(self, x0: torch.Tensor, keys: Sequence[str], draw: int | None = None) -> dict[int, torch.Tensor]:

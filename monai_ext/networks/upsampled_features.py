@@ -28,15 +28,18 @@ class UpsampledFeatures:
     """phi = U f: decoder stage activations f_s on their own (coarse) grids, read as if each were upsampled linearly
     (trilinear / bilinear, ``align_corners=False``, as ``F.interpolate`` does) to the image grid and concatenated.
 
-    The consistency loss of eq. 6 needs phi only through the part sums sum_u M_ku phi_u, its mean and its total sum
-    of squares. Upsampling is linear and separable, U_s = W_x (x) W_y (x) W_z with one small interpolation matrix per
-    axis, so:
+    The consistency loss of eq. 6 needs phi only through the part sums sum_u M_ku (phi_u - mean phi) and the total sum
+    of squares of phi - mean phi. Upsampling is linear and separable, U_s = W_x (x) W_y (x) W_z with one small
+    interpolation matrix per axis, so:
 
     - <m_k, U_s f_s> = <U_s^T m_k, f_s>: the adjoint brings the K masks to the stage's grid and the sums are taken
       there (K channels on the image grid instead of sum_s C_s, and no gradient through an upsampling of features);
-    - sum_u ||U_s f_s||^2 = <f_s, (W_x^T W_x (x) W_y^T W_y (x) W_z^T W_z) f_s>, on the stage's grid.
+    - sum_u ||U_s f_s||^2 = <f_s, (W_x^T W_x (x) W_y^T W_y (x) W_z^T W_z) f_s>, on the stage's grid;
+    - each row of an interpolation matrix sums to 1, so U_s (f_s - c) = U_s f_s - c for a constant c per channel: the
+      stages are centred once by the mean of phi, which keeps the sums accurate in float32.
 
-    phi is never formed on the image grid (``dense`` forms it, for reference and for other uses).
+    The statistics are computed in float32 with autocast off (under AMP, sums over a volume overflow float16). phi is
+    never formed on the image grid (``dense`` forms it, for reference and for other uses).
 
     Args:
         stages: per decoder stage, activations (B, C_s, *grid_s), 2 or 3 spatial dims, one batch size.
@@ -50,12 +53,19 @@ class UpsampledFeatures:
         if any(f.ndim != len(size) + 2 or f.shape[0] != stages[0].shape[0] for f in stages):
             shapes = [tuple(f.shape) for f in stages]
             raise ValueError(f"stages must be (B, C_s, *{len(size)} spatial dims) with one B, got {shapes}.")
-        self.stages = [f.detach().float() for f in stages]
         self.size = size
+        self.device_type = stages[0].device.type
+        raw = [f.detach().float() for f in stages]
         self.matrices = [
-            [interpolation_matrix(n, m).to(f.device) for n, m in zip(f.shape[2:], size, strict=True)]
-            for f in self.stages
+            [interpolation_matrix(n, m).to(f.device) for n, m in zip(f.shape[2:], size, strict=True)] for f in raw
         ]
+        with torch.autocast(self.device_type, enabled=False):
+            ones = raw[0].new_ones((raw[0].shape[0], 1, *size))
+            self.means = [
+                self._part_sums(ones, f, w)[:, 0] / self.num_voxels for f, w in zip(raw, self.matrices, strict=True)
+            ]
+        spatial = (1,) * len(size)
+        self.stages = [f - mean.reshape(*mean.shape, *spatial) for f, mean in zip(raw, self.means, strict=True)]
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -66,32 +76,39 @@ class UpsampledFeatures:
     def num_voxels(self) -> int:
         return math.prod(self.size)
 
+    def mean(self) -> torch.Tensor:
+        """The mean of phi over the image grid, (B, sum_s C_s)."""
+        return torch.cat(self.means, dim=1)
+
     def dense(self) -> torch.Tensor:
         """phi itself, (B, sum_s C_s, *size)."""
-        pairs = zip(self.stages, self.matrices, strict=True)
-        return torch.cat([_along_axes(f, w, transpose=False) for f, w in pairs], dim=1)
+        spatial = (1,) * len(self.size)
+        upsampled = [
+            _along_axes(f, w, transpose=False) + mean.reshape(*mean.shape, *spatial)
+            for f, w, mean in zip(self.stages, self.matrices, self.means, strict=True)
+        ]
+        return torch.cat(upsampled, dim=1)
 
     def adjoint(self, masks: torch.Tensor, stage: int) -> torch.Tensor:
         """U_s^T applied to masks (B, K, *size): (B, K, *grid_s), differentiable in ``masks``."""
         return _along_axes(masks.float(), self.matrices[stage], transpose=True)
 
-    def part_sums(self, masks: torch.Tensor) -> torch.Tensor:
-        """sum_u M_ku phi_u for masks (B, K, *size): (B, K, sum_s C_s)."""
-        sums = [
-            torch.einsum("bkn,bcn->bkc", self.adjoint(masks, s).flatten(2), f.flatten(2))
-            for s, f in enumerate(self.stages)
-        ]
-        return torch.cat(sums, dim=-1)
+    @staticmethod
+    def _part_sums(masks: torch.Tensor, stage: torch.Tensor, matrices: Sequence[torch.Tensor]) -> torch.Tensor:
+        coarse = _along_axes(masks.float(), matrices, transpose=True)
+        return torch.einsum("bkn,bcn->bkc", coarse.flatten(2), stage.flatten(2))
 
-    def mean(self) -> torch.Tensor:
-        """The mean of phi over the image grid, (B, sum_s C_s)."""
-        ones = self.stages[0].new_ones((self.shape[0], 1, *self.size))
-        return self.part_sums(ones)[:, 0] / self.num_voxels
+    def centred_part_sums(self, masks: torch.Tensor) -> torch.Tensor:
+        """sum_u M_ku (phi_u - mean phi) for masks (B, K, *size): (B, K, sum_s C_s), differentiable in ``masks``."""
+        with torch.autocast(self.device_type, enabled=False):
+            pairs = zip(self.stages, self.matrices, strict=True)
+            return torch.cat([self._part_sums(masks, f, w) for f, w in pairs], dim=-1)
 
     def centred_sum_of_squares(self) -> torch.Tensor:
         """sum_u ||phi_u - mean phi||^2 per volume, (B,), computed on the stages' grids."""
-        total = torch.zeros(self.shape[0], device=self.stages[0].device)
-        for f, matrices in zip(self.stages, self.matrices, strict=True):
-            grams = [w.T @ w for w in matrices]
-            total = total + (f * _along_axes(f, grams, transpose=False)).flatten(1).sum(1)
-        return total - self.num_voxels * self.mean().pow(2).sum(1)
+        with torch.autocast(self.device_type, enabled=False):
+            total = torch.zeros(self.shape[0], device=self.stages[0].device)
+            for f, matrices in zip(self.stages, self.matrices, strict=True):
+                grams = [w.T @ w for w in matrices]
+                total = total + (f * _along_axes(f, grams, transpose=False)).flatten(1).sum(1)
+            return total
