@@ -55,6 +55,8 @@ VARIANTS: dict[str, dict[str, object]] = {
     "warm start (2 epochs)": {"warm_start_epochs": 2},
     "learning rate x3": {"learning_rate": 3 * DEFAULTS["learning_rate"]},
     "epochs x2": {},
+    # a first combination of the levers measured above: no nesting (level 2 keeps its parts), usage, warm start
+    "lambda_nest=0 + part usage + warm start": {"lambda_nest": 0.0, "lambda_usage": 1.0, "warm_start_epochs": 2},
 }
 EPOCH_FACTORS = {"epochs x2": 2}  # variants trained longer than --max-epochs
 
