@@ -40,6 +40,7 @@ from monai_ext.baselines.kmeans import kmeans_segment
 from monai_ext.data.brain import TISSUE_LABELS
 from monai_ext.data.datalist import load_datalist
 from monai_ext.metrics import MatchedDiceMetric, finite_stats
+from monai_ext.networks import DiffusionFeatureExtractor
 from monai_ext.provenance import environment, write_json
 
 BUNDLE = BUNDLES / "structure_discovery"
@@ -94,7 +95,7 @@ class Inputs:
         draws = [self.cache.native(x, [key], draw=d) for d in range(self.cache.num_draws)]
         size = x.shape[2:]
         stage = {
-            s: F.interpolate(torch.stack([d[s] for d in draws]).mean(0), size=size, mode="trilinear")
+            s: DiffusionFeatureExtractor.upsample([torch.stack([d[s] for d in draws]).mean(0)], size)
             for s in self.stages
         }
         inputs = {"image": x[0], "x0": self.denoiser(x)[0]}

@@ -169,14 +169,8 @@ class DiscoveryLoss(nn.Module):
         min_share: float = 0.005,
     ) -> None:
         super().__init__()
-        self.weights = {
-            "v": lambda_v,
-            "f": lambda_f,
-            "inv": lambda_inv,
-            "nest": lambda_nest,
-            "usage": lambda_usage,
-            "balance": lambda_balance,
-        }
+        self.lambda_v, self.lambda_f, self.lambda_inv, self.lambda_nest = lambda_v, lambda_f, lambda_inv, lambda_nest
+        self.lambda_usage, self.lambda_balance = lambda_usage, lambda_balance
         if any(not w >= 0 for w in self.weights.values()) or not any(self.weights.values()):
             named = {f"lambda_{name}": weight for name, weight in self.weights.items()}
             raise ValueError(f"loss weights must be >= 0 with at least one positive, got {named}.")
@@ -187,20 +181,16 @@ class DiscoveryLoss(nn.Module):
         self.balance = BalancedAssignmentLoss(min_share)
 
     @property
-    def lambda_v(self) -> float:
-        return self.weights["v"]
-
-    @property
-    def lambda_f(self) -> float:
-        return self.weights["f"]
-
-    @property
-    def lambda_inv(self) -> float:
-        return self.weights["inv"]
-
-    @property
-    def lambda_nest(self) -> float:
-        return self.weights["nest"]
+    def weights(self) -> dict[str, float]:
+        """Each term's weight, keyed by the name of the term (``loss_<name>`` in the returned terms)."""
+        return {
+            "v": self.lambda_v,
+            "f": self.lambda_f,
+            "inv": self.lambda_inv,
+            "nest": self.lambda_nest,
+            "usage": self.lambda_usage,
+            "balance": self.lambda_balance,
+        }
 
     def forward(
         self,
@@ -228,9 +218,9 @@ class DiscoveryLoss(nn.Module):
                 terms["loss_f"] = terms["loss_f"] + self.consistency(m, features[level])
             if self.lambda_inv:
                 terms["loss_inv"] = terms["loss_inv"] + self.invariance(m, masks_transformed[level])
-            if self.weights["usage"]:
+            if self.lambda_usage:
                 terms["loss_usage"] = terms["loss_usage"] + self.usage(m)
-            if self.weights["balance"]:
+            if self.lambda_balance:
                 terms["loss_balance"] = terms["loss_balance"] + self.balance(m)
         if self.lambda_nest:
             for coarse, fine in itertools.pairwise(masks):

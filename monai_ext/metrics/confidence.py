@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from monai.utils import MetricReduction
 
+from monai_ext.losses.part_usage import hard_shares
 from monai_ext.metrics.per_volume import PerVolumeMetric
 
 
@@ -49,8 +50,5 @@ class PartsUsedMetric(PerVolumeMetric):
         self.min_share = min_share
 
     def _compute_tensor(self, y_pred: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:  # type: ignore[override]
-        if y_pred.ndim < 3 or y_pred.shape[1] < 2:
-            raise ValueError(f"y_pred must be probabilities (B, K >= 2, *spatial), got shape {tuple(y_pred.shape)}.")
-        counts = torch.nn.functional.one_hot(y_pred.argmax(dim=1).flatten(1), y_pred.shape[1]).sum(1)  # B, K
-        shares = counts.float() / counts.sum(1, keepdim=True)
-        return (shares >= self.min_share).sum(1, keepdim=True).float()
+        with torch.no_grad():
+            return (hard_shares(y_pred) >= self.min_share).sum(1, keepdim=True).float()

@@ -24,6 +24,14 @@ def _along_axes(volume: torch.Tensor, matrices: Sequence[torch.Tensor], transpos
     return volume
 
 
+def _column_sums(matrices: Sequence[torch.Tensor]) -> torch.Tensor:
+    """U^T 1 on the coarse grid for U = W_x (x) W_y (x) W_z: the outer product of each matrix's column sums."""
+    total = matrices[0].sum(0)
+    for matrix in matrices[1:]:
+        total = total[..., None] * matrix.sum(0)
+    return total
+
+
 class UpsampledFeatures:
     """phi = U f: decoder stage activations f_s on their own (coarse) grids, read as if each were upsampled linearly
     (trilinear / bilinear, ``align_corners=False``, as ``F.interpolate`` does) to the image grid and concatenated.
@@ -60,9 +68,10 @@ class UpsampledFeatures:
             [interpolation_matrix(n, m).to(f.device) for n, m in zip(f.shape[2:], size, strict=True)] for f in raw
         ]
         with torch.autocast(self.device_type, enabled=False):
-            ones = raw[0].new_ones((raw[0].shape[0], 1, *size))
+            # the mean of U_s f_s is <U_s^T 1, f_s> / N, and U_s^T 1 is the outer product of the column sums of W
             self.means = [
-                self._part_sums(ones, f, w)[:, 0] / self.num_voxels for f, w in zip(raw, self.matrices, strict=True)
+                (f * _column_sums(w)).flatten(2).sum(-1) / self.num_voxels
+                for f, w in zip(raw, self.matrices, strict=True)
             ]
         spatial = (1,) * len(size)
         self.stages = [f - mean.reshape(*mean.shape, *spatial) for f, mean in zip(raw, self.means, strict=True)]
@@ -93,16 +102,14 @@ class UpsampledFeatures:
         """U_s^T applied to masks (B, K, *size): (B, K, *grid_s), differentiable in ``masks``."""
         return _along_axes(masks.float(), self.matrices[stage], transpose=True)
 
-    @staticmethod
-    def _part_sums(masks: torch.Tensor, stage: torch.Tensor, matrices: Sequence[torch.Tensor]) -> torch.Tensor:
-        coarse = _along_axes(masks.float(), matrices, transpose=True)
-        return torch.einsum("bkn,bcn->bkc", coarse.flatten(2), stage.flatten(2))
-
     def centred_part_sums(self, masks: torch.Tensor) -> torch.Tensor:
         """sum_u M_ku (phi_u - mean phi) for masks (B, K, *size): (B, K, sum_s C_s), differentiable in ``masks``."""
         with torch.autocast(self.device_type, enabled=False):
-            pairs = zip(self.stages, self.matrices, strict=True)
-            return torch.cat([self._part_sums(masks, f, w) for f, w in pairs], dim=-1)
+            sums = [
+                torch.einsum("bkn,bcn->bkc", self.adjoint(masks, s).flatten(2), f.flatten(2))
+                for s, f in enumerate(self.stages)
+            ]
+            return torch.cat(sums, dim=-1)
 
     def centred_sum_of_squares(self) -> torch.Tensor:
         """sum_u ||phi_u - mean phi||^2 per volume, (B,), computed on the stages' grids."""
