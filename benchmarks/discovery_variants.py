@@ -1,18 +1,22 @@
 """Structure discovery variants on a reduced protocol, one factor at a time from the bundle's defaults (issue 31).
 
-Protocol: the regular cell phantoms of ``benchmarks/discovery.py`` (120 volumes, seed 0). Each variant trains on the
-first 40 training volumes for ``--max-epochs`` epochs (default 6), seed 0, with the shipped CPU diffusion model, its
-levels selected label-free (mean max probability) on the first 5 validation volumes, and is scored on all 20
-validation volumes (``--split``; the test split is read once, by ``benchmarks/discovery.py``, for the final table):
+Protocol: ``--dataset cells``, the regular cell phantoms of ``benchmarks/discovery.py`` (120 volumes, seed 0), or
+``--dataset brains``, the brain phantoms of ``benchmarks/brain.py`` (60 volumes, seed 0; ``brain.json`` layered on,
+K = 3 on FLAIR, whole-tumour Dice). Each variant trains on the first 40 training volumes for ``--max-epochs`` epochs
+(default 6), seed 0, with the shipped CPU diffusion model of that dataset, its levels selected label-free (mean max
+probability) on the first 5 validation volumes, and is scored on every volume of the validation split (``--split``;
+the test split is read once, by ``benchmarks/discovery.py`` and ``benchmarks/brain.py``, for the final tables):
 matched Dice and parts used per level (parts holding at least 0.5 % of a volume), HD95 at level 1. The variants share
 one feature cache on disk (its entries are named by the diffusion model, stages, timestep and padding, so a variant
 never reads another's features). The first variant's evaluation also runs every simple baseline on the same volumes
-(k-means, BM4D + k-means, smoothing + k-means, k-means on the diffusion features and on the x0 prediction). Each
-variant is the bundle's ``train.json`` with the overrides of ``VARIANTS`` (``paper`` adds ``configs/paper.json``);
+(k-means, BM4D + k-means, smoothing + k-means, k-means on the diffusion features and on the x0 prediction, and
+smoothing or x0 + k-means with the finest level's K merged to the coarser levels). Each variant is the bundle's
+``train.json`` with the overrides of ``VARIANTS`` or ``BRAIN_VARIANTS`` (``paper`` adds ``configs/paper.json``);
 each row records its command. Finished runs are reused from ``--workdir`` and the table is rewritten after every
 variant, so an interrupted study resumes.
 
     python benchmarks/discovery_variants.py --workdir benchmarks/.work/variants
+    python benchmarks/discovery_variants.py --dataset brains --workdir benchmarks/.work/variants
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from steps import (
     BUNDLES,
     RESULTS,
     WORK,
+    brain_phantoms,
     bundle_config,
     cell_phantoms,
     evaluate_discovery,
@@ -34,12 +39,13 @@ from steps import (
     train_once,
 )
 
+from monai_ext.baselines.evaluate import MERGED
 from monai_ext.provenance import environment, write_json
 
-DIFFUSION_CKPT = BUNDLES / "structure_discovery" / "models" / "diffusion_pretraining" / "model.pt"
+MODELS = BUNDLES / "structure_discovery" / "models"
 REDUCED_SPLITS = {"training": 40, "validation": 5}  # training and label-free selection
-SCORED_VOLUMES = 20  # every volume of the scored split
 BASELINES = ("kmeans", "bm4d_kmeans", "smooth_kmeans", "features_kmeans", "x0_kmeans")
+BASELINES += tuple(method + MERGED for method in ("smooth_kmeans", "x0_kmeans"))
 DEFAULTS = read_config("structure_discovery", "train.json")
 VARIANTS: dict[str, dict[str, object]] = {
     "defaults": {},  # the bundle's train.json as it is
@@ -58,30 +64,69 @@ VARIANTS: dict[str, dict[str, object]] = {
     # a first combination of the levers measured above: no nesting (level 2 keeps its parts), usage, warm start
     "lambda_nest=0 + part usage + warm start": {"lambda_nest": 0.0, "lambda_usage": 1.0, "warm_start_epochs": 2},
 }
+BRAIN_VARIANTS: dict[str, dict[str, object]] = {
+    "defaults": {},  # train.json + brain.json as they are
+    "paper": read_config("structure_discovery", "paper.json"),
+    # over-clustering then merging: the finest parts merged, closest mean FLAIR first (HierarchicalSegmenter)
+    "K = 6 merged to 3": {"num_parts": [6], "merged_parts": [3]},
+    "K = 8 merged to 3": {"num_parts": [8], "merged_parts": [3]},
+    "K = 6 merged to 3, lambda_f=0": {"num_parts": [6], "merged_parts": [3], "lambda_f": 0.0},
+    "part usage term": {"lambda_usage": 1.0},
+    "warm start (2 epochs)": {"warm_start_epochs": 2},
+}
+DATASETS = {  # what --dataset runs on: data, bundle overlays, diffusion weights, variants, results file
+    "cells": {
+        "data": WORK / "phantoms_regular",
+        "overlays": (),
+        "diffusion_ckpt": MODELS / "diffusion_pretraining" / "model.pt",
+        "variants": VARIANTS,
+        "out": RESULTS / "discovery_variants.json",
+    },
+    "brains": {
+        "data": WORK / "brain" / "brains",
+        "overlays": ("brain.json",),
+        "diffusion_ckpt": MODELS / "brain" / "diffusion_pretraining" / "model.pt",
+        "variants": BRAIN_VARIANTS,
+        "out": RESULTS / "discovery_variants_brains.json",
+    },
+}
 EPOCH_FACTORS = {"epochs x2": 2}  # variants trained longer than --max-epochs
+BRAIN_PHANTOMS = 60  # the brain phantoms of benchmarks/brain.py and probe.py (seed 0)
 
 
-def reduced_datalist(data: Path) -> str:
-    """Write ``datalist_variants.json`` (the first volumes of each split, ``REDUCED_SPLITS``) and return its name."""
-    full = json.loads((data / "datalist.json").read_text())
+def dataset_folder(dataset: str, folder: Path) -> tuple[Path, str]:
+    """The phantoms of ``dataset`` in ``folder`` (generated when absent) and the name of their full datalist."""
+    if dataset == "cells":
+        return cell_phantoms(folder, "regular"), "datalist.json"
+    datalist, _ = brain_phantoms(folder, BRAIN_PHANTOMS)
+    return folder, datalist.name
+
+
+def reduced_datalist(data: Path, full_name: str) -> str:
+    """Write ``datalist_variants.json`` (the first volumes of each split of ``full_name``, ``REDUCED_SPLITS``) and
+    return its name."""
+    full = json.loads((data / full_name).read_text())
     reduced = {split: full[split][:count] for split, count in REDUCED_SPLITS.items()}
     name = "datalist_variants.json"
     (data / name).write_text(json.dumps(reduced, indent=2) + "\n")
     return name
 
 
-def run_variant(name: str, data: Path, datalist: str, work: Path, args: argparse.Namespace, baselines: bool) -> dict:
-    """Train and evaluate one variant (each step reused when it finished before)."""
+def run_variant(name: str, data: Path, datalists: tuple[str, str], work: Path, args: argparse.Namespace) -> dict:
+    """Train and evaluate one variant (each step reused when it finished before); ``datalists``: the reduced one
+    trained on and the full one scored on."""
+    spec = DATASETS[args.dataset]
     epochs = args.max_epochs * EPOCH_FACTORS.get(name, 1)
     common = {
         "dataset_dir": str(data),
-        "diffusion_ckpt": str(DIFFUSION_CKPT),
-        "datalist_name": datalist,
+        "diffusion_ckpt": str(spec["diffusion_ckpt"]),
+        "datalist_name": datalists[0],
         "feature_cache_storage": "disk",
         "feature_cache#cache_dir": str(work / "feature_cache"),
     }
-    overrides = {**common, **VARIANTS[name], "max_epochs": epochs, "seed": 0}
+    overrides = {**common, **spec["variants"][name], "max_epochs": epochs, "seed": 0}
     overlays = ("paper.json",) if name == "paper" else ()
+    overlays += spec["overlays"]
     folder = work / name.replace(" ", "_").replace("=", "")
     configs = bundle_config("structure_discovery", "train.json", *overlays)
     ckpt, timing = train_once(configs, folder / "train", {**overrides, "overwrite": True})
@@ -89,11 +134,11 @@ def run_variant(name: str, data: Path, datalist: str, work: Path, args: argparse
     if (out / "report.json").is_file():
         report = json.loads((out / "report.json").read_text())
     else:
-        evaluation = {**overrides, "datalist_name": "datalist.json", "ckpt_path": str(ckpt), "eval_split": args.split}
-        evaluation["compare_baselines"] = baselines
+        evaluation = {**overrides, "datalist_name": datalists[1], "ckpt_path": str(ckpt), "eval_split": args.split}
+        evaluation["compare_baselines"] = name == args.variants[0]
         report = evaluate_discovery(overlays, evaluation, out)[0]
     return {
-        "overrides": VARIANTS[name],
+        "overrides": spec["variants"][name],
         "command": log_beside(folder / "train").read_text().splitlines()[0],
         "training": timing,
         "report": report,
@@ -106,8 +151,8 @@ def level_means(report: dict, column: str) -> list[float]:
 
 def table(results: dict, max_epochs: int, split: str) -> str:
     lines = [
-        f"Variants (matched Dice on the {SCORED_VOLUMES} {split} volumes; trained on 40 volumes, {max_epochs} epochs)",
-        f"  {'variant':<28} level 1 / level 2 / level 3   HD95 l1   parts used l1/l2/l3   train min",
+        f"Variants (matched Dice on the {split} volumes; trained on 40 volumes, {max_epochs} epochs)",
+        f"  {'variant':<28} Dice per level   HD95 l1   parts used per level   train min",
     ]
     for name, result in results.items():
         report = result["report"]
@@ -126,30 +171,38 @@ def table(results: dict, max_epochs: int, split: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--dataset", default="cells", choices=list(DATASETS))
+    parser.add_argument("--variants", nargs="+", help="default: every variant of the dataset")
     parser.add_argument("--workdir", default=str(WORK / "variants"))
-    parser.add_argument("--data", default=str(WORK / "phantoms_regular"))
+    parser.add_argument("--data", help="the phantoms' folder (default: that of --dataset in benchmarks/.work)")
     parser.add_argument("--max-epochs", type=int, default=6)
     parser.add_argument("--split", default="validation", choices=["validation", "test"])
-    parser.add_argument("--out", default=str(RESULTS / "discovery_variants.json"))
+    parser.add_argument("--out", help="default: benchmarks/results/discovery_variants[_brains].json")
     args = parser.parse_args()
-    work = Path(args.workdir).resolve() / f"epochs{args.max_epochs}"
-    data = cell_phantoms(Path(args.data).resolve(), "regular")
-    datalist = reduced_datalist(data)
+    spec = DATASETS[args.dataset]
+    args.variants = args.variants or list(spec["variants"])
+    if unknown := [name for name in args.variants if name not in spec["variants"]]:
+        parser.error(f"--variants {unknown} are not variants of {args.dataset}; they are {list(spec['variants'])}.")
+    args.out = args.out or str(spec["out"])
+    suffix = "" if args.dataset == "cells" else f"_{args.dataset}"  # the cell study's folder as it was
+    work = Path(args.workdir).resolve() / f"epochs{args.max_epochs}{suffix}"
+    data, full_datalist = dataset_folder(args.dataset, Path(args.data or spec["data"]).resolve())
+    datalists = (reduced_datalist(data, full_datalist), full_datalist)
     start = time.perf_counter()
     results = {}
-    for index, name in enumerate(args.variants):
-        results[name] = run_variant(name, data, datalist, work, args, baselines=index == 0)
+    for name in args.variants:
+        results[name] = run_variant(name, data, datalists, work, args)
         first = results[args.variants[0]]["report"]
         summary = {
             **environment(),
             "protocol": {
                 "splits": REDUCED_SPLITS,
                 "scored_split": args.split,
-                "scored_volumes": SCORED_VOLUMES,
+                "scored_volumes": len(json.loads((data / full_datalist).read_text())[args.split]),
                 "max_epochs": args.max_epochs,
                 "seed": 0,
-                "defaults": "bundles/structure_discovery/configs/train.json",
+                "defaults": "bundles/structure_discovery/configs/train.json"
+                + "".join(f" + {overlay}" for overlay in spec["overlays"]),
             },
             "variants": {n: level_means(r["report"], "ours") for n, r in results.items()},
             "parts_used": {n: r["report"]["parts_used"] for n, r in results.items()},

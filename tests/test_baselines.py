@@ -10,9 +10,10 @@ import pytest
 import torch
 
 from monai_ext.baselines import DiffusionBaselines, bm4d_denoise, estimate_noise_std, gaussian_smooth, kmeans_segment
-from monai_ext.baselines.evaluate import format_table, run_baselines
+from monai_ext.baselines.evaluate import format_table, kmeans_levels, run_baselines
 from monai_ext.bundle import bundle_component
 from monai_ext.metrics import matched_dice
+from monai_ext.transforms import merge_by_means
 
 BUNDLES = Path(__file__).resolve().parents[1] / "bundles"
 
@@ -136,7 +137,7 @@ def tiny_diffusion(tmp_path_factory) -> DiffusionBaselines:
 def test_default_baselines_need_no_diffusion_model_and_its_methods_ask_for_one(tiny_phantoms):
     result = run_baselines(str(tiny_phantoms), split="test", out=None, verbose=False)
     assert list(result["matched_dice"]) == list(result["matched_hd95_first_level"]) == [
-        "kmeans", "bm4d_kmeans", "smooth_kmeans",
+        "kmeans", "bm4d_kmeans", "smooth_kmeans", "smooth_kmeans_merged",
     ]  # fmt: skip
     in_mm = run_baselines(str(tiny_phantoms), split="test", methods="kmeans", out=None, verbose=False, hd95_spacing=2.0)
     voxels, mm = (
@@ -162,3 +163,16 @@ def test_diffusion_baselines_run_with_the_bundles_model_and_repeat_exactly(tiny_
     assert runs[0]["matched_dice"] == runs[1]["matched_dice"], "seeded noise draws"
     extractor, denoiser = tiny_diffusion.build()
     assert extractor.stages == [3] and extractor.num_draws == denoiser.num_draws == 2 and denoiser.timestep == 50
+
+
+def test_merged_kmeans_levels_are_one_kmeans_merged_closest_means_first():
+    rng = np.random.default_rng(0)
+    image = rng.normal(size=(10, 10, 10)) * 0.05 + np.repeat([0.0, 0.2, 0.4, 0.6, 3.0], 2)[:, None, None]
+    levels = kmeans_levels(image, False, {2, 3, 5}, merged=True)
+    finest = kmeans_segment(image, 5)
+    np.testing.assert_array_equal(levels[5], finest)
+    for k in (2, 3):
+        expected, _ = merge_by_means(torch.as_tensor(finest), torch.as_tensor(image[None]), k)
+        np.testing.assert_array_equal(levels[k], expected.numpy())
+        assert all(len(np.unique(levels[k][finest == part])) == 1 for part in range(5))  # unions of the finest
+    assert len(np.unique(levels[2][8:])) == 1 and set(np.unique(levels[2][:8])).isdisjoint(np.unique(levels[2][8:]))

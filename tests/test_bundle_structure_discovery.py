@@ -151,7 +151,8 @@ def test_evaluate_reports_matched_dice_hierarchy_and_figure(tiny_phantoms, diffu
 
 def test_evaluate_compares_with_every_baseline_in_the_same_run(tiny_phantoms, diffusion, trained, tmp_path):
     """--compare_baselines true: k-means, BM4D, smoothing, and k-means on the diffusion model's features and on its
-    x0 prediction, every level, on the evaluated volumes; the diffusion model is read from the bundle's own ids."""
+    x0 prediction, and smoothing or x0 + k-means merged from the finest K, every level, on the evaluated volumes; the
+    diffusion model is read from the bundle's own ids."""
     output_dir, _ = trained
     workflow = _workflow(
         ["train.json", "evaluate.json"], "eval", dataset_dir=str(tiny_phantoms), ckpt_path=str(output_dir / "model.pt"),
@@ -163,7 +164,8 @@ def test_evaluate_compares_with_every_baseline_in_the_same_run(tiny_phantoms, di
     workflow.finalize()
     report = json.loads((tmp_path / "eval" / "report.json").read_text())
     columns, hd95 = report["matched_dice"], report["matched_hd95_first_level"]
-    expected = ["ours", "kmeans", "bm4d_kmeans", "smooth_kmeans", "features_kmeans", "x0_kmeans"]
+    expected = ["ours", "kmeans", "bm4d_kmeans", "smooth_kmeans", "smooth_kmeans_merged", "features_kmeans"]
+    expected += ["x0_kmeans", "x0_kmeans_merged"]
     assert list(columns) == list(hd95) == expected and report["hd95_unit"] == "voxels"
     assert all(len(columns[m]) == 3 and all(0 < level["mean"] <= 1 for level in columns[m]) for m in expected)
     assert all(hd95[m]["n"] == 1 and hd95[m]["mean"] >= 0 for m in expected)
@@ -373,3 +375,29 @@ def test_evaluate_with_nested_levels_writes_label_maps_that_nest(tiny_phantoms, 
     maps = [np.asarray(nib.load(p).dataobj) for p in sorted((tmp_path / "eval" / "labels").glob("*.nii.gz"))]
     for coarse, fine in itertools.pairwise(maps):  # l1, l2, l3 in name order
         assert all(len(np.unique(coarse[fine == part])) == 1 for part in np.unique(fine))
+
+
+def test_merged_levels_evaluate_and_serve_as_unions_of_the_finest_parts(tiny_phantoms, diffusion, tmp_path):
+    """Over-clustering then merging through the configs: one level of K = 4 trained, ``merged_parts [2]`` at
+    evaluation and inference. The report scores both levels (the merged one first), its label map is a union of the
+    finest level's parts, and ``serve_level 1`` serves the merged 2 parts from the same weights."""
+    levels = {"num_parts": [4], "feature_stages": [2], "label_keys": ["label_l1", "label_l2"]}
+    train = _train_workflow(tiny_phantoms, diffusion, tmp_path / "run", max_epochs=1, **levels)
+    train.run()
+    train.finalize()
+    ckpt = tmp_path / "run" / "model.pt"
+    _evaluate(tiny_phantoms, diffusion, ckpt, tmp_path / "eval", merged_parts=[2], **levels)
+    report = json.loads((tmp_path / "eval" / "report.json").read_text())
+    assert report["num_parts"] == [2, 4] and len(report["matched_dice"]["ours"]) == 2
+    coarse, fine = (np.asarray(nib.load(p).dataobj) for p in sorted((tmp_path / "eval" / "labels").glob("*.nii.gz")))
+    assert all(len(np.unique(coarse[fine == part])) == 1 for part in np.unique(fine))
+
+    network = {k: v for k, v in TINY.items() if k.startswith("network_def") or k == "spatial_size"}
+    infer = _workflow(
+        ["inference.json"], "infer", dataset_dir=str(tiny_phantoms), ckpt_path=str(ckpt), num_parts=[4],
+        merged_parts=[2], serve_level=1, output_dir=str(tmp_path / "infer"), **network,
+    )  # fmt: skip
+    infer.initialize()
+    infer.run()
+    (written,) = (tmp_path / "infer").glob("*_l1.nii.gz")
+    assert set(np.unique(np.asarray(nib.load(written).dataobj)).tolist()) <= {0, 1}

@@ -16,6 +16,8 @@ METHODS = {  # baseline of monai_ext.baselines.evaluate: its name in the tables
     "smooth_kmeans": f"Gaussian smoothing (sigma {SMOOTHING_SIGMA:g}) + k-means",
     "features_kmeans": "k-means on the diffusion features",
     "x0_kmeans": "diffusion x0 prediction + k-means",
+    "smooth_kmeans_merged": "Gaussian smoothing + k-means, finest K merged to the coarser",
+    "x0_kmeans_merged": "diffusion x0 prediction + k-means, finest K merged to the coarser",
 }
 
 
@@ -29,6 +31,8 @@ def headline(results: list[dict]) -> str:
         table_header(["method", *(f"{variant} phantoms" for variant in reports)]),
     ]
     for method, name in METHODS.items():
+        if not all(method in report["matched_dice"] for report in reports.values()):
+            continue
         cells = []
         for report in reports.values():
             ours = " / ".join(f"{level['mean']:.3f}" for level in report["matched_dice"][method])
@@ -86,10 +90,59 @@ def variants(result: dict) -> str:
             dice = [f"{level['mean']:.3f}" for level in first["matched_dice"][method]]
             hd95 = first["matched_hd95_first_level"][method]["mean"]
             lines.append(table_row([f"baseline: {name}", *dice, f"{hd95:.2f}", "-", "-"]))
-    lines.append("\nCommands of the rows:\n")
+    return "\n".join(lines + _commands(result))
+
+
+def _commands(result: dict) -> list[str]:
+    lines = ["\nCommands of the rows:\n"]
     for name, run in result["runs"].items():
         arguments = repo_relative(run["command"]).partition(" ")[2]  # after the venv's python, as recorded
         lines.append(f"- {name}: `python {arguments}`")
+    return lines
+
+
+def brain_variants(result: dict) -> str:
+    """The brain rows of ``benchmarks/discovery_variants.py --dataset brains``: whole-tumour Dice at the first level
+    (K = 3, merged or trained), the parts of every level, then the baselines of the same run."""
+    protocol = result["protocol"]
+    lines = [
+        f"Structure discovery variants on the brain phantoms (`{result['command']}`): trained on "
+        f"{protocol['splits']['training']} brains for {protocol['max_epochs']} epochs, seed {protocol['seed']}, "
+        f"selected label-free on {protocol['splits']['validation']} validation brains; whole-tumour matched Dice "
+        f"(mean ± sd) and HD95 (mm) of the first level on the {protocol['scored_volumes']} {protocol['scored_split']} "
+        "brains, parts used per level (mean over brains):"
+    ]
+    lines.append(table_header(["variant", "K per level", "whole tumour", "HD95 (mm)", "parts used", "training (min)"]))
+    for name, run in result["runs"].items():
+        report = run["report"]
+        first = report["matched_dice"]["ours"][0]
+        used = " / ".join(f"{level['mean']:.2f}" for level in report["parts_used"])
+        row = [name, " / ".join(map(str, report["num_parts"])), f"{first['mean']:.3f} ± {first['sd']:.3f}"]
+        row += [f"{report['matched_hd95'][0]['mean']:.1f}", used, f"{run['training']['seconds'] / 60:.1f}"]
+        lines.append(table_row(row))
+    first = next(iter(result["runs"].values()))["report"]
+    for method, name in METHODS.items():
+        if method != "ours" and method in first["matched_dice"]:
+            dice = first["matched_dice"][method][0]
+            hd95 = first["matched_hd95_first_level"][method]["mean"]
+            k = " / ".join(map(str, first["num_parts"]))
+            cells = [k, f"{dice['mean']:.3f} ± {dice['sd']:.3f}", f"{hd95:.1f}", "-", "-"]
+            lines.append(table_row([f"baseline: {name}", *cells]))
+    return "\n".join(lines + _commands(result))
+
+
+def overclustering(result: dict) -> str:
+    """``benchmarks/overclustering.py``: whole-tumour Dice of k-means with K_fine parts merged to 3, per input."""
+    rows = next(iter(result["dice"].values()))
+    lines = [
+        f"k-means with K_fine parts merged to {result['parts']} (`{result['command']}`): whole-tumour matched Dice, "
+        f"mean ± sd over {len(result['volumes'])} validation brains (brains above 0.5 in brackets); centroid: "
+        "closest means first (`merged_parts`), ward: Ward's linkage:",
+        table_header(["input", *rows]),
+    ]
+    for name, per_row in result["dice"].items():
+        cells = [f"{s['mean']:.3f} ± {s['sd']:.3f} ({result['above_half'][name][row]})" for row, s in per_row.items()]
+        lines.append(table_row([name, *cells]))
     return "\n".join(lines)
 
 
@@ -223,6 +276,8 @@ SOURCES = {
     "discovery_headline": (headline, _discovery),
     "table1": (table1, _discovery),
     "variants": (variants, lambda: load("discovery_variants.json")),
+    "brain_variants": (brain_variants, lambda: load("discovery_variants_brains.json")),
+    "overclustering": (overclustering, lambda: load("overclustering.json")),
     "probes": (probes, lambda: load_each({"probe_cells.json": "cells", "probe_brains.json": "brains"})),
     "discovery_step": (step_speed, lambda: load("discovery_step.json")),
     "wall_time": (wall_times, _discovery),

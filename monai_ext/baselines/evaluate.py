@@ -16,9 +16,11 @@ from monai_ext.baselines.kmeans import bm4d_denoise, estimate_noise_std, gaussia
 from monai_ext.data.datalist import load_datalist, read_volume
 from monai_ext.metrics import MatchedHausdorffDistanceMetric, finite_stats, matched_dice
 from monai_ext.provenance import environment, peak_memory_mb, write_json
+from monai_ext.transforms.agglomeration import merge_by_means
 
-DIFFUSION_METHODS = ("features_kmeans", "x0_kmeans")  # need the diffusion model (``DiffusionBaselines``)
-METHODS = ("kmeans", "bm4d_kmeans", "smooth_kmeans", *DIFFUSION_METHODS)
+MERGED = "_merged"  # k-means with the finest level's K, coarser levels merged from it (closest means first)
+DIFFUSION_METHODS = ("features_kmeans", "x0_kmeans", "x0_kmeans" + MERGED)  # need DiffusionBaselines
+METHODS = ("kmeans", "bm4d_kmeans", "smooth_kmeans", "smooth_kmeans" + MERGED, *DIFFUSION_METHODS)
 SMOOTHING_SIGMA = 1.0  # voxels, of smooth_kmeans
 NOISE_STD_MODES = ("auto", "known", "estimate")
 # Tursynbek & Niethammer (MICCAI 2023), Table 1: matched Dice at levels 1 / 2 / 3.
@@ -69,7 +71,8 @@ def method_inputs(
     (``kmeans``), BM4D-denoised (``bm4d_kmeans``) or Gaussian-smoothed ones (``smooth_kmeans``), the diffusion
     features (``features_kmeans``) or the diffusion model's x0 prediction (``x0_kmeans``); ``diffusion`` is the
     (feature extractor, denoiser) pair of ``DiffusionBaselines.build``, which see the image min-max scaled to [0, 1]
-    as the segmenter does."""
+    as the segmenter does. A method ending in ``_merged`` clusters the input of the method it extends."""
+    requested, methods = methods, {method.removesuffix(MERGED) for method in methods}
     inputs: dict[str, tuple[np.ndarray, bool]] = {}
     if "kmeans" in methods:
         inputs["kmeans"] = (image, False)
@@ -86,7 +89,18 @@ def method_inputs(
             inputs["features_kmeans"] = (extractor(unit)[0].cpu().numpy(), True)
         if "x0_kmeans" in methods:
             inputs["x0_kmeans"] = (denoiser(unit)[0, 0].cpu().numpy(), False)
-    return inputs
+    return {method: inputs[method.removesuffix(MERGED)] for method in requested}
+
+
+def kmeans_levels(values: np.ndarray, channel_first: bool, num_parts: set[int], merged: bool) -> dict[int, np.ndarray]:
+    """k-means label maps of ``values`` with each K of ``num_parts``; ``merged``: one k-means with the largest K, the
+    others merged from it by :func:`monai_ext.transforms.merge_by_means` on the same values (over-clustering then
+    merging, the strongest k-means of the brain tumour in issue 31's study)."""
+    if not merged:
+        return {k: kmeans_segment(values, k, channel_first=channel_first) for k in num_parts}
+    finest = kmeans_segment(values, max(num_parts), channel_first=channel_first)
+    guide = torch.as_tensor(values if channel_first else values[None])
+    return {k: merge_by_means(torch.as_tensor(finest), guide, k)[0].numpy() for k in num_parts}
 
 
 def evaluate_volume(
@@ -105,7 +119,7 @@ def evaluate_volume(
     first_key = next(iter(levels))
     hausdorff = MatchedHausdorffDistanceMetric(spacing=hd95_spacing)
     for method, (values, channel_first) in method_inputs(image, methods, noise_std, diffusion).items():
-        parts = {k: kmeans_segment(values, k, channel_first=channel_first) for k in set(levels.values())}
+        parts = kmeans_levels(values, channel_first, set(levels.values()), method.endswith(MERGED))
         dice[method] = {key: matched_dice(parts[k], labels[key]).mean for key, k in levels.items()}
         first = torch.as_tensor(parts[levels[first_key]])[None, None]
         hd95[method] = float(hausdorff(first, torch.as_tensor(labels[first_key])[None, None])[0, 0])
@@ -145,8 +159,10 @@ def run_baselines(
         data: dataset folder holding ``datalist.json`` and ``dataset.json`` (e.g. from ``make-phantoms``).
         split: datalist split to evaluate.
         methods: any of ``METHODS``: ``"kmeans"``, ``"bm4d_kmeans"``, ``"smooth_kmeans"`` (Gaussian, sigma
-            ``SMOOTHING_SIGMA`` voxels) and, with ``diffusion``, ``"features_kmeans"`` and ``"x0_kmeans"``. None: all
-            that can run (the last two only when ``diffusion`` is given).
+            ``SMOOTHING_SIGMA`` voxels) and, with ``diffusion``, ``"features_kmeans"`` and ``"x0_kmeans"``; a name
+            with ``"_merged"`` added clusters that method's input once with the finest level's K and merges the
+            coarser levels from it (:func:`kmeans_levels`). None: all that can run (those of the diffusion model
+            only when ``diffusion`` is given).
         noise_std: noise level given to BM4D: ``"known"`` reads each entry's ``noise_std`` (recorded by the
             phantom generator), ``"estimate"`` uses a wavelet estimate, ``"auto"`` the first when available.
         out: JSON file for the results; ``"auto"`` (default) writes

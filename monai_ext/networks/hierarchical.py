@@ -9,6 +9,7 @@ import torch
 from monai.networks.nets import UNet
 from torch import nn
 
+from monai_ext.transforms.agglomeration import agglomerate_means
 from monai_ext.transforms.hierarchy import parse_num_parts
 
 
@@ -28,6 +29,14 @@ class HierarchicalSegmenter(nn.Module):
     probabilities (MONAI Label and the model zoo expect one segmentation per network). The state dict keeps
     every level, so the same checkpoint loads either way.
 
+    ``merged_parts`` adds coarser levels made from the finest one, label-free, per volume (over-clustering then
+    merging, issue 31): its parts are merged, closest mean input values first (centroid linkage,
+    :func:`monai_ext.transforms.agglomerate_means`, soft means weighted by the probabilities), down to each K of
+    ``merged_parts``, and a merged part's probability is the sum of its members'. A small, distinct structure (a
+    tumour) gets a part of its own among many parts and keeps it while the similar tissues merge. The merged
+    levels come first in the output (coarse to fine) and are nested in the finest level by construction; they add
+    no weights. Levels, ``output_level`` included, count the merged levels first.
+
     Args:
         num_parts: K of each level, each >= 2.
         spatial_dims: 2 or 3.
@@ -37,7 +46,8 @@ class HierarchicalSegmenter(nn.Module):
         dropout: dropout probability in [0, 1).
         norm: UNet normalisation (MONAI name).
         num_res_units: residual units per UNet layer.
-        output_level: 1-based level whose probabilities ``forward`` returns; None returns all levels.
+        output_level: 1-based level (merged levels first) whose probabilities ``forward`` returns; None returns all.
+        merged_parts: K of each level merged from the finest, coarse to fine, each below the finest K.
     """
 
     def __init__(
@@ -51,9 +61,18 @@ class HierarchicalSegmenter(nn.Module):
         norm: str = "batch",
         num_res_units: int = 0,
         output_level: int | None = None,
+        merged_parts: Sequence[int] = (),
     ) -> None:
         super().__init__()
         num_parts = parse_num_parts(num_parts)
+        merged_parts = list(merged_parts)
+        if any(isinstance(k, bool) or not isinstance(k, int) or not 2 <= k < num_parts[0] for k in merged_parts) or (
+            merged_parts != sorted(set(merged_parts))
+        ):
+            raise ValueError(
+                f"merged_parts must list K >= 2 increasing, coarse to fine, each below the coarsest trained level's "
+                f"{num_parts[0]} parts, got {merged_parts!r}."
+            )
         if spatial_dims not in (2, 3):
             raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}.")
         if len(strides) != len(channels) - 1:
@@ -63,13 +82,15 @@ class HierarchicalSegmenter(nn.Module):
         if output_level is not None and (
             isinstance(output_level, bool)
             or not isinstance(output_level, int)
-            or not 1 <= output_level <= len(num_parts)
+            or not 1 <= output_level <= len(merged_parts) + len(num_parts)
         ):
             raise ValueError(
-                f"output_level must be a 1-based level in 1 .. {len(num_parts)} (num_parts {num_parts}) or None, "
-                f"got {output_level!r}."
+                f"output_level must be a 1-based level in 1 .. {len(merged_parts) + len(num_parts)} "
+                f"(merged_parts {merged_parts}, num_parts {num_parts}) or None, got {output_level!r}."
             )
         self.num_parts = num_parts
+        self.merged_parts = merged_parts
+        self.output_parts = merged_parts + num_parts
         self.output_level = output_level
         self.spatial_dims = spatial_dims
         self.in_channels = in_channels
@@ -104,13 +125,33 @@ class HierarchicalSegmenter(nn.Module):
             )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Concatenated per-level softmax masks (B, sum(num_parts), *spatial), or (B, K_l, *spatial) of
-        ``output_level``."""
+        """Concatenated per-level softmax masks (B, sum(output_parts), *spatial), merged levels first, or
+        (B, K_l, *spatial) of ``output_level``."""
         self._check(x)
-        if self.output_level is not None:
-            return torch.softmax(self.levels[self.output_level - 1](x), dim=1)
-        return torch.cat([torch.softmax(level(x), dim=1) for level in self.levels], dim=1)
+        merged = len(self.merged_parts)
+        if self.output_level is not None and self.output_level > merged:
+            return torch.softmax(self.levels[self.output_level - merged - 1](x), dim=1)
+        levels = self.levels if self.output_level is None else self.levels[-1:]
+        masks = [torch.softmax(level(x), dim=1) for level in levels]
+        masks = self.merge(x, masks[-1]) + masks
+        return masks[self.output_level - 1] if self.output_level is not None else torch.cat(masks, dim=1)
+
+    def merge(self, x: torch.Tensor, finest: torch.Tensor) -> list[torch.Tensor]:
+        """The levels of ``merged_parts`` (B, K, *spatial) merged from the finest level's masks."""
+        if not self.merged_parts:
+            return []
+        flat = finest.flatten(2)
+        with torch.no_grad():
+            sums = torch.einsum("bkn,bcn->bkc", flat.double(), x.flatten(2).double())
+            sizes = flat.double().sum(2)
+        levels = []
+        for k in self.merged_parts:
+            mappings = [agglomerate_means(s, n, k).to(finest.device) for s, n in zip(sums, sizes, strict=True)]
+            merged = [torch.zeros(k, flat.shape[2], dtype=flat.dtype, device=flat.device) for _ in mappings]
+            merged = [m.index_add_(0, mapping, f) for m, mapping, f in zip(merged, mappings, flat, strict=True)]
+            levels.append(torch.stack(merged).reshape(finest.shape[0], k, *finest.shape[2:]))
+        return levels
 
     def split(self, masks: torch.Tensor) -> list[torch.Tensor]:
-        """The per-level masks of a batched output (B, sum(num_parts), *spatial)."""
-        return list(torch.split(masks, self.num_parts, dim=1))
+        """The per-level masks of a batched output (B, sum(output_parts), *spatial)."""
+        return list(torch.split(masks, self.output_parts, dim=1))

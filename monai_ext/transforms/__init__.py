@@ -1,6 +1,8 @@
 """Transforms MONAI core lacks: image reading that names the file, input validation, hierarchy helpers, diffusion
-condensation, persistent structures, boundary refinement and part merging (CUTS)."""
+condensation, persistent structures, boundary refinement and part merging (CUTS), and merging parts closest
+means first (over-clustering)."""
 
+from monai_ext.transforms.agglomeration import agglomerate_means, merge_by_means
 from monai_ext.transforms.condensation import (
     DiffusionCondensation,
     DiffusionCondensationd,
@@ -35,9 +37,11 @@ __all__ = [
     "SplitEnsembled",
     "ValidateImaged",
     "ValidateMaskd",
+    "agglomerate_means",
     "check_same_spatial_shape",
     "condense",
     "merge_adjacent_parts",
+    "merge_by_means",
     "persistent_structures",
     "potts_refinement",
     "read_image_and_labels",

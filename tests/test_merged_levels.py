@@ -1,0 +1,73 @@
+"""HierarchicalSegmenter's merged levels (over-clustering then merging) against an independent computation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from monai_ext.networks import HierarchicalSegmenter
+
+
+def soft_centroid_linkage(probabilities: np.ndarray, image: np.ndarray, num_parts: int) -> np.ndarray:
+    """Merged probabilities (num_parts, N), merging the closest probability-weighted mean intensities first; every
+    group's mean taken afresh from the voxels and the probabilities of its members."""
+    groups = [[k] for k in range(len(probabilities))]
+    while len(groups) > num_parts:
+        weights = [probabilities[g].sum(0) for g in groups]
+        means = [float((w * image).sum() / w.sum()) for w in weights]
+        pairs = [(a, b) for a in range(len(groups)) for b in range(a + 1, len(groups))]
+        a, b = min(pairs, key=lambda p: (means[p[0]] - means[p[1]]) ** 2)
+        groups[a] += groups.pop(b)
+    return np.stack([probabilities[g].sum(0) for g in sorted(groups, key=min)])
+
+
+def three_region_image() -> torch.Tensor:
+    image = torch.rand(2, 1, 8, 8, 8) * 0.1
+    image[:, :, :4] += 0.4
+    image[:, :, 6:, 6:, 6:] += 1.0  # a small bright region
+    return image
+
+
+def test_merged_levels_match_an_independent_soft_centroid_linkage() -> None:
+    torch.manual_seed(0)
+    merged = HierarchicalSegmenter(num_parts=(6,), channels=(4, 8), strides=(2,), merged_parts=(2, 3)).eval()
+    plain = HierarchicalSegmenter(num_parts=(6,), channels=(4, 8), strides=(2,)).eval()
+    plain.load_state_dict(merged.state_dict())  # merging adds no weights
+    image = three_region_image()
+    with torch.no_grad():
+        two, three, finest = merged.split(merged(image))
+        torch.testing.assert_close(finest, plain(image))
+    for b in range(2):
+        probabilities = finest[b].flatten(1).double().numpy()
+        for level, k in ((two, 2), (three, 3)):
+            expected = soft_centroid_linkage(probabilities, image[b, 0].flatten().double().numpy(), k)
+            np.testing.assert_allclose(level[b].flatten(1).double().numpy(), expected, rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(level[b].sum(0), torch.ones(8, 8, 8))
+
+
+def test_output_level_counts_merged_levels_first() -> None:
+    torch.manual_seed(0)
+    full = HierarchicalSegmenter(num_parts=(4, 6), channels=(4, 8), strides=(2,), merged_parts=(3,)).eval()
+    image = three_region_image()
+    with torch.no_grad():
+        levels = full.split(full(image))
+        assert [level.shape[1] for level in levels] == [3, 4, 6]
+        for number, expected in enumerate(levels, start=1):
+            served = HierarchicalSegmenter(
+                num_parts=(4, 6), channels=(4, 8), strides=(2,), merged_parts=(3,), output_level=number
+            ).eval()
+            served.load_state_dict(full.state_dict())
+            torch.testing.assert_close(served(image), expected)
+
+
+@pytest.mark.parametrize("merged_parts", [(6,), (3, 2), (1,), (3, 3), (True,)])
+def test_merged_parts_must_increase_below_the_finest_level(merged_parts) -> None:
+    with pytest.raises(ValueError, match="merged_parts"):
+        HierarchicalSegmenter(num_parts=(6,), merged_parts=merged_parts)
+
+
+def test_output_level_range_includes_the_merged_levels() -> None:
+    HierarchicalSegmenter(num_parts=(6,), merged_parts=(3,), output_level=2)
+    with pytest.raises(ValueError, match=r"output_level must be a 1-based level in 1 \.\. 2"):
+        HierarchicalSegmenter(num_parts=(6,), merged_parts=(3,), output_level=3)
