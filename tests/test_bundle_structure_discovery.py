@@ -16,7 +16,9 @@ import torch
 from bundle_support import error_messages
 from monai.bundle import ConfigParser, ConfigWorkflow
 
+from monai_ext.baselines import kmeans_segment
 from monai_ext.bundle import bundle_component
+from monai_ext.metrics import matched_dice
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLE = ROOT / "bundles" / "structure_discovery"
@@ -293,13 +295,22 @@ def test_brain_config_trains_evaluates_and_serves_k3_on_flair(tiny_brains, diffu
     ckpt = str(tmp_path / "run" / "model.pt")
 
     files = ["train.json", "evaluate.json", "brain.json"]
-    evaluate = _workflow(files, "eval", ckpt_path=ckpt, eval_output_dir=str(tmp_path / "eval"), **diffusion, **tiny)
+    evaluate = _workflow(
+        files, "eval", ckpt_path=ckpt, eval_output_dir=str(tmp_path / "eval"), compare_baselines=True,
+        baseline_methods=["kmeans", "smooth_kmeans_merged"], **diffusion, **tiny,
+    )  # fmt: skip
     evaluate.initialize()
     evaluate.run()
     evaluate.finalize()
     report = json.loads((tmp_path / "eval" / "report.json").read_text())
     assert len(report["matched_dice"]["ours"]) == 1 and 0 <= report["matched_dice"]["ours"][0]["mean"] <= 1
     assert report["matched_hd95"][0]["n"] == 1 and report["hd95_unit"] == "mm"
+    # the baselines read the FLAIR datalist and score the whole tumour only, as the evaluator does (report_classes)
+    (item,) = json.loads((tiny_brains / "datalist_flair.json").read_text())["test"]
+    flair, label = (np.asarray(nib.load(tiny_brains / item[key]).dataobj) for key in ("image", "label"))
+    tumour = matched_dice(kmeans_segment(flair, 3), label.astype(np.int64)).per_class[1]
+    assert report["matched_dice"]["kmeans"][0]["mean"] == pytest.approx(tumour)
+    assert 0 <= report["matched_dice"]["smooth_kmeans_merged"][0]["mean"] <= 1
 
     network = {k: v for k, v in TINY.items() if k.startswith("network_def") or k == "spatial_size"}
     infer = _workflow(

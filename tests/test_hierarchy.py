@@ -102,9 +102,18 @@ def test_level_output_transform():
 def test_level_output_transform_rejects():
     with pytest.raises(ValueError, match=r"0-based level index in 0 \.\. 1"):
         level_output_transform(NUM_PARTS, level=2)
-    short_label = [{"pred": torch.zeros(6, 2, 2), "label": torch.zeros(1, 2, 2)}]
-    with pytest.raises(ValueError, match="at least 2 channels"):
-        level_output_transform(NUM_PARTS, level=1)(short_label)
+    short_label = [{"pred": torch.zeros(9, 2, 2), "label": torch.zeros(2, 2, 2)}]
+    with pytest.raises(ValueError, match="at least 3 channels"):
+        level_output_transform([2, 3, 4], level=2)(short_label)
+
+
+def test_a_one_channel_label_scores_every_level():
+    """One label map (a tumour mask) scores every level, e.g. the 3 merged and the 6 trained parts."""
+    label = torch.randint(0, 2, (1, 2, 2))
+    output = [{"pred": torch.rand(6, 2, 2), "label": label}]
+    for level in (0, 1):
+        _, labels = level_output_transform(NUM_PARTS, level=level)(output)
+        assert torch.equal(labels[0], label)
 
 
 # ---------------------------------------------------------------------------------------------------------------

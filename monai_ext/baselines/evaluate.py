@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +14,7 @@ from tqdm import tqdm
 from monai_ext.baselines.diffusion import DiffusionBaselines
 from monai_ext.baselines.kmeans import bm4d_denoise, estimate_noise_std, gaussian_smooth, kmeans_segment
 from monai_ext.data.datalist import load_datalist, read_volume
-from monai_ext.metrics import MatchedHausdorffDistanceMetric, finite_stats, matched_dice
+from monai_ext.metrics import MatchedHausdorffDistanceMetric, finite_stats, matched_dice, reported_dice
 from monai_ext.provenance import environment, peak_memory_mb, write_json
 from monai_ext.transforms.agglomeration import merge_by_means
 
@@ -111,16 +111,23 @@ def evaluate_volume(
     noise_std: float,
     diffusion: tuple | None = None,
     hd95_spacing: float | Sequence[float] | None = None,
+    report_classes: Sequence[int] | None = None,
+    finest_parts: int | None = None,
 ) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
-    """Matched Dice of every method at every level for one volume (inputs of :func:`method_inputs`), and the
-    matched HD95 of every method at the first level (``MatchedHausdorffDistanceMetric``; in voxels unless
-    ``hd95_spacing``)."""
+    """Matched Dice of every method at every level for one volume (inputs of :func:`method_inputs`; averaged over
+    ``report_classes``, None: every class), and the matched HD95 of every method at the first level
+    (``MatchedHausdorffDistanceMetric``; in voxels unless ``hd95_spacing``). The ``_merged`` methods over-cluster to
+    ``finest_parts`` (None: the largest K of ``levels``)."""
     dice, hd95 = {}, {}
     first_key = next(iter(levels))
-    hausdorff = MatchedHausdorffDistanceMetric(spacing=hd95_spacing)
+    hausdorff = MatchedHausdorffDistanceMetric(classes=report_classes, spacing=hd95_spacing)
     for method, (values, channel_first) in method_inputs(image, methods, noise_std, diffusion).items():
-        parts = kmeans_levels(values, channel_first, set(levels.values()), method.endswith(MERGED))
-        dice[method] = {key: matched_dice(parts[k], labels[key]).mean for key, k in levels.items()}
+        merged = method.endswith(MERGED)
+        num_parts = set(levels.values()) | ({finest_parts} if merged and finest_parts else set())
+        parts = kmeans_levels(values, channel_first, num_parts, merged)
+        dice[method] = {
+            key: reported_dice(matched_dice(parts[k], labels[key]), report_classes) for key, k in levels.items()
+        }
         first = torch.as_tensor(parts[levels[first_key]])[None, None]
         hd95[method] = float(hausdorff(first, torch.as_tensor(labels[first_key])[None, None])[0, 0])
     return {m: dice[m] for m in methods}, {m: hd95[m] for m in methods}
@@ -152,6 +159,10 @@ def run_baselines(
     diffusion: DiffusionBaselines | None = None,
     device: str | torch.device = "cpu",
     hd95_spacing: float | Sequence[float] | None = None,
+    datalist_name: str = "datalist.json",
+    levels: Mapping[str, int] | None = None,
+    report_classes: Sequence[int] | None = None,
+    finest_parts: int | None = None,
 ) -> dict:
     """Run the k-means baselines on every volume of a split and report matched Dice per level.
 
@@ -175,6 +186,12 @@ def run_baselines(
         device: where the diffusion model runs.
         hd95_spacing: voxel spacing of the first level's matched HD95 (e.g. 2.0 for mm on a 2 mm grid); None
             measures it in voxels.
+        datalist_name: the datalist of ``data`` read (e.g. ``datalist_flair.json`` of the brain phantoms).
+        levels: label key -> K of each level scored; None reads them from the ``classes`` of ``dataset.json``.
+        report_classes: the ground-truth classes the Dice and HD95 are averaged over (e.g. ``[1]``: the whole
+            tumour); None: every class present.
+        finest_parts: the K the ``_merged`` methods over-cluster to (e.g. 6 when structure discovery trains 6 parts
+            and merges them to the 3 of ``levels``); None: the largest K of ``levels``.
 
     Returns:
         the results as written to ``out``.
@@ -189,10 +206,10 @@ def run_baselines(
     if noise_std not in NOISE_STD_MODES:
         raise ValueError(f"noise_std must be one of {NOISE_STD_MODES}, got '{noise_std}'.")
     folder = Path(data)
-    levels = label_levels(folder)
-    items = load_datalist(folder / "datalist.json", split)
+    levels = dict(levels) if levels is not None else label_levels(folder)
+    items = load_datalist(folder / datalist_name, split)
     if not items:
-        raise ValueError(f"split '{split}' of '{folder / 'datalist.json'}' is empty.")
+        raise ValueError(f"split '{split}' of '{folder / datalist_name}' is empty.")
     if out == "auto":
         out = str(free_path(Path("benchmarks") / "results" / f"baselines_{folder.name}_{split}.json"))
     if out is not None and Path(out).exists() and not overwrite:
@@ -209,7 +226,9 @@ def run_baselines(
             if label.shape != image.shape:
                 raise ValueError(f"'{key}' of '{item['image']}' has shape {label.shape}, the image {image.shape}.")
         std = _noise_std(image, item, noise_std, item["image"])
-        dice, hd95 = evaluate_volume(image, labels, levels, methods, std, models, hd95_spacing)
+        dice, hd95 = evaluate_volume(
+            image, labels, levels, methods, std, models, hd95_spacing, report_classes, finest_parts
+        )
         for method, scores in dice.items():
             for key, value in scores.items():
                 per_volume[method][key].append(value)

@@ -109,6 +109,9 @@ def discovery_report(
     device: str | torch.device = "cpu",
     baseline_methods: Sequence[str] | None = None,
     baseline_reference: str | None = None,
+    label_keys: Sequence[str] | None = None,
+    datalist_name: str = "datalist.json",
+    report_classes: Sequence[int] | None = None,
 ) -> dict:
     """Print and save matched Dice (and HD95 where computed) per level, with the k-means baselines
     measured on the same volumes when ``compare_baselines`` (and the paper's Table 1 for phantom data).
@@ -133,6 +136,10 @@ def discovery_report(
         baseline_methods: the baselines run here (``monai_ext.baselines.evaluate.METHODS``); None: all that can run.
         baseline_reference: ``<file>.json/<key>/...`` of a committed report (:func:`committed_columns`) whose columns
             stand in for the baselines not run here; None: those columns are left out.
+        label_keys: the label of each level (one key scores the first level); None or empty reads the label keys
+            and their K from the ``classes`` of ``dataset.json``.
+        datalist_name: the datalist of ``dataset_dir`` the baselines read.
+        report_classes: the classes the baselines' Dice and HD95 are averaged over, as the evaluator's.
     """
     ours = evaluator_scores(evaluator, "matched_dice", len(num_parts))
     hd95 = evaluator_scores(evaluator, "matched_hd95", len(num_parts))
@@ -144,9 +151,11 @@ def discovery_report(
     if as_flag(compare_baselines, "compare_baselines"):
         if dataset_dir is None:
             raise ValueError("compare_baselines needs dataset_dir.")
+        levels = dict(zip(label_keys, num_parts, strict=False)) if label_keys else None
         baselines = run_baselines(
             dataset_dir, split, baseline_methods, out=None, verbose=False, diffusion=diffusion, device=device,
-            hd95_spacing=hd95_spacing,
+            hd95_spacing=hd95_spacing, datalist_name=datalist_name, levels=levels, report_classes=report_classes,
+            finest_parts=max(num_parts),
         )  # fmt: skip
         for method, per_level in baselines["matched_dice"].items():
             columns[method] = [{k: v for k, v in stats.items() if k != "per_volume"} for stats in per_level.values()]

@@ -33,7 +33,7 @@ from __future__ import annotations
 from .confidence import MeanMaxProbabilityMetric, PartsUsedMetric
 from .ergas import ERGASMetric, ergas
 from .hint import best_level_scores, binary_mask_scores, hint_dice, hint_mask, hint_scores
-from .matched_dice import MatchedDiceMetric, MatchedDiceResult, matched_dice, relabel
+from .matched_dice import MatchedDiceMetric, MatchedDiceResult, matched_dice, relabel, reported_dice
 from .matched_hausdorff import MatchedHausdorffDistanceMetric
 from .per_volume import finite_stats, paired_differences
 from .uncertainty import boundary_band, boundary_variance_ratio, error_auroc, expected_calibration_error
@@ -59,4 +59,5 @@ __all__ = [
     "matched_dice",
     "paired_differences",
     "relabel",
+    "reported_dice",
 ]

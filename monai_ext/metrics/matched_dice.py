@@ -22,7 +22,7 @@ from scipy.optimize import linear_sum_assignment
 
 from monai_ext.metrics.per_volume import PerVolumeMetric
 
-__all__ = ["MatchedDiceMetric", "MatchedDiceResult", "matched_dice", "relabel"]
+__all__ = ["MatchedDiceMetric", "MatchedDiceResult", "matched_dice", "relabel", "reported_dice"]
 
 ArrayLike = np.ndarray | torch.Tensor
 
@@ -295,10 +295,16 @@ class MatchedDiceMetric(PerVolumeMetric):
         return torch.tensor([[self._score(r)] for r in results], dtype=torch.float32, device=y_pred.device)
 
     def _score(self, result: MatchedDiceResult) -> float:
-        if self.report_classes is None:
-            return result.mean
-        values = [result.per_class[c] for c in self.report_classes if c in result.per_class]
-        return float(np.mean(values)) if values else float("nan")
+        return reported_dice(result, self.report_classes)
+
+
+def reported_dice(result: MatchedDiceResult, report_classes: Sequence[int] | None = None) -> float:
+    """The matched Dice of ``result`` averaged over ``report_classes`` present in the target (None: its ``mean``
+    over every class present); NaN when none of them is present."""
+    if report_classes is None:
+        return result.mean
+    values = [result.per_class[c] for c in report_classes if c in result.per_class]
+    return float(np.mean(values)) if values else float("nan")
 
 
 def _label_maps(x: torch.Tensor, name: str) -> torch.Tensor:

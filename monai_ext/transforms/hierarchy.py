@@ -169,12 +169,14 @@ def level_output_transform(
             return [split_levels(p, parts)[level] for p in from_engine(["pred"])(items)], None
         preds, labels = from_engine(["pred", "label"])(items)
         for y in labels:
-            if y.ndim < 2 or y.shape[0] <= level:
+            if y.ndim < 2 or 1 < y.shape[0] <= level:
                 raise ValueError(
-                    f"label must be channel-first with one channel per level; level {level} needs at least "
-                    f"{level + 1} channels, got shape {tuple(y.shape)}."
+                    f"label must be channel-first with one channel per level, or one channel for every level; level "
+                    f"{level} needs at least {level + 1} channels, got shape {tuple(y.shape)}."
                 )
-        return [split_levels(p, parts)[level] for p in preds], [y[level : level + 1] for y in labels]
+        channels = [level if y.shape[0] > 1 else 0 for y in labels]
+        level_labels = [y[c : c + 1] for y, c in zip(labels, channels, strict=True)]
+        return [split_levels(p, parts)[level] for p in preds], level_labels
 
     return _transform
 
