@@ -182,7 +182,7 @@ def evaluate_on_phantoms(
 
 # The brain phantoms' whole tumour, as the paper's Table 3 scores it (brain.py, brains.py).
 BRAIN_CONFIG = read_config("structure_discovery", "brain.json")
-NUM_PARTS = BRAIN_CONFIG["num_parts"][0]
+NUM_PARTS = (BRAIN_CONFIG.get("merged_parts") or BRAIN_CONFIG["num_parts"])[0]  # Table 3's first level: K = 3
 TUMOUR = 1
 PAPER_TABLE3 = {  # BraTS'19, whole tumour: (Dice, HD95 in mm)
     "ours": (0.719, 27.838),

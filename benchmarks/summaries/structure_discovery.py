@@ -138,8 +138,10 @@ def overclustering(result: dict) -> str:
         f"k-means with K_fine parts merged to {result['parts']} (`{result['command']}`): whole-tumour matched Dice, "
         f"mean ± sd over {len(result['volumes'])} validation brains (brains above 0.5 in brackets); centroid: "
         "closest means first (`merged_parts`), ward: Ward's linkage:",
-        table_header(["input", *rows]),
-    ]
+        table_header(
+            ["input", *(row.replace(f"K={result['parts']} centroid", f"K={result['parts']}") for row in rows)]
+        ),
+    ]  # with K_fine = 3 nothing is merged: plain k-means
     for name, per_row in result["dice"].items():
         cells = [f"{s['mean']:.3f} ± {s['sd']:.3f} ({result['above_half'][name][row]})" for row, s in per_row.items()]
         lines.append(table_row([name, *cells]))
@@ -238,12 +240,13 @@ def table3(result: dict) -> str:
     lines.append(table_header(["method", "whole-tumour Dice", "HD95 (mm)", "paper Dice", "paper HD95 (mm)"]))
     for row, values in result["table3"].items():
         dice, hd = values["dice"], values["hd95_mm"]
-        paper = result["paper_table3"][row]
+        paper = result["paper_table3"].get(row)
         cells = [
             f"{dice['mean']:.3f} ± {dice['sd']:.3f}" if dice else "-",
             f"{hd['mean']:.1f} ± {hd['sd']:.1f}" if hd else "-",
+            *([f"{paper['dice']:.3f}", f"{paper['hd95_mm']:.1f}"] if paper else ["-", "-"]),
         ]
-        lines.append(table_row([row, *cells, f"{paper['dice']:.3f}", f"{paper['hd95_mm']:.1f}"]))
+        lines.append(table_row([METHODS.get(row, row) if row != "ours" else row, *cells]))
     shares = result["runs"].get("ours", {}).get("part_tissue_shares")
     if shares:
         lines.append("")
