@@ -72,16 +72,31 @@ def test_sinkhorn_meets_both_marginals():
     torch.testing.assert_close(q.mean(-1), sizes)
 
 
-def test_balanced_assignment_makes_only_parts_below_the_floor_grow():
+def test_balanced_assignment_gives_a_dead_part_its_most_likely_voxels_up_to_the_floor():
     logits = _masks_with_a_dead_part()
-    loss = BalancedAssignmentLoss(min_share=0.1)(torch.softmax(logits, 1))
+    with torch.no_grad():
+        logits[0, 2] += torch.linspace(0.0, 1.0, 200)  # the dead part is least unlikely on the last voxels
+    masks = torch.softmax(logits, 1)
+    loss = BalancedAssignmentLoss(min_share=0.05)(masks)
     (grad,) = torch.autograd.grad(loss, logits)
-    assert grad[0, 2].sum() < 0  # descending the loss pulls the dead part up
-    alive = torch.nn.functional.one_hot(torch.arange(60) % 3, 3).T[None].float() * 0.9 + 0.1 / 3
-    logits_alive = torch.log(alive).requires_grad_()
-    loss_alive = BalancedAssignmentLoss(min_share=0.1)(torch.softmax(logits_alive, 1))
-    (grad_alive,) = torch.autograd.grad(loss_alive, logits_alive)
-    assert grad_alive.abs().max() < 1e-4  # parts already at their sizes: the masks are their own balanced target
+    assert grad[0, 2].sum() < 0 and grad[0, 2, -1] < 0  # descending the loss pulls the dead part up
+    target = sinkhorn_knopp(torch.log(masks.detach()), torch.tensor([[0.71, 0.24, 0.05]]), 0.02, 100)
+    assert float(target[0, 2].mean()) == pytest.approx(0.05, rel=0.01)  # it is given the floor's share
+    assert float(target[0, 2, 100:].sum()) > float(target[0, 2, :100].sum())  # where it is least unlikely
+
+
+def test_balanced_assignment_is_not_inert_where_soft_shares_hide_a_dead_part():
+    """Regression (issue 31 variant study): with the soft shares as the prior and epsilon = 1 the term's gradient
+    was exactly 0, and training with it gave the defaults' result to every digit. A part that is nobody's most
+    likely part but holds 20 % of the soft mass must be pulled up on its best voxels."""
+    logits = torch.zeros(1, 3, 200)
+    logits[0, 0, :150], logits[0, 1, 150:] = 1.0, 1.0
+    logits[0, 2] = torch.linspace(0.0, 0.9, 200)  # below the winner everywhere, never negligible
+    logits.requires_grad_()
+    masks = torch.softmax(logits, 1)
+    assert float(hard_shares(masks)[0, 2]) == 0 and float(masks[0, 2].mean()) > 0.2
+    (grad,) = torch.autograd.grad(BalancedAssignmentLoss(min_share=0.05)(masks), logits)
+    assert grad[0, 2, -1] < -1e-5  # the old term's gradient was 0 here: now the part is pulled up on its best voxel
 
 
 def test_discovery_loss_adds_the_usage_terms_with_their_weights():

@@ -102,18 +102,24 @@ def sinkhorn_knopp(
 
 class BalancedAssignmentLoss(_Loss):
     """Cross-entropy of the masks against their own balanced assignments: -1/N sum_u sum_k Q_ku log M_ku, with
-    Q = ``sinkhorn_knopp(log M, r)`` computed without gradient (SeLa, Asano et al., ICLR 2020), averaged over the
-    batch. The part sizes r are a prior that keeps parts alive without equalising them: each part's current soft
-    share floored at ``min_share`` and renormalised, so only parts below the floor are made to grow.
+    Q = ``sinkhorn_knopp(log M, r, epsilon)`` computed without gradient (SeLa, Asano et al., ICLR 2020), averaged
+    over the batch. The part sizes r are a prior that keeps parts alive without equalising them: each part's hard
+    share (the voxels where it is most likely, ``hard_shares``) floored at ``min_share`` and renormalised. With a
+    small ``epsilon`` Q is close to a hard assignment (SeLa's lambda = 1 / epsilon), so a part below the floor is
+    assigned the voxels where it is most likely up to the floor and is pulled up there, and the other parts keep
+    their sizes. (With epsilon = 1 and r the soft shares, Q = M and the gradient is 0, as sum_k grad M_k = 0.)
 
     Args:
-        min_share: the floor of the prior part sizes, in (0, 1/K) for every level it is used on (default 0.5 %).
-        epsilon: Sinkhorn's entropic regularisation, > 0 (1: Q is the masks reweighted per part and voxel).
+        min_share: the floor of the prior part sizes, in (0, 1/K) for every level it is used on (default 0.5 %, the
+            share at which the evaluation counts a part as used).
+        epsilon: Sinkhorn's entropic regularisation, > 0 (default 0.02: nearly hard assignments).
         num_iters: Sinkhorn iterations.
         eps: floor of the probabilities inside the logarithm.
     """
 
-    def __init__(self, min_share: float = 0.005, epsilon: float = 1.0, num_iters: int = 50, eps: float = 1e-8) -> None:
+    def __init__(
+        self, min_share: float = 0.005, epsilon: float = 0.02, num_iters: int = 100, eps: float = 1e-8
+    ) -> None:
         super().__init__()
         _check_share(min_share)
         if not epsilon > 0 or num_iters < 1 or not eps > 0:
@@ -127,6 +133,6 @@ class BalancedAssignmentLoss(_Loss):
             raise ValueError(f"min_share {self.min_share} leaves no room for {masks.shape[1]} parts.")
         log_m = torch.log(masks.flatten(2).float().clamp_min(self.eps))
         with torch.no_grad():
-            sizes = log_m.exp().mean(-1).clamp_min(self.min_share)
+            sizes = hard_shares(masks).float().clamp_min(self.min_share)
             target = sinkhorn_knopp(log_m, sizes / sizes.sum(1, keepdim=True), self.epsilon, self.num_iters)
         return -(target * log_m).sum(1).mean()
