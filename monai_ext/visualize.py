@@ -74,11 +74,12 @@ def _row(
     if label is None:
         return image, _centre_slice(maps), None, None
     label = convert_to_numpy(label).astype(np.int64)
-    if label.ndim != maps.ndim or label.shape[0] != maps.shape[0]:
+    if label.ndim != maps.ndim or label.shape[0] not in (1, maps.shape[0]):
         raise ValueError(
-            f"labels[{i}] must be (L, *spatial) with one channel per level (L = {maps.shape[0]}), "
-            f"got shape {label.shape}."
+            f"labels[{i}] must be (L, *spatial) with one channel per level (L = {maps.shape[0]}) or one channel "
+            f"for every level, got shape {label.shape}."
         )
+    label = np.repeat(label, maps.shape[0] // label.shape[0], axis=0)
     label = _resize(label, shape, labels=True)
     recoloured = [_recolour(p, g) for p, g in zip(maps, label, strict=True)]
     maps = np.stack([m for m, _ in recoloured])

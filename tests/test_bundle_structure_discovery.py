@@ -392,7 +392,7 @@ def test_merged_levels_evaluate_and_serve_as_unions_of_the_finest_parts(tiny_pha
     """Over-clustering then merging through the configs: one level of K = 4 trained, ``merged_parts [2]`` at
     evaluation and inference. The report scores both levels (the merged one first), its label map is a union of the
     finest level's parts, and ``serve_level 1`` serves the merged 2 parts from the same weights."""
-    levels = {"num_parts": [4], "feature_stages": [2], "label_keys": ["label_l1", "label_l2"]}
+    levels = {"num_parts": [4], "feature_stages": [2], "label_keys": ["label_l2"]}  # one label for both levels
     train = _train_workflow(tiny_phantoms, diffusion, tmp_path / "run", max_epochs=1, **levels)
     train.run()
     train.finalize()
@@ -400,6 +400,7 @@ def test_merged_levels_evaluate_and_serve_as_unions_of_the_finest_parts(tiny_pha
     _evaluate(tiny_phantoms, diffusion, ckpt, tmp_path / "eval", merged_parts=[2], **levels)
     report = json.loads((tmp_path / "eval" / "report.json").read_text())
     assert report["num_parts"] == [2, 4] and len(report["matched_dice"]["ours"]) == 2
+    assert (tmp_path / "eval" / "discovery.png").stat().st_size > 0
     coarse, fine = (np.asarray(nib.load(p).dataobj) for p in sorted((tmp_path / "eval" / "labels").glob("*.nii.gz")))
     assert all(len(np.unique(coarse[fine == part])) == 1 for part in np.unique(fine))
 

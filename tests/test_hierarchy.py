@@ -365,12 +365,21 @@ def test_discovery_figure_unmatched_parts_get_new_colours():
         ([np.zeros((1, 4, 4))], [[np.zeros((4, 4))], [np.zeros((4, 4))]], None, "one entry per volume"),
         ([np.zeros((4, 4))], [[np.zeros((4, 4))]], None, "channel-first"),
         ([np.zeros((1, 4, 4))], [[np.zeros((4, 4)), np.zeros((3, 4))]], None, "one shape"),
-        ([np.zeros((1, 4, 4))], [[np.zeros((4, 4)), np.zeros((4, 4))]], [np.zeros((1, 4, 4))], "one channel per level"),
+        ([np.zeros((1, 4, 4))], [[np.zeros((4, 4))] * 3], [np.zeros((2, 4, 4))], "one channel per level"),
     ],
 )
 def test_discovery_figure_rejects(tmp_path, images, maps, labels, match):
     with pytest.raises(ValueError, match=match):
         discovery_figure(tmp_path / "x.png", images, maps, labels)
+
+
+def test_discovery_figure_draws_a_one_channel_label_at_every_level(tmp_path):
+    """A tumour mask beside the 3 merged and the 6 trained parts (merged_parts): one label for both levels."""
+    label = np.zeros((1, 8, 8), dtype=np.int64)
+    label[0, 2:4, 2:4] = 1
+    maps = [np.arange(64).reshape(8, 8) % 3, np.arange(64).reshape(8, 8) % 6]
+    discovery_figure(tmp_path / "x.png", [np.random.rand(1, 8, 8)], [maps], [label])
+    assert (tmp_path / "x.png").stat().st_size > 0
 
 
 def test_discovery_figure_writer_reads_the_stored_image_when_asked(tmp_path):
