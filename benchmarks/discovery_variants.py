@@ -73,6 +73,7 @@ BRAIN_VARIANTS: dict[str, dict[str, object]] = {
     "K = 6 merged to 3, lambda_f=0": {"num_parts": [6], "merged_parts": [3], "lambda_f": 0.0},
     "K = 6 merged to 3, part usage term": {"num_parts": [6], "merged_parts": [3], "lambda_usage": 1.0},
     "K = 6 merged to 3, warm start (2 epochs)": {"num_parts": [6], "merged_parts": [3], "warm_start_epochs": 2},
+    "K = 6 merged to 3, part separation": {"num_parts": [6], "merged_parts": [3], "lambda_separation": 1.0},
     "K = 6 merged to 3, lambda_f=0 + part usage": {
         "num_parts": [6],
         "merged_parts": [3],

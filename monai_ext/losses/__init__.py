@@ -11,6 +11,7 @@ from monai_ext.losses.consistency import (
 from monai_ext.losses.contrastive import CUTSLoss, nt_xent, pixel_patches
 from monai_ext.losses.hybrid_diffusion import HybridDiffusionLoss
 from monai_ext.losses.part_usage import BalancedAssignmentLoss, PartUsageLoss, hard_shares, sinkhorn_knopp
+from monai_ext.losses.separation import PartSeparationLoss
 
 __all__ = [
     "BalancedAssignmentLoss",
@@ -19,6 +20,7 @@ __all__ = [
     "DiscoveryLoss",
     "HybridDiffusionLoss",
     "NestingLoss",
+    "PartSeparationLoss",
     "PartUsageLoss",
     "PhotometricInvarianceLoss",
     "hard_shares",

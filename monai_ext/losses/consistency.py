@@ -12,6 +12,7 @@ from torch.nn.modules.loss import _Loss
 
 from monai_ext.flags import as_flag
 from monai_ext.losses.part_usage import BalancedAssignmentLoss, PartUsageLoss
+from monai_ext.losses.separation import PartSeparationLoss
 from monai_ext.networks.upsampled_features import UpsampledFeatures
 
 
@@ -142,7 +143,8 @@ class DiscoveryLoss(nn.Module):
     """L = lambda_v L_v + lambda_f L_f + lambda_inv L_inv (Tursynbek & Niethammer, MICCAI 2023, eq. 4), summed
     over hierarchy levels, plus (not in the paper, 0 by default) lambda_nest times the ``NestingLoss`` of each pair
     of consecutive levels and, at every level, lambda_usage times the ``PartUsageLoss`` and lambda_balance times the
-    ``BalancedAssignmentLoss`` (terms that keep every part in use, ``monai_ext.losses.part_usage``).
+    ``BalancedAssignmentLoss`` (terms that keep every part in use, ``monai_ext.losses.part_usage``) and
+    lambda_separation times the ``PartSeparationLoss`` of the masks on the visual target (no two parts copies).
 
     Args:
         lambda_v: weight of the visual consistency C(x0) (eq. 7), >= 0.
@@ -154,6 +156,7 @@ class DiscoveryLoss(nn.Module):
         lambda_usage: weight of the part-usage term (not in the paper), >= 0.
         lambda_balance: weight of the balanced-assignment term (not in the paper), >= 0.
         min_share: the share of a volume below which both terms make a part grow (see ``PartUsageLoss``).
+        lambda_separation: weight of the part-separation term (not in the paper), >= 0.
     """
 
     def __init__(
@@ -167,10 +170,11 @@ class DiscoveryLoss(nn.Module):
         lambda_usage: float = 0.0,
         lambda_balance: float = 0.0,
         min_share: float = 0.005,
+        lambda_separation: float = 0.0,
     ) -> None:
         super().__init__()
         self.lambda_v, self.lambda_f, self.lambda_inv, self.lambda_nest = lambda_v, lambda_f, lambda_inv, lambda_nest
-        self.lambda_usage, self.lambda_balance = lambda_usage, lambda_balance
+        self.lambda_usage, self.lambda_balance, self.lambda_separation = lambda_usage, lambda_balance, lambda_separation
         if any(not w >= 0 for w in self.weights.values()) or not any(self.weights.values()):
             named = {f"lambda_{name}": weight for name, weight in self.weights.items()}
             raise ValueError(f"loss weights must be >= 0 with at least one positive, got {named}.")
@@ -179,6 +183,7 @@ class DiscoveryLoss(nn.Module):
         self.nesting = NestingLoss()
         self.usage = PartUsageLoss(min_share)
         self.balance = BalancedAssignmentLoss(min_share)
+        self.separation = PartSeparationLoss()
 
     @property
     def weights(self) -> dict[str, float]:
@@ -190,6 +195,7 @@ class DiscoveryLoss(nn.Module):
             "nest": self.lambda_nest,
             "usage": self.lambda_usage,
             "balance": self.lambda_balance,
+            "separation": self.lambda_separation,
         }
 
     def forward(
@@ -222,6 +228,8 @@ class DiscoveryLoss(nn.Module):
                 terms["loss_usage"] = terms["loss_usage"] + self.usage(m)
             if self.lambda_balance:
                 terms["loss_balance"] = terms["loss_balance"] + self.balance(m)
+            if self.lambda_separation:
+                terms["loss_separation"] = terms["loss_separation"] + self.separation(m, image)
         if self.lambda_nest:
             for coarse, fine in itertools.pairwise(masks):
                 terms["loss_nest"] = terms["loss_nest"] + self.nesting(coarse, fine)
