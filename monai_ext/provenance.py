@@ -6,6 +6,7 @@ import json
 import os
 import platform
 import resource
+import shlex
 import sys
 from collections.abc import Mapping
 from importlib import metadata
@@ -27,7 +28,7 @@ def environment() -> dict[str, object]:
         except metadata.PackageNotFoundError:
             versions[name] = None
     return {
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "command": shlex.join([Path(sys.executable).name, *sys.argv]),  # quoted: an argument may hold spaces
         "machine": {
             "platform": platform.platform(),
             "cores": os.cpu_count(),
