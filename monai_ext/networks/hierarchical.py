@@ -47,7 +47,7 @@ class HierarchicalSegmenter(nn.Module):
         norm: UNet normalisation (MONAI name).
         num_res_units: residual units per UNet layer.
         output_level: 1-based level (merged levels first) whose probabilities ``forward`` returns; None returns all.
-        merged_parts: K of each level merged from the finest, coarse to fine, each below the finest K.
+        merged_parts: K of each level merged from the finest, coarse to fine, each below the first trained K.
     """
 
     def __init__(
