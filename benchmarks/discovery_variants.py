@@ -61,6 +61,11 @@ VARIANTS: dict[str, dict[str, object]] = {
     "warm start (2 epochs)": {"warm_start_epochs": 2},
     "learning rate x3": {"learning_rate": 3 * DEFAULTS["learning_rate"]},
     "epochs x2": {},
+    "learning rate x10": {"learning_rate": 10 * DEFAULTS["learning_rate"]},
+    "warm start (2 epochs), learning rate x10": {
+        "warm_start_epochs": 2,
+        "learning_rate": 10 * DEFAULTS["learning_rate"],
+    },
     # a first combination of the levers measured above: no nesting (level 2 keeps its parts), usage, warm start
     "lambda_nest=0 + part usage + warm start": {"lambda_nest": 0.0, "lambda_usage": 1.0, "warm_start_epochs": 2},
 }
@@ -79,6 +84,20 @@ BRAIN_VARIANTS: dict[str, dict[str, object]] = {
         "merged_parts": [3],
         "lambda_f": 0.0,
         "lambda_usage": 1.0,
+    },
+    # the optimisation budget: 120 steps leave the 6 parts soft (mean max probability 0.5)
+    "K = 6 merged to 3, learning rate x10": {
+        "num_parts": [6],
+        "merged_parts": [3],
+        "learning_rate": 10 * DEFAULTS["learning_rate"],
+    },
+    "K = 6 merged to 3, epochs x3": {"num_parts": [6], "merged_parts": [3]},
+    # a warm start that fits the k-means partition (at 3e-4 its cross-entropy stays at 1.4 after 2 epochs)
+    "K = 6 merged to 3, warm start (2 epochs), learning rate x10": {
+        "num_parts": [6],
+        "merged_parts": [3],
+        "warm_start_epochs": 2,
+        "learning_rate": 10 * DEFAULTS["learning_rate"],
     },
     "part usage term": {"lambda_usage": 1.0},
     "warm start (2 epochs)": {"warm_start_epochs": 2},
@@ -99,7 +118,7 @@ DATASETS = {  # what --dataset runs on: data, bundle overlays, diffusion weights
         "out": RESULTS / "discovery_variants_brains.json",
     },
 }
-EPOCH_FACTORS = {"epochs x2": 2}  # variants trained longer than --max-epochs
+EPOCH_FACTORS = {"epochs x2": 2, "K = 6 merged to 3, epochs x3": 3}  # variants trained longer than --max-epochs
 BRAIN_PHANTOMS = 60  # the brain phantoms of benchmarks/brain.py and probe.py (seed 0)
 
 
@@ -121,6 +140,22 @@ def reduced_datalist(data: Path, full_name: str) -> str:
     return name
 
 
+def study_folder(workdir: str | Path, dataset: str, max_epochs: int) -> Path:
+    """The folder of a study's runs and shared feature cache."""
+    suffix = "" if dataset == "cells" else f"_{dataset}"  # the cell study's folder as it was
+    return Path(workdir).resolve() / f"epochs{max_epochs}{suffix}"
+
+
+def variant_folder(work: Path, name: str) -> Path:
+    """The run folder of variant ``name`` in the study folder ``work``."""
+    return work / name.replace(" ", "_").replace("=", "")
+
+
+def variant_overlays(dataset: str, name: str) -> tuple[str, ...]:
+    """The bundle configs a variant layers on ``train.json``."""
+    return (("paper.json",) if name == "paper" else ()) + DATASETS[dataset]["overlays"]
+
+
 def run_variant(name: str, data: Path, datalists: tuple[str, str], work: Path, args: argparse.Namespace) -> dict:
     """Train and evaluate one variant (each step reused when it finished before); ``datalists``: the reduced one
     trained on and the full one scored on."""
@@ -134,9 +169,8 @@ def run_variant(name: str, data: Path, datalists: tuple[str, str], work: Path, a
         "feature_cache#cache_dir": str(work / "feature_cache"),
     }
     overrides = {**common, **spec["variants"][name], "max_epochs": epochs, "seed": 0}
-    overlays = ("paper.json",) if name == "paper" else ()
-    overlays += spec["overlays"]
-    folder = work / name.replace(" ", "_").replace("=", "")
+    overlays = variant_overlays(args.dataset, name)
+    folder = variant_folder(work, name)
     configs = bundle_config("structure_discovery", "train.json", *overlays)
     ckpt, timing = train_once(configs, folder / "train", {**overrides, "overwrite": True})
     out = folder / f"eval_{args.split}"
@@ -193,8 +227,7 @@ def main() -> None:
     if unknown := [name for name in args.variants if name not in spec["variants"]]:
         parser.error(f"--variants {unknown} are not variants of {args.dataset}; they are {list(spec['variants'])}.")
     args.out = args.out or str(spec["out"])
-    suffix = "" if args.dataset == "cells" else f"_{args.dataset}"  # the cell study's folder as it was
-    work = Path(args.workdir).resolve() / f"epochs{args.max_epochs}{suffix}"
+    work = study_folder(args.workdir, args.dataset, args.max_epochs)
     data, full_datalist = dataset_folder(args.dataset, Path(args.data or spec["data"]).resolve())
     datalists = (reduced_datalist(data, full_datalist), full_datalist)
     start = time.perf_counter()

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 from bundle_support import error_messages
+from ignite.engine import Events
 from monai.bundle import ConfigParser, ConfigWorkflow
 
 from monai_ext.baselines import kmeans_segment
@@ -413,3 +414,25 @@ def test_merged_levels_evaluate_and_serve_as_unions_of_the_finest_parts(tiny_pha
     infer.run()
     (written,) = (tmp_path / "infer").glob("*_l1.nii.gz")
     assert set(np.unique(np.asarray(nib.load(written).dataobj)).tolist()) <= {0, 1}
+
+
+def test_selection_on_the_objective_keeps_each_levels_lowest_epoch(tiny_phantoms, diffusion, tmp_path):
+    """``selection_metric objective``: the evaluator reports ``objective_l<level>`` and each level keeps the epoch
+    where it was lowest (``model_selection.json``)."""
+    workflow = _train_workflow(tiny_phantoms, diffusion, tmp_path / "train", max_epochs=2, selection_metric="objective")
+    seen: list[list[float]] = []
+    evaluator = workflow.parser.get_parsed_content("validate#evaluator")
+    names = ["objective_l1", "objective_l2", "objective_l3"]
+    evaluator.add_event_handler(Events.COMPLETED, lambda e: seen.append([e.state.metrics[n] for n in names]))
+    workflow.run()
+    record = json.loads((tmp_path / "train" / "model_selection.json").read_text())
+    assert record["metrics"] == names and len(seen) == 2
+    assert record["best"] == [min(epoch[level] for epoch in seen) for level in range(3)]
+    assert record["epochs"] == [1 + min(range(2), key=lambda e: seen[e][level]) for level in range(3)]
+
+
+def test_unknown_selection_metric_names_the_config_id(tiny_phantoms, diffusion, tmp_path):
+    workflow = _train_workflow(tiny_phantoms, diffusion, tmp_path / "train", selection_metric="loss")
+    with pytest.raises(Exception) as error:
+        workflow.parser.get_parsed_content("validate#handlers")
+    assert "selection_metric must be one of ['mean_max_prob', 'objective'], got 'loss'" in error_messages(error.value)

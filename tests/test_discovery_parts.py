@@ -145,6 +145,23 @@ def test_feature_extractor_stage_shapes(tiny_unet):
     assert not any(p.requires_grad for p in extractor.unet.parameters())
 
 
+def test_feature_extractor_mean_over_seeded_draws_repeats_and_leaves_the_global_state(tiny_unet):
+    unet, scheduler = tiny_unet
+    extractor = DiffusionFeatureExtractor(unet, scheduler, stages=(2,), num_draws=2)
+    x0 = torch.rand(1, 1, 16, 16, 16)
+    torch.manual_seed(5)
+    first = extractor.native_mean(x0, generator=torch.Generator().manual_seed(1))[2]
+    after = torch.rand(1)
+    torch.manual_seed(5)
+    again = extractor.native_mean(x0, generator=torch.Generator().manual_seed(1))[2]
+    assert torch.equal(first, again) and torch.equal(after, torch.rand(1))  # no global draw was taken
+    draws = torch.Generator().manual_seed(1)
+    noises = [torch.randn(1, 1, 16, 16, 16, generator=draws) for _ in range(2)]
+    expected = torch.stack([extractor.native(x0, noise)[2] for noise in noises]).mean(0)
+    assert torch.allclose(first, expected)
+    assert not torch.allclose(first, extractor.native_mean(x0, generator=torch.Generator().manual_seed(2))[2])
+
+
 def test_feature_extractor_rejects_bad_stage_and_size(tiny_unet):
     unet, scheduler = tiny_unet
     with pytest.raises(ValueError, match=r"stages .* in 1\.\.3"):
@@ -355,7 +372,7 @@ def _blob_images(count: int) -> list[dict]:
 
 
 def test_warm_start_loss_is_the_cross_entropy_against_the_k_means_partitions():
-    from monai_ext.baselines.kmeans import kmeans_segment
+    from monai_ext.baselines.kmeans import kmeans_segment, order_by_mean
     from monai_ext.engines.discovery import DiscoveryTrainer
 
     trainer = DiscoveryTrainer.__new__(DiscoveryTrainer)  # only the warm start's state, no engine
@@ -363,12 +380,31 @@ def test_warm_start_loss_is_the_cross_entropy_against_the_k_means_partitions():
     image = _blob_images(1)[0]["image"][None]
     masks = []
     for k in (2, 3):
-        parts = torch.as_tensor(kmeans_segment(image[0].numpy(), k, channel_first=True))
+        values = image[0].numpy()
+        parts = torch.as_tensor(order_by_mean(kmeans_segment(values, k, channel_first=True), values, True))
         masks.append(torch.nn.functional.one_hot(parts, k).movedim(-1, 0)[None].float() * 0.9 + 0.1 / k)
     loss, terms = trainer.warm_start_loss(masks, image.as_tensor(), ["volume0.nii.gz"])
     expected = -np.log(0.9 + 0.1 / 2) - np.log(0.9 + 0.1 / 3)
     assert float(loss) == pytest.approx(expected, rel=1e-5)
     assert terms == {"loss_warm_start": pytest.approx(expected, rel=1e-5)}
+
+
+def test_warm_start_targets_number_the_parts_alike_in_every_volume():
+    """Regression: the k-means partitions were fitted with k-means' own numbering, which differs from volume to
+    volume, so one network could not fit them (on the brains the cross-entropy stayed near log K). Each target now
+    numbers its parts by ascending mean of the visual target."""
+    from monai_ext.engines.discovery import DiscoveryTrainer
+
+    trainer = DiscoveryTrainer.__new__(DiscoveryTrainer)  # only the warm start's state, no engine
+    trainer.segmenter, trainer._partitions = HierarchicalSegmenter(num_parts=(3,)), {}
+    generator = torch.Generator().manual_seed(0)
+    for index in range(6):
+        image = torch.rand(1, 1, 12, 12, 12, generator=generator) ** (index + 1)  # other cluster layouts
+        masks = [torch.full((1, 3, 12, 12, 12), 1 / 3)]
+        trainer.warm_start_loss(masks, image, [f"volume{index}.nii.gz"])
+        target = trainer._partitions[f"volume{index}.nii.gz"][0]
+        means = [float(image[0, 0][target == part].mean()) for part in range(3)]
+        assert means == sorted(means), f"volume {index}: part means {means} are not ascending"
 
 
 def test_warm_start_epochs_fit_the_segmenter_to_the_k_means_partition_first():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from steps import read_config
+from steps import RESULTS, read_config
 
 from monai_ext.baselines.evaluate import SMOOTHING_SIGMA
 from summaries.common import load, load_each, repo_relative, table_header, table_row
@@ -148,6 +148,25 @@ def overclustering(result: dict) -> str:
     return "\n".join(lines)
 
 
+def objective_gap(results: dict[str, dict]) -> str:
+    """``benchmarks/objective_gap.py``: the loss of eq. 4 and the Dice of the network's masks and of k-means
+    partitions, per dataset and trained level."""
+    lines = []
+    for result in results.values():
+        weights = "" if result.get("weights", "model.pt") == "model.pt" else f", weights `{result['weights']}`"
+        lines.append(
+            f"{result['dataset'].capitalize()}, variant `{result['variant']}`{weights} (`{result['command']}`), mean "
+            f"over {len(result['volumes'])} validation volumes:"
+        )
+        lines.append(table_header(["level", "partition", "lambda_v C(x0)", "lambda_f C(phi)", "loss", "Dice"]))
+        for level, partitions in enumerate(result["means"], start=1):
+            for name, s in partitions.items():
+                cells = [f"{s[key]:.4f}" for key in ("loss_v", "loss_f", "loss")] + [f"{s['dice']:.3f}"]
+                lines.append(table_row([str(level), name, *cells]))
+        lines.append("")
+    return "\n".join(lines).rstrip()
+
+
 def probes(results: dict[str, dict]) -> str:
     """The linear probes of ``benchmarks/probe.py``: per target and input, the probe's and k-means' matched Dice."""
     lines = []
@@ -281,6 +300,10 @@ SOURCES = {
     "variants": (variants, lambda: load("discovery_variants.json")),
     "brain_variants": (brain_variants, lambda: load("discovery_variants_brains.json")),
     "overclustering": (overclustering, lambda: load("overclustering.json")),
+    "objective_gap": (
+        objective_gap,
+        lambda: load_each({path.name: path.stem for path in sorted(RESULTS.glob("objective_gap_*.json"))}),
+    ),
     "probes": (probes, lambda: load_each({"probe_cells.json": "cells", "probe_brains.json": "brains"})),
     "discovery_step": (step_speed, lambda: load("discovery_step.json")),
     "wall_time": (wall_times, _discovery),

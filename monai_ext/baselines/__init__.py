@@ -2,7 +2,13 @@
 x0 prediction; the 2D scikit-image baselines of CUTS (Otsu watershed, Felzenszwalb, SLIC)."""
 
 from monai_ext.baselines.diffusion import DiffusionBaselines
-from monai_ext.baselines.kmeans import bm4d_denoise, estimate_noise_std, gaussian_smooth, kmeans_segment
+from monai_ext.baselines.kmeans import (
+    bm4d_denoise,
+    estimate_noise_std,
+    gaussian_smooth,
+    kmeans_segment,
+    order_by_mean,
+)
 from monai_ext.baselines.superpixels import BASELINES, felzenszwalb_segment, otsu_watershed, slic_segment
 
 __all__ = [
@@ -13,6 +19,7 @@ __all__ = [
     "felzenszwalb_segment",
     "gaussian_smooth",
     "kmeans_segment",
+    "order_by_mean",
     "otsu_watershed",
     "slic_segment",
 ]

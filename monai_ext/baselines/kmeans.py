@@ -50,6 +50,28 @@ def kmeans_segment(
     return model.fit_predict(points).reshape(spatial).astype(np.int64)
 
 
+def order_by_mean(labels: np.ndarray, values: np.ndarray, channel_first: bool = False) -> np.ndarray:
+    """Renumber the parts of a partition by ascending mean value (the mean over channels of channel-first
+    ``values``): part 0 is the darkest. k-means numbers its clusters arbitrarily, differently for each volume;
+    ordered by mean, part k is the same kind of part in every volume (e.g. the warm start's targets, which one
+    network must fit on all volumes). Empty label values keep no place: the parts present are numbered from 0.
+
+    Args:
+        labels: integer part labels >= 0 with the spatial shape of ``values``.
+        values: an intensity volume (``channel_first=False``) or features of shape (C, *spatial).
+        channel_first: whether ``values`` carries a leading feature axis.
+    """
+    points, spatial = _as_points(values, channel_first)
+    labels = np.asarray(labels)
+    if labels.shape != tuple(spatial):
+        raise ValueError(f"labels must have the spatial shape of the values {tuple(spatial)}, got {labels.shape}.")
+    present, flat = np.unique(labels.reshape(-1), return_inverse=True)
+    means = np.bincount(flat, weights=points.mean(1)) / np.bincount(flat)
+    rank = np.empty(len(present), dtype=np.int64)
+    rank[np.argsort(means, kind="stable")] = np.arange(len(present))
+    return rank[flat].reshape(labels.shape)
+
+
 def gaussian_smooth(image: np.ndarray, sigma: float = 1.0) -> np.ndarray:
     """``image`` smoothed by a Gaussian of standard deviation ``sigma`` voxels (> 0; edges reflected)."""
     from scipy import ndimage

@@ -18,6 +18,11 @@ from monai_ext.engines.handlers import (
     latest_checkpoint,
     write_metrics,
 )
+from monai_ext.engines.objective_selection import (
+    ValidationObjective,
+    selection_higher_is_better,
+    selection_metric_names,
+)
 from monai_ext.engines.prepare_batch import (
     MaskDiffusionPrepareBatch,
     SamplePredictionPrepareBatch,
@@ -50,12 +55,15 @@ __all__ = [
     "SamplePredictionPrepareBatch",
     "SaveForResume",
     "SelfSupervisedPrepareBatch",
+    "ValidationObjective",
     "cuts_table",
     "denoising_metrics",
     "discovery_metrics",
     "discovery_report",
     "ensemble_table",
     "latest_checkpoint",
+    "selection_higher_is_better",
+    "selection_metric_names",
     "slice_scores",
     "volume_keys",
     "write_metrics",

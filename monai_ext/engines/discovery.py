@@ -14,7 +14,7 @@ from monai.utils import CommonKeys
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from monai_ext.baselines.kmeans import kmeans_segment
+from monai_ext.baselines.kmeans import kmeans_segment, order_by_mean
 from monai_ext.engines.handlers import MeanMaxProbability
 from monai_ext.losses import DiscoveryLoss
 from monai_ext.metrics import MatchedDiceMetric, MatchedHausdorffDistanceMetric, PartsUsedMetric
@@ -164,11 +164,13 @@ class DiscoveryTrainer(SupervisedTrainer):
         self, masks: list[torch.Tensor], visual: torch.Tensor, keys: list[str]
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """Cross-entropy of each level's masks against the k-means partition (K_l parts) of the visual target of each
-        volume (``keys``: its ``volume_keys``; computed on its first use), summed over levels."""
+        volume (``keys``: its ``volume_keys``; computed on its first use), its parts numbered by ascending mean
+        (``order_by_mean``) so that part k is the same kind of part in every volume, summed over levels."""
         for index, key in enumerate(keys):
             if key not in self._partitions:
                 values = visual[index].detach().cpu().numpy()
                 parts = [kmeans_segment(values, k, channel_first=True) for k in self.segmenter.num_parts]
+                parts = [order_by_mean(p, values, channel_first=True) for p in parts]  # the same order in every volume
                 self._partitions[key] = [torch.as_tensor(p) for p in parts]
         loss = visual.new_zeros(())
         for level, m in enumerate(masks):

@@ -107,9 +107,12 @@ class DiffusionFeatureExtractor(FrozenDiffusionUNet):
         return {s: self.crop(self._recorded[s], x_t.shape[2:]) for s in self.stages}
 
     @torch.no_grad()
-    def native_mean(self, x0: torch.Tensor) -> dict[int, torch.Tensor]:
-        """Stage activations averaged over ``num_draws`` fresh noise draws."""
-        draws = [self.native(x0) for _ in range(self.num_draws)]
+    def native_mean(self, x0: torch.Tensor, generator: torch.Generator | None = None) -> dict[int, torch.Tensor]:
+        """Stage activations averaged over ``num_draws`` fresh noise draws, drawn with ``generator`` (a CPU
+        generator; None: the global random state)."""
+        shape = tuple(self.unet_input(x0).shape)
+        noises = [None if generator is None else torch.randn(shape, generator=generator) for _ in range(self.num_draws)]
+        draws = [self.native(x0, noise) for noise in noises]
         return {s: torch.stack([d[s] for d in draws]).mean(0) for s in self.stages}
 
     @staticmethod
