@@ -4,9 +4,9 @@ On the first validation volumes of a ``discovery_variants.py`` run, per trained 
 as that run weighs it (its consistency terms lambda_v C(x0) + lambda_f C(phi); phi the level's feature stages,
 averaged over noise draws) and the matched Dice, for the network's soft masks, the same masks hardened (argmax),
 and two hard partitions with the level's K: k-means of the visual target (the diffusion model's x0 prediction by
-default) and k-means of the level's features. With ``merged_parts`` each partition is merged as the segmenter
-merges its own (closest mean image first) and the Dice is that of the coarsest merged level (the brains' whole
-tumour). A k-means partition with a lower loss than the network's masks means the optimiser, not the objective,
+default) and k-means of the level's features. With ``merged_parts`` each partition is also merged as the segmenter
+merges its own (closest mean image first) and scored at the coarsest merged level (the brains' whole tumour at
+K = 3). A k-means partition with a lower loss than the network's masks means the optimiser, not the objective,
 stops short; if that partition also has the higher Dice, reaching the objective's minimum would find the structure.
 The invariance term is left out: a hard partition of x0 is nearly unchanged by x0^gamma.
 
@@ -42,6 +42,7 @@ def variant_parser(dataset: str, name: str, data: Path) -> ConfigParser:
             "device": "cpu",
             "use_feature_cache": False,
             **DATASETS[dataset]["variants"][name],
+            "network_def#merged_parts": "@merged_parts",  # as evaluate.json builds it
         }
     )
     return parser
@@ -53,7 +54,8 @@ def one_hot(labels: np.ndarray, num_parts: int) -> torch.Tensor:
 
 
 class LevelScorer:
-    """The weighted consistency terms and the matched Dice of one level's masks (see the module docstring)."""
+    """The weighted consistency terms and the matched Dice of one level's masks and, with ``merged_parts``, of
+    their coarsest merged level (see the module docstring)."""
 
     def __init__(self, parser: ConfigParser, network: torch.nn.Module) -> None:
         self.loss = parser.get_parsed_content("loss")
@@ -64,10 +66,14 @@ class LevelScorer:
         with torch.no_grad():
             v = float(self.loss.lambda_v * self.loss.consistency(masks, visual)) if self.loss.lambda_v else 0.0
             f = float(self.loss.lambda_f * self.loss.consistency(masks, features)) if self.loss.lambda_f else 0.0
-            scored = (self.network.merge(image, masks) or [masks])[0]
-        dice = MatchedDiceMetric(report_classes=self.report_classes)
-        dice(y_pred=scored, y=label)
-        return {"loss_v": v, "loss_f": f, "loss": v + f, "dice": float(dice.aggregate())}
+            merged = self.network.merge(image, masks)
+        scores = {"loss_v": v, "loss_f": f, "loss": v + f, "dice": self.dice(masks, label)}
+        return scores | ({"dice_merged": self.dice(merged[0], label)} if merged else {})
+
+    def dice(self, masks: torch.Tensor, label: torch.Tensor) -> float:
+        metric = MatchedDiceMetric(report_classes=self.report_classes)
+        metric(y_pred=masks, y=label)
+        return float(metric.aggregate())
 
 
 def load_network(parser: ConfigParser, weights: Path) -> torch.nn.Module:

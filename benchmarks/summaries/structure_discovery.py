@@ -102,31 +102,35 @@ def _commands(result: dict) -> list[str]:
 
 
 def brain_variants(result: dict) -> str:
-    """The brain rows of ``benchmarks/discovery_variants.py --dataset brains``: whole-tumour Dice at the first level
-    (K = 3, merged or trained), the parts of every level, then the baselines of the same run."""
+    """The brain rows of ``benchmarks/discovery_variants.py --dataset brains``: whole-tumour Dice at every level
+    (K = 3 first, merged or trained), HD95 at the first, the parts of every level, then the baselines of the same
+    run."""
     protocol = result["protocol"]
     lines = [
         f"Structure discovery variants on the brain phantoms (`{result['command']}`): trained on "
         f"{protocol['splits']['training']} brains for {protocol['max_epochs']} epochs, seed {protocol['seed']}, "
-        f"selected label-free on {protocol['splits']['validation']} validation brains; whole-tumour matched Dice "
-        f"(mean ± sd) and HD95 (mm) of the first level on the {protocol['scored_volumes']} {protocol['scored_split']} "
-        "brains, parts used per level (mean over brains):"
+        f"selected label-free on {protocol['splits']['validation']} validation brains; whole-tumour matched Dice per "
+        f"level (mean ± sd) and HD95 (mm) of the first level on the {protocol['scored_volumes']} "
+        f"{protocol['scored_split']} brains, parts used per level (mean over brains):"
     ]
     lines.append(table_header(["variant", "K per level", "whole tumour", "HD95 (mm)", "parts used", "training (min)"]))
+
+    def per_level(levels: list[dict]) -> str:
+        return " / ".join(f"{level['mean']:.3f} ± {level['sd']:.3f}" for level in levels)
+
     for name, run in result["runs"].items():
         report = run["report"]
-        first = report["matched_dice"]["ours"][0]
         used = " / ".join(f"{level['mean']:.2f}" for level in report["parts_used"])
-        row = [name, " / ".join(map(str, report["num_parts"])), f"{first['mean']:.3f} ± {first['sd']:.3f}"]
+        row = [name, " / ".join(map(str, report["num_parts"])), per_level(report["matched_dice"]["ours"])]
         row += [f"{report['matched_hd95'][0]['mean']:.1f}", used, f"{run['training']['seconds'] / 60:.1f}"]
         lines.append(table_row(row))
     first = next(iter(result["runs"].values()))["report"]
     for method, name in METHODS.items():
         if method != "ours" and method in first["matched_dice"]:
-            dice = first["matched_dice"][method][0]
             hd95 = first["matched_hd95_first_level"][method]["mean"]
-            k = " / ".join(map(str, first["num_parts"]))
-            cells = [k, f"{dice['mean']:.3f} ± {dice['sd']:.3f}", f"{hd95:.1f}", "-", "-"]
+            levels = first["matched_dice"][method]
+            k = " / ".join(map(str, first["num_parts"][: len(levels)]))
+            cells = [k, per_level(levels), f"{hd95:.1f}", "-", "-"]
             lines.append(table_row([f"baseline: {name}", *cells]))
     return "\n".join(lines + _commands(result))
 
@@ -158,10 +162,13 @@ def objective_gap(results: dict[str, dict]) -> str:
             f"{result['dataset'].capitalize()}, variant `{result['variant']}`{weights} (`{result['command']}`), mean "
             f"over {len(result['volumes'])} validation volumes:"
         )
-        lines.append(table_header(["level", "partition", "lambda_v C(x0)", "lambda_f C(phi)", "loss", "Dice"]))
+        merged = "dice_merged" in result["means"][0][next(iter(result["means"][0]))]
+        header = ["level", "partition", "lambda_v C(x0)", "lambda_f C(phi)", "loss", "Dice"]
+        lines.append(table_header(header + (["Dice, merged to the coarsest level"] if merged else [])))
         for level, partitions in enumerate(result["means"], start=1):
             for name, s in partitions.items():
-                cells = [f"{s[key]:.4f}" for key in ("loss_v", "loss_f", "loss")] + [f"{s['dice']:.3f}"]
+                cells = [f"{s[key]:.4f}" for key in ("loss_v", "loss_f", "loss")]
+                cells += [f"{s[key]:.3f}" for key in ("dice", "dice_merged") if key in s]
                 lines.append(table_row([str(level), name, *cells]))
         lines.append("")
     return "\n".join(lines).rstrip()
