@@ -66,6 +66,10 @@ VARIANTS: dict[str, dict[str, object]] = {
         "warm_start_epochs": 2,
         "learning_rate": 10 * DEFAULTS["learning_rate"],
     },
+    "warm start (10 of 12 epochs), learning rate x10": {
+        "warm_start_epochs": 10,
+        "learning_rate": 10 * DEFAULTS["learning_rate"],
+    },
     # a first combination of the levers measured above: no nesting (level 2 keeps its parts), usage, warm start
     "lambda_nest=0 + part usage + warm start": {"lambda_nest": 0.0, "lambda_usage": 1.0, "warm_start_epochs": 2},
 }
@@ -129,6 +133,7 @@ EPOCH_FACTORS = {  # variants trained longer than --max-epochs
     "epochs x2": 2,
     "K = 6 merged to 3, epochs x3": 3,
     "K = 6 merged to 3, warm start (10 of 12 epochs), learning rate x10": 2,
+    "warm start (10 of 12 epochs), learning rate x10": 2,
 }
 BRAIN_PHANTOMS = 60  # the brain phantoms of benchmarks/brain.py and probe.py (seed 0)
 

@@ -16,6 +16,7 @@ The invariance term is left out: a hard partition of x0 is nearly unchanged by x
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -84,6 +85,19 @@ def load_network(parser: ConfigParser, weights: Path) -> torch.nn.Module:
     return network
 
 
+def validation_volumes(parser: ConfigParser, volumes: int) -> Iterator[tuple[dict, dict, torch.Tensor]]:
+    """The first ``volumes`` validation records, each with its preprocessed item and image batch (1, C, *grid)."""
+    transform = parser.get_parsed_content("validate#preprocessing")
+    for record in load_datalist(parser.get_parsed_content("datalist"), "validation")[:volumes]:
+        item = transform(record)
+        yield record, item, item["image"][None].float()
+
+
+def on_grid(label: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+    """A (C, *spatial) label resampled (nearest) to the grid of the image batch, batched."""
+    return torch.nn.functional.interpolate(label[None].float(), size=image.shape[2:], mode="nearest")
+
+
 def objective_gap(dataset: str, name: str, weights: Path, data: Path, volumes: int) -> list[dict]:
     """Per validation volume and trained level, the scores of the network's masks, them hardened, and the two
     k-means partitions; labels resampled (nearest) to the network's grid."""
@@ -95,11 +109,8 @@ def objective_gap(dataset: str, name: str, weights: Path, data: Path, volumes: i
     extractor = parser.get_parsed_content("feature_extractor")
     level_stages = [[s] if isinstance(s, int) else list(s) for s in parser.get_parsed_content("feature_stages")]
     label_keys = parser.get_parsed_content("label_keys")
-    transform = parser.get_parsed_content("validate#preprocessing")
     rows = []
-    for record in load_datalist(parser.get_parsed_content("datalist"), "validation")[:volumes]:
-        item = transform(record)
-        image = item["image"][None].float()
+    for record, item, image in validation_volumes(parser, volumes):
         with torch.no_grad():
             trained = network.split(network(image))[len(network.merged_parts) :]
             visual = denoiser(image) if denoiser is not None else image
@@ -108,8 +119,7 @@ def objective_gap(dataset: str, name: str, weights: Path, data: Path, volumes: i
         for level, (soft, stages) in enumerate(zip(trained, level_stages, strict=True)):
             k = soft.shape[1]
             features = UpsampledFeatures([native[s] for s in stages], image.shape[2:])
-            label = item[label_keys[min(level, len(label_keys) - 1)]][None].float()
-            label = torch.nn.functional.interpolate(label, size=image.shape[2:], mode="nearest")
+            label = on_grid(item[label_keys[min(level, len(label_keys) - 1)]], image)
             partitions = {
                 "network (soft)": soft,
                 "network (argmax)": one_hot(soft[0].argmax(0).numpy(), k),

@@ -174,6 +174,18 @@ def objective_gap(results: dict[str, dict]) -> str:
     return "\n".join(lines).rstrip()
 
 
+def merge_rule(result: dict) -> str:
+    """``benchmarks/merge_rule.py``: a brain run's finest level merged by the image's or by x0's part means."""
+    lines = [
+        f"Variant `{result['variant']}` (`{result['command']}`), whole-tumour matched Dice (mean ± sd) on "
+        f"{len(result['volumes'])} validation brains, on the network's grid:",
+        table_header(["finest level / merge", "whole tumour"]),
+    ]
+    for name, stats in result["dice"].items():
+        lines.append(table_row([name, f"{stats['mean']:.3f} ± {stats['sd']:.3f}"]))
+    return "\n".join(lines)
+
+
 def probes(results: dict[str, dict]) -> str:
     """The linear probes of ``benchmarks/probe.py``: per target and input, the probe's and k-means' matched Dice."""
     lines = []
@@ -311,6 +323,7 @@ SOURCES = {
         objective_gap,
         lambda: load_each({path.name: path.stem for path in sorted(RESULTS.glob("objective_gap_*.json"))}),
     ),
+    "merge_rule": (merge_rule, lambda: load("merge_rule.json")),
     "probes": (probes, lambda: load_each({"probe_cells.json": "cells", "probe_brains.json": "brains"})),
     "discovery_step": (step_speed, lambda: load("discovery_step.json")),
     "wall_time": (wall_times, _discovery),
