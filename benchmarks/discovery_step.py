@@ -25,6 +25,7 @@ import torch
 from monai.bundle import ConfigParser
 from steps import BUNDLES, RESULTS, bundle_config
 
+from monai_ext.engines.discovery import level_stages
 from monai_ext.networks import UpsampledFeatures
 from monai_ext.provenance import environment, peak_memory_mb, write_json
 
@@ -44,7 +45,7 @@ def main() -> None:
     network = config.get_parsed_content("network_def")
     loss_fn = config.get_parsed_content("loss")
     cache = config.get_parsed_content("feature_cache")
-    stages = [[s] if isinstance(s, int) else s for s in config["feature_stages"]]
+    stages = level_stages(config["feature_stages"])
     optimizer = torch.optim.Adam(network.parameters(), lr=config["learning_rate"])
     size = tuple(config["spatial_size"])
     volumes = [torch.rand(1, 1, *size) for _ in range(args.volumes)]

@@ -96,7 +96,6 @@ BRAIN_VARIANTS: dict[str, dict[str, object]] = {
         "learning_rate": 10 * DEFAULTS["learning_rate"],
     },
     "K = 6 merged to 3, epochs x3": {"num_parts": [6], "merged_parts": [3]},
-    # the warm start at the tenfold rate, whose 40 steps fit its targets more closely
     # does the segmenter reproduce the x0 + k-means partition when fitted longer? (twice the epochs, 10 of warm start)
     "K = 6 merged to 3, warm start (10 of 12 epochs), learning rate x10": {
         "num_parts": [6],
@@ -104,6 +103,7 @@ BRAIN_VARIANTS: dict[str, dict[str, object]] = {
         "warm_start_epochs": 10,
         "learning_rate": 10 * DEFAULTS["learning_rate"],
     },
+    # the warm start at the tenfold rate, whose 40 steps fit its targets more closely
     "K = 6 merged to 3, warm start (2 epochs), learning rate x10": {
         "num_parts": [6],
         "merged_parts": [3],

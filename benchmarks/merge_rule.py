@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 from discovery_variants import DATASETS, study_folder, variant_folder
-from objective_gap import LevelScorer, load_network, on_grid, validation_volumes, variant_parser
+from objective_gap import LevelScorer, load_network, on_grid, one_hot, validation_volumes, variant_parser
 from steps import RESULTS, WORK
 
 from monai_ext.metrics import finite_stats
@@ -39,7 +39,7 @@ def merge_scores(name: str, weights: Path, data: Path, volumes: int, parts: int)
         row = {"image": str(record["image"]), "finest": scorer.dice(finest, label)}
         for by, v in values.items():
             merged = merge_by_means(finest[0].argmax(0), v, parts)[0]
-            row[f"merged by {by}"] = scorer.dice(torch.nn.functional.one_hot(merged, parts).movedim(-1, 0)[None], label)
+            row[f"merged by {by}"] = scorer.dice(one_hot(merged, parts), label)
         rows.append(row)
         print({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}, flush=True)
     return rows

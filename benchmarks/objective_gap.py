@@ -27,6 +27,7 @@ from steps import BUNDLES, RESULTS, WORK, bundle_config
 
 from monai_ext.baselines.kmeans import kmeans_segment
 from monai_ext.data.datalist import load_datalist
+from monai_ext.engines.discovery import level_stages
 from monai_ext.metrics import MatchedDiceMetric
 from monai_ext.networks import UpsampledFeatures
 from monai_ext.provenance import environment, write_json
@@ -107,7 +108,7 @@ def objective_gap(dataset: str, name: str, weights: Path, data: Path, volumes: i
     scorer = LevelScorer(parser, network)
     denoiser = parser.get_parsed_content("train#trainer#visual_denoiser")  # None: the visual term reads the image
     extractor = parser.get_parsed_content("feature_extractor")
-    level_stages = [[s] if isinstance(s, int) else list(s) for s in parser.get_parsed_content("feature_stages")]
+    stages_per_level = level_stages(parser.get_parsed_content("feature_stages"))
     label_keys = parser.get_parsed_content("label_keys")
     rows = []
     for record, item, image in validation_volumes(parser, volumes):
@@ -116,7 +117,7 @@ def objective_gap(dataset: str, name: str, weights: Path, data: Path, volumes: i
             visual = denoiser(image) if denoiser is not None else image
             native = extractor.native_mean(image)
         levels = []
-        for level, (soft, stages) in enumerate(zip(trained, level_stages, strict=True)):
+        for level, (soft, stages) in enumerate(zip(trained, stages_per_level, strict=True)):
             k = soft.shape[1]
             features = UpsampledFeatures([native[s] for s in stages], image.shape[2:])
             label = on_grid(item[label_keys[min(level, len(label_keys) - 1)]], image)

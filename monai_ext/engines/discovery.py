@@ -41,6 +41,11 @@ def volume_keys(images: torch.Tensor) -> list[str]:
     return [str(n) for n in (names if isinstance(names, (list, tuple)) else [names])]
 
 
+def level_stages(feature_stages: Sequence[int | Sequence[int]]) -> list[list[int]]:
+    """``feature_stages`` (per level, a decoder stage or a list of them) as one list of stages per level."""
+    return [[s] if isinstance(s, int) else [int(x) for x in s] for s in feature_stages]
+
+
 class DiscoveryTrainer(SupervisedTrainer):
     """A ``SupervisedTrainer`` whose iteration minimises the label-free loss of eq. 4 at every hierarchy level.
 
@@ -92,7 +97,7 @@ class DiscoveryTrainer(SupervisedTrainer):
         **kwargs,
     ) -> None:
         segmenter = network.module if isinstance(network, DistributedDataParallel) else network
-        stages = [[s] if isinstance(s, int) else [int(x) for x in s] for s in feature_stages]
+        stages = level_stages(feature_stages)
         if len(stages) != len(segmenter.num_parts):
             raise ValueError(
                 f"feature_stages needs one entry per level ({len(segmenter.num_parts)} levels: num_parts "

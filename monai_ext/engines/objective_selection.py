@@ -10,7 +10,7 @@ from monai.utils import CommonKeys
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from monai_ext.engines.discovery import volume_keys
+from monai_ext.engines.discovery import level_stages, volume_keys
 from monai_ext.losses import DiscoveryLoss
 from monai_ext.networks import DiffusionDenoiser, DiffusionFeatureExtractor, HierarchicalSegmenter, UpsampledFeatures
 
@@ -75,7 +75,7 @@ class ValidationObjective:
         seed: int = 0,
     ) -> None:
         self.segmenter = network.module if isinstance(network, DistributedDataParallel) else network
-        self.stages = [[s] if isinstance(s, int) else list(s) for s in feature_stages]
+        self.stages = level_stages(feature_stages)
         if len(self.stages) != len(self.segmenter.num_parts):
             raise ValueError(
                 f"feature_stages needs one entry per trained level ({len(self.segmenter.num_parts)}), got "
@@ -115,8 +115,8 @@ class ValidationObjective:
                     self._targets[key] = self.targets(volume)
                 visual, native = self._targets[key]
                 levels = self.segmenter.split(self.segmenter(volume))[len(self.segmenter.merged_parts) :]
+                size = volume.shape[2:]
                 for level, (masks, stages) in enumerate(zip(levels, self.stages, strict=True)):
-                    size = volume.shape[2:]
                     features = None if native is None else UpsampledFeatures([native[s] for s in stages], size)
                     totals[level] += float(self.loss_function([masks], [masks], visual, [features])[0])
                 volumes += 1

@@ -110,8 +110,11 @@ class DiffusionFeatureExtractor(FrozenDiffusionUNet):
     def native_mean(self, x0: torch.Tensor, generator: torch.Generator | None = None) -> dict[int, torch.Tensor]:
         """Stage activations averaged over ``num_draws`` fresh noise draws, drawn with ``generator`` (a CPU
         generator; None: the global random state)."""
-        shape = tuple(self.unet_input(x0).shape)
-        noises = [None if generator is None else torch.randn(shape, generator=generator) for _ in range(self.num_draws)]
+        if generator is None:
+            noises = [None] * self.num_draws
+        else:  # the U-Net input's shape, computed only when the noise is drawn here
+            shape = tuple(self.unet_input(x0).shape)
+            noises = [torch.randn(shape, generator=generator) for _ in range(self.num_draws)]
         draws = [self.native(x0, noise) for noise in noises]
         return {s: torch.stack([d[s] for d in draws]).mean(0) for s in self.stages}
 
