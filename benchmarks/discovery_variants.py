@@ -2,18 +2,18 @@
 
 Protocol: ``--dataset cells``, the regular cell phantoms of ``benchmarks/discovery.py`` (120 volumes, seed 0), or
 ``--dataset brains``, the brain phantoms of ``benchmarks/brain.py`` (60 volumes, seed 0; ``brain.json`` layered on,
-K = 3 on FLAIR, whole-tumour Dice). Each variant trains on the first 40 training volumes for ``--max-epochs`` epochs
-(default 6), seed 0, with the shipped CPU diffusion model of that dataset, its levels selected label-free (mean max
-probability) on the first 5 validation volumes, and is scored on every volume of the validation split (``--split``;
-the test split is read once, by ``benchmarks/discovery.py`` and ``benchmarks/brain.py``, for the final tables):
-matched Dice and parts used per level (parts holding at least 0.5 % of a volume), HD95 at level 1. The variants share
-one feature cache on disk (its entries are named by the diffusion model, stages, timestep and padding, so a variant
-never reads another's features). The first variant's evaluation also runs every simple baseline on the same volumes
-(k-means, BM4D + k-means, smoothing + k-means, k-means on the diffusion features and on the x0 prediction, and
-smoothing or x0 + k-means with the finest level's K merged to the coarser levels). Each variant is the bundle's
-``train.json`` with the overrides of ``VARIANTS`` or ``BRAIN_VARIANTS`` (``paper`` adds ``configs/paper.json``);
-each row records its command. Finished runs are reused from ``--workdir`` and the table is rewritten after every
-variant, so an interrupted study resumes.
+FLAIR, whole-tumour Dice, from the base ``BRAIN_BASE``: the brain recipe before the study changed it). Each variant
+trains on the first 40 training volumes for ``--max-epochs`` epochs (default 6), seed 0, with the shipped CPU diffusion
+model of that dataset, its levels selected label-free (mean max probability) on the first 5 validation volumes, and is
+scored on every volume of the validation split (``--split``; the test split is read once, by ``benchmarks/discovery.py``
+and ``benchmarks/brain.py``, for the final tables): matched Dice and parts used per level (parts holding at least 0.5 %
+of a volume), HD95 at level 1. The variants share one feature cache on disk (its entries are named by the diffusion
+model, stages, timestep and padding, so a variant never reads another's features). The first variant's evaluation also
+runs every simple baseline on the same volumes (k-means, BM4D + k-means, smoothing + k-means, k-means on the diffusion
+features and on the x0 prediction, and smoothing or x0 + k-means with the finest level's K merged to the coarser
+levels). Each variant is the bundle's ``train.json`` with the overrides of ``VARIANTS`` or ``BRAIN_VARIANTS`` (``paper``
+adds ``configs/paper.json``); each row records its command. Finished runs are reused from ``--workdir`` and the table is
+rewritten after every variant, so an interrupted study resumes.
 
     python benchmarks/discovery_variants.py --workdir benchmarks/.work/variants
     python benchmarks/discovery_variants.py --dataset brains --workdir benchmarks/.work/variants
@@ -113,10 +113,19 @@ BRAIN_VARIANTS: dict[str, dict[str, object]] = {
     "part usage term": {"lambda_usage": 1.0},
     "warm start (2 epochs)": {"warm_start_epochs": 2},
 }
-DATASETS = {  # what --dataset runs on: data, bundle overlays, diffusion weights, variants, results file
+# the brain recipe the brain variants start from (brain.json before the study made its winner the default)
+BRAIN_BASE = {
+    "num_parts": [3],
+    "merged_parts": [],
+    "merge_by": "image",
+    "learning_rate": DEFAULTS["learning_rate"],
+    "warm_start_epochs": 0,
+}
+DATASETS = {  # what --dataset runs on: data, bundle overlays, base overrides, diffusion weights, variants, results
     "cells": {
         "data": WORK / "phantoms_regular",
         "overlays": (),
+        "base": {},
         "diffusion_ckpt": MODELS / "diffusion_pretraining" / "model.pt",
         "variants": VARIANTS,
         "out": RESULTS / "discovery_variants.json",
@@ -124,6 +133,7 @@ DATASETS = {  # what --dataset runs on: data, bundle overlays, diffusion weights
     "brains": {
         "data": WORK / "brain" / "brains",
         "overlays": ("brain.json",),
+        "base": BRAIN_BASE,
         "diffusion_ckpt": MODELS / "brain" / "diffusion_pretraining" / "model.pt",
         "variants": BRAIN_VARIANTS,
         "out": RESULTS / "discovery_variants_brains.json",
@@ -184,7 +194,7 @@ def run_variant(name: str, data: Path, datalists: tuple[str, str], work: Path, a
         "feature_cache_storage": "disk",
         "feature_cache#cache_dir": str(work / "feature_cache"),
     }
-    overrides = {**common, **spec["variants"][name], "max_epochs": epochs, "seed": 0}
+    overrides = {**common, **spec["base"], **spec["variants"][name], "max_epochs": epochs, "seed": 0}
     overlays = variant_overlays(args.dataset, name)
     folder = variant_folder(work, name)
     configs = bundle_config("structure_discovery", "train.json", *overlays)

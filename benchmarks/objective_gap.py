@@ -43,6 +43,7 @@ def variant_parser(dataset: str, name: str, data: Path) -> ConfigParser:
             "dataset_dir": str(data),
             "device": "cpu",
             "use_feature_cache": False,
+            **DATASETS[dataset]["base"],
             **DATASETS[dataset]["variants"][name],
             "network_def#merged_parts": "@merged_parts",  # as evaluate.json builds it
         }

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from monai.bundle import ConfigParser
+from objective_gap import load_network, validation_volumes
 from steps import BUNDLES, RESULTS, WORK, bundle_config
 
-from monai_ext.data.datalist import load_datalist
 from monai_ext.provenance import environment, write_json
 
 BRAIN_SHARE = 0.05  # an image voxel above this (min-max scaled FLAIR) counts as inside the brain
@@ -34,16 +34,11 @@ def part_contents(run: Path, data: Path, volumes: int) -> list[dict]:
             "dataset_dir": str(data),
             "device": "cpu",
             **overrides,
-            "ckpt_path": str(run / "train" / "model.pt"),
         }
     )
-    network = parser.get_parsed_content("network_def")
-    network.load_state_dict(torch.load(run / "train" / "model.pt", map_location="cpu", weights_only=True))
-    network.eval()
-    transform = parser.get_parsed_content("validate#preprocessing")
+    network = load_network(parser, run / "train" / "model.pt").eval()
     rows = []
-    for record in load_datalist(parser.get_parsed_content("datalist"), "validation")[:volumes]:
-        image = transform(record)["image"][None].float()
+    for record, _, image in validation_volumes(parser, volumes):
         with torch.no_grad():
             finest = network.split(network(image))[-1][0]
         intensity, inside = image[0, 0], image[0, 0] > BRAIN_SHARE

@@ -117,13 +117,13 @@ def cell_phantoms(folder: Path, variant: str) -> Path:
     return folder
 
 
-def brain_phantoms(folder: Path, n: int) -> tuple[Path, float]:
-    """The 3D brain phantoms ``make_brains(folder, n, seed=0, resolution=2)`` (split 4:1:1), generated unless present;
+def brain_phantoms(folder: Path, n: int, seed: int = 0) -> tuple[Path, float]:
+    """The 3D brain phantoms ``make_brains(folder, n, seed, resolution=2)`` (split 4:1:1), generated unless present;
     returns their FLAIR datalist and the spacing (mm). Raises ``ValueError`` when ``folder`` holds other phantoms."""
     if not (folder / "datalist.json").is_file():
-        make_brains(folder, n=n, seed=0, mode="3d", resolution=2, overwrite=True)  # an interrupted run's files
+        make_brains(folder, n=n, seed=seed, mode="3d", resolution=2, overwrite=True)  # an interrupted run's files
     meta = json.loads((folder / "dataset.json").read_text())
-    expected = {"n": n, "mode": "3d", "seed": 0, "generator_version": GENERATOR_VERSION}
+    expected = {"n": n, "mode": "3d", "seed": seed, "generator_version": GENERATOR_VERSION}
     found = {"n": meta["options"]["n"], "mode": meta["options"]["mode"], "seed": meta["seed"]}
     found["generator_version"] = meta.get("generator_version")
     if found != expected:

@@ -18,8 +18,9 @@ from ignite.engine import Events
 from monai.bundle import ConfigParser, ConfigWorkflow
 
 from monai_ext.baselines import kmeans_segment
-from monai_ext.bundle import bundle_component
+from monai_ext.bundle import bundle_component, merge_denoiser
 from monai_ext.metrics import matched_dice
+from monai_ext.networks import DiffusionDenoiser
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLE = ROOT / "bundles" / "structure_discovery"
@@ -173,6 +174,10 @@ def test_evaluate_compares_with_every_baseline_in_the_same_run(tiny_phantoms, di
     assert all(len(columns[m]) == 3 and all(0 < level["mean"] <= 1 for level in columns[m]) for m in expected)
     assert all(hd95[m]["n"] == 1 and hd95[m]["mean"] >= 0 for m in expected)
     assert hd95["ours"] == report["matched_hd95"][0]
+    per_volume = report["matched_dice_per_volume"]  # one volume: each level's value is its mean
+    assert list(per_volume) == expected
+    for method in expected:
+        assert [level["mean"] for level in columns[method]] == pytest.approx([v for (v,) in per_volume[method]])
     built = workflow.parser.get_parsed_content("baseline_diffusion")
     assert built.ckpt == diffusion["diffusion_ckpt"] and list(built.feature_stages) == [3]
 
@@ -282,16 +287,18 @@ def test_shipped_diffusion_definition_is_the_diffusion_bundles():
 
 
 def test_brain_config_trains_evaluates_and_serves_k3_on_flair(tiny_brains, diffusion, tmp_path):
-    """configs/brain.json, layered last: K = 3 on the FLAIR datalist, whole-tumour Dice and HD95 in mm, and one
+    """configs/brain.json, layered last: 6 parts trained on the FLAIR datalist after a warm start, merged to 3 by
+    their means in the diffusion model's x0 prediction; whole-tumour Dice and HD95 in mm of both levels, and one
     3-part label map served on the phantom's 96^3 grid (the benchmarks/brain.py setting, tiny networks)."""
     tiny = {**TINY, "dataset_dir": str(tiny_brains), "diffusion_image_size": [16, 16, 16]}
     train = _workflow(
-        ["train.json", "brain.json"], "train", output_dir=str(tmp_path / "run"), max_epochs=1, **diffusion, **tiny
-    )
+        ["train.json", "brain.json"], "train", output_dir=str(tmp_path / "run"), max_epochs=2, warm_start_epochs=1,
+        **diffusion, **tiny,
+    )  # fmt: skip
     train.initialize()
     train.run()
     train.finalize()
-    assert json.loads((tmp_path / "run" / "model_selection.json").read_text())["epochs"] == [1]
+    assert json.loads((tmp_path / "run" / "model_selection.json").read_text())["metrics"] == ["mean_max_prob_l1"]
     assert train.parser.get_parsed_content("datalist").endswith("datalist_flair.json")
     ckpt = str(tmp_path / "run" / "model.pt")
 
@@ -303,9 +310,11 @@ def test_brain_config_trains_evaluates_and_serves_k3_on_flair(tiny_brains, diffu
     evaluate.initialize()
     evaluate.run()
     evaluate.finalize()
+    assert isinstance(evaluate.parser.get_parsed_content("network").merge_values, DiffusionDenoiser)
     report = json.loads((tmp_path / "eval" / "report.json").read_text())
-    assert len(report["matched_dice"]["ours"]) == 1 and 0 <= report["matched_dice"]["ours"][0]["mean"] <= 1
-    assert report["matched_hd95"][0]["n"] == 1 and report["hd95_unit"] == "mm"
+    assert report["num_parts"] == [3, 6] and all(0 <= d["mean"] <= 1 for d in report["matched_dice"]["ours"])
+    assert len(report["matched_hd95"]) == 2 and report["hd95_unit"] == "mm"  # empty where no part is the tumour
+    assert (tmp_path / "eval" / "matched_hd95_l1_raw.csv").is_file()
     # the baselines read the FLAIR datalist and score the whole tumour only, as the evaluator does (report_classes)
     (item,) = json.loads((tiny_brains / "datalist_flair.json").read_text())["test"]
     flair, label = (np.asarray(nib.load(tiny_brains / item[key]).dataobj) for key in ("image", "label"))
@@ -316,7 +325,7 @@ def test_brain_config_trains_evaluates_and_serves_k3_on_flair(tiny_brains, diffu
     network = {k: v for k, v in TINY.items() if k.startswith("network_def") or k == "spatial_size"}
     infer = _workflow(
         ["inference.json", "brain.json"], "infer", dataset_dir=str(tiny_brains), ckpt_path=ckpt,
-        output_dir=str(tmp_path / "infer"), **network,
+        output_dir=str(tmp_path / "infer"), diffusion_image_size=[16, 16, 16], **diffusion, **network,
     )  # fmt: skip
     infer.initialize()
     infer.run()
@@ -336,8 +345,8 @@ def test_brain_configs_of_both_bundles_agree_on_the_diffusion_grid():
 
 
 def test_shipped_brain_weights_load_into_the_brain_networks():
-    """models/brain/model.pt is a K = 3 segmenter and the diffusion copy beside it is diffusion_pretraining's own
-    brain weights; the brain configs build networks that take them as they are."""
+    """models/brain/model.pt is a K = 6 segmenter (served merged to 3) and the diffusion copy beside it is
+    diffusion_pretraining's own brain weights; the brain configs build networks that take them as they are."""
     diffusion_bundle = ROOT / "bundles" / "diffusion_pretraining"
     shipped = BUNDLE / "models" / "brain" / "diffusion_pretraining" / "model.pt"
     assert shipped.read_bytes() == (diffusion_bundle / "models" / "brain" / "model.pt").read_bytes()
@@ -436,3 +445,50 @@ def test_unknown_selection_metric_names_the_config_id(tiny_phantoms, diffusion, 
     with pytest.raises(Exception) as error:
         workflow.parser.get_parsed_content("validate#handlers")
     assert "selection_metric must be one of ['mean_max_prob', 'objective'], got 'loss'" in error_messages(error.value)
+
+
+def test_merge_by_denoised_merges_by_the_visual_target_training_read(tiny_phantoms, diffusion, tmp_path):
+    """``merge_by denoised`` builds, from the ``merge_denoiser`` ids alone, the denoiser whose x0 prediction
+    training's visual term read (same weights, timestep, draws, seed and padding): same output on the same input."""
+    workflow = _workflow(
+        ["train.json", "evaluate.json"], "eval", dataset_dir=str(tiny_phantoms), merge_by="denoised",
+        denoise_draws=2, eval_output_dir=str(tmp_path / "eval"), **diffusion, **TINY,
+    )  # fmt: skip
+    merge_values = workflow.parser.get_parsed_content("network_def").merge_values
+    visual_target = workflow.parser.get_parsed_content("visual_denoiser")
+    image = torch.rand(1, 1, 24, 24, 24, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(merge_values(image), visual_target(image))
+    assert merge_values is not visual_target  # built apart: inference.json has no training components
+
+
+def test_merge_by_image_serves_without_reading_the_diffusion_weights(tiny_phantoms, trained, tmp_path):
+    """The default ``merge_by image`` builds no denoiser: inference runs with no diffusion checkpoint at all."""
+    network = {k: v for k, v in TINY.items() if k.startswith("network_def") or k == "spatial_size"}
+    infer = _workflow(
+        ["inference.json"], "infer", dataset_dir=str(tiny_phantoms), ckpt_path=str(trained[0] / "model.pt"),
+        diffusion_ckpt=str(tmp_path / "absent.pt"), output_dir=str(tmp_path / "infer"), **network,
+    )  # fmt: skip
+    infer.initialize()
+    infer.run()
+    assert infer.parser.get_parsed_content("network").merge_values is None
+    assert list((tmp_path / "infer").rglob("*_l3.nii.gz"))
+
+
+def test_unknown_merge_by_names_the_config_id(tiny_phantoms, diffusion, tmp_path):
+    workflow = _workflow(
+        ["train.json", "evaluate.json"], "eval", dataset_dir=str(tiny_phantoms), merge_by="x0",
+        eval_output_dir=str(tmp_path / "eval"), **diffusion, **TINY,
+    )  # fmt: skip
+    with pytest.raises(Exception) as error:
+        workflow.parser.get_parsed_content("network_def")
+    assert "config id 'merge_by' must be one of ('image', 'denoised'), got 'x0'" in error_messages(error.value)
+
+
+def test_merge_denoiser_names_missing_keys_and_a_missing_checkpoint(diffusion, tmp_path):
+    with pytest.raises(ValueError, match=r"config id 'merge_denoiser' lacks \['hint', 'seed'\]"):
+        merge_denoiser("denoised", {"bundle": str(BUNDLE), "configs": [], "ckpt": "", "timestep": 50,
+                                    "num_draws": 1, "input_size": None, "padding": 0}, "cpu")  # fmt: skip
+    options = {"timestep": 50, "num_draws": 1, "input_size": None, "seed": 0, "padding": 0}
+    missing = {"bundle": str(BUNDLE), "configs": diffusion["diffusion_configs"], "ckpt": str(tmp_path / "no.pt")}
+    with pytest.raises(FileNotFoundError, match=r"no\.pt' does not exist; train it first"):
+        merge_denoiser("denoised", {**missing, "hint": "train it first", **options}, "cpu")

@@ -71,3 +71,58 @@ def test_output_level_range_includes_the_merged_levels() -> None:
     HierarchicalSegmenter(num_parts=(6,), merged_parts=(3,), output_level=2)
     with pytest.raises(ValueError, match=r"output_level must be a 1-based level in 1 \.\. 2"):
         HierarchicalSegmenter(num_parts=(6,), merged_parts=(3,), output_level=3)
+
+
+class _DistanceTo(torch.nn.Module):
+    """Values |x - centre|, with a weight of its own, which must stay out of the segmenter's state dict."""
+
+    def __init__(self, centre: float) -> None:
+        super().__init__()
+        self.centre = centre
+        self.scale = torch.nn.Parameter(torch.ones(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.scale * (x - self.centre).abs()
+
+
+def test_merge_values_sets_the_means_merged_by_and_adds_no_state() -> None:
+    """With ``merge_values`` the linkage compares the part means of its output, not of the input (the independent
+    computation gets the transformed values), and the state dict keys are those of the plain segmenter."""
+    torch.manual_seed(0)
+    options = {"num_parts": (6,), "channels": (4, 8), "strides": (2,), "merged_parts": (2, 3)}
+    by_values = HierarchicalSegmenter(**options, merge_values=_DistanceTo(0.75)).eval()
+    by_image = HierarchicalSegmenter(**options).eval()
+    assert by_values.state_dict().keys() == by_image.state_dict().keys()
+    by_image.load_state_dict(by_values.state_dict())
+    image = three_region_image()
+    values = _DistanceTo(0.75)(image).detach()
+    with torch.no_grad():
+        two, three, finest = by_values.split(by_values(image))
+    for b in range(2):
+        probabilities = finest[b].flatten(1).double().numpy()
+        for level, k in ((two, 2), (three, 3)):
+            expected = soft_centroid_linkage(probabilities, values[b, 0].flatten().double().numpy(), k)
+            np.testing.assert_allclose(level[b].flatten(1).double().numpy(), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_merge_values_can_keep_a_bright_part_the_image_would_not() -> None:
+    """Three hand-set parts, dark (0.05), mid (0.45) and bright (1.05): merged to 2 by the image, dark and mid join;
+    by |x - 0.75| (0.7, 0.3, 0.3), mid and bright do."""
+    image = three_region_image()
+    dark, mid, bright = torch.ones_like(image, dtype=torch.bool), image > 0.3, image > 0.9
+    finest = torch.cat([dark & ~mid & ~bright, mid & ~bright, bright], dim=1).float()
+    options = {"num_parts": (3,), "channels": (4, 8), "strides": (2,), "merged_parts": (2,)}
+    (by_image,) = HierarchicalSegmenter(**options).merge(image, finest)
+    (by_values,) = HierarchicalSegmenter(**options, merge_values=_DistanceTo(0.75)).merge(image, finest)
+    torch.testing.assert_close(by_image, torch.stack([finest[:, 0] + finest[:, 1], finest[:, 2]], dim=1))
+    torch.testing.assert_close(by_values, torch.stack([finest[:, 0], finest[:, 1] + finest[:, 2]], dim=1))
+
+
+def test_merge_values_must_be_callable_and_keep_the_grid() -> None:
+    with pytest.raises(TypeError, match="merge_values must be callable"):
+        HierarchicalSegmenter(num_parts=(6,), merged_parts=(3,), merge_values="denoised")
+    shrink = HierarchicalSegmenter(
+        num_parts=(6,), channels=(4, 8), strides=(2,), merged_parts=(3,), merge_values=lambda x: x[:, :, ::2]
+    ).eval()
+    with pytest.raises(ValueError, match=r"merge_values must keep the input's batch and spatial size \(2, 8, 8, 8\)"):
+        shrink(three_region_image())

@@ -186,6 +186,29 @@ def merge_rule(result: dict) -> str:
     return "\n".join(lines)
 
 
+def _paired_cell(pair: dict) -> str:
+    low, high = pair["ci95"]
+    return f"{pair['mean']:+.3f} ({low:+.3f}, {high:+.3f}), {pair['higher']} / {pair['n']}"
+
+
+def variant_pairs(results: dict[str, dict]) -> str:
+    """``benchmarks/variant_pairs.py``: per variant and level, its Dice minus the reference's, volume by volume."""
+    lines = []
+    for result in results.values():
+        levels = len(next(iter(result["pairs"].values())))
+        lines += [
+            f"{result['dataset'].capitalize()}, minus `{result['reference']}` (`{result['command']}`), "
+            f"{result['split']} volumes; each cell: mean difference (95 % interval), volumes where the variant is "
+            "higher:",
+            table_header(["variant", *(f"level {level + 1}" for level in range(levels))]),
+        ]
+        for name, pairs in result["pairs"].items():
+            cells = [_paired_cell(p) for p in pairs]
+            lines.append(table_row([name, *cells]))
+        lines.append("")
+    return "\n".join(lines).rstrip()
+
+
 def probes(results: dict[str, dict]) -> str:
     """The linear probes of ``benchmarks/probe.py``: per target and input, the probe's and k-means' matched Dice."""
     lines = []
@@ -285,6 +308,18 @@ def table3(result: dict) -> str:
             *([f"{paper['dice']:.3f}", f"{paper['hd95_mm']:.1f}"] if paper else ["-", "-"]),
         ]
         lines.append(table_row([METHODS.get(row, row) if row != "ours" else row, *cells]))
+    if comparison := result.get("per_volume"):
+        lines += [
+            "",
+            "Per test volume: the volumes whose whole tumour is matched with Dice above 0.5, and ours minus each "
+            "method, volume by volume (mean difference, 95 % bootstrap interval, volumes where ours is higher):",
+            table_header(["method", "Dice > 0.5", "ours minus it"]),
+        ]
+        for method, count in comparison["volumes_above_half"].items():
+            paired = comparison["ours_minus"].get(method)
+            name = METHODS.get(method, method) if method != "ours" else method
+            cells = [f"{count} / {settings['test_volumes']}", _paired_cell(paired) if paired else "-"]
+            lines.append(table_row([name, *cells]))
     shares = result["runs"].get("ours", {}).get("part_tissue_shares")
     if shares:
         lines.append("")
@@ -324,6 +359,10 @@ SOURCES = {
         lambda: load_each({path.name: path.stem for path in sorted(RESULTS.glob("objective_gap_*.json"))}),
     ),
     "merge_rule": (merge_rule, lambda: load("merge_rule.json")),
+    "variant_pairs": (
+        variant_pairs,
+        lambda: load_each({"variant_pairs_cells.json": "cells", "variant_pairs_brains.json": "brains"}),
+    ),
     "probes": (probes, lambda: load_each({"probe_cells.json": "cells", "probe_brains.json": "brains"})),
     "discovery_step": (step_speed, lambda: load("discovery_step.json")),
     "wall_time": (wall_times, _discovery),

@@ -3,10 +3,17 @@
 - :mod:`~monai_ext.bundle.root`: where the bundle lives, files it must find, config ids of another bundle;
 - :mod:`~monai_ext.bundle.default_data`: the generated data a bundle runs on when no ``dataset_dir`` is given;
 - :mod:`~monai_ext.bundle.options`: checks of config options before anything runs;
-- :mod:`~monai_ext.bundle.components`: components built from an option's value (scheduler, denoiser).
+- :mod:`~monai_ext.bundle.components`: components built from an option's value (scheduler, denoisers).
 """
 
-from monai_ext.bundle.components import SAMPLERS, VISUAL_TARGETS, sampling_scheduler, visual_denoiser
+from monai_ext.bundle.components import (
+    MERGE_DENOISER_KEYS,
+    SAMPLERS,
+    VISUAL_TARGETS,
+    merge_denoiser,
+    sampling_scheduler,
+    visual_denoiser,
+)
 from monai_ext.bundle.default_data import (
     CACHE_ENV,
     DEFAULT_DATA,
@@ -24,6 +31,7 @@ __all__ = [
     "CACHE_ENV",
     "DEFAULT_DATA",
     "DEFAULT_PHANTOMS",
+    "MERGE_DENOISER_KEYS",
     "SAMPLERS",
     "VISUAL_TARGETS",
     "bundle_component",
@@ -34,6 +42,7 @@ __all__ = [
     "dataset_items",
     "default_dataset_dir",
     "ensure_default_data",
+    "merge_denoiser",
     "require_file",
     "resolve_bundle_root",
     "sampling_scheduler",

@@ -1,13 +1,22 @@
-"""Components a bundle config builds from a config id's value: the sampling scheduler, the visual term's denoiser."""
+"""Components a bundle config builds from a config id's value: the sampling scheduler, the visual term's denoiser,
+the values merged levels are merged by."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
+import torch
 from monai.networks.schedulers import Scheduler
 from torch import nn
 
+from monai_ext.bundle.root import bundle_component
+from monai_ext.networks import DiffusionDenoiser
 from monai_ext.schedulers import PREDICTION_TYPES, ConsistentDDIMScheduler, LearnedVarianceDDPMScheduler
+from monai_ext.weights import load_weights
 
 VISUAL_TARGETS = ("image", "denoised")
+MERGE_DENOISER_KEYS = ("bundle", "configs", "ckpt", "hint", "timestep", "num_draws", "input_size", "seed", "padding")
 
 
 def visual_denoiser(visual_target: str, denoiser: nn.Module) -> nn.Module | None:
@@ -20,6 +29,38 @@ def visual_denoiser(visual_target: str, denoiser: nn.Module) -> nn.Module | None
     if visual_target not in VISUAL_TARGETS:
         raise ValueError(f"visual_target must be one of {VISUAL_TARGETS}, got {visual_target!r}.")
     return denoiser if visual_target == "denoised" else None
+
+
+def merge_denoiser(merge_by: str, denoiser: Mapping[str, Any], device: str | torch.device) -> nn.Module | None:
+    """What ``HierarchicalSegmenter`` merges the finest parts by (config id ``merge_by``, its ``merge_values``):
+    None for ``"image"`` (the input's part means), a :class:`~monai_ext.networks.DiffusionDenoiser` for
+    ``"denoised"`` (the part means of the diffusion model's x0 prediction, the visual target of training). The
+    denoiser is built only then, so a network without merged levels never reads the diffusion weights.
+
+    Args:
+        merge_by: ``"image"`` or ``"denoised"``.
+        denoiser: config id ``merge_denoiser``: ``bundle`` and ``configs`` (the diffusion bundle folder and config
+            files defining its ``network_def``, ``weights_settings`` and ``scheduler``), ``ckpt`` (its weights),
+            ``hint`` (how to make them, for the error), and ``DiffusionDenoiser``'s ``timestep``, ``num_draws``,
+            ``input_size``, ``seed`` and ``padding``.
+        device: where the denoiser runs.
+
+    Raises:
+        ValueError: ``merge_by`` is neither, or ``denoiser`` lacks a key; the messages name the config id.
+    """
+    if merge_by not in VISUAL_TARGETS:
+        raise ValueError(f"config id 'merge_by' must be one of {VISUAL_TARGETS}, got {merge_by!r}.")
+    if merge_by == "image":
+        return None
+    if missing := [key for key in MERGE_DENOISER_KEYS if key not in denoiser]:
+        raise ValueError(f"config id 'merge_denoiser' lacks {missing}; it needs {list(MERGE_DENOISER_KEYS)}.")
+    bundle, configs = denoiser["bundle"], denoiser["configs"]
+    settings = bundle_component(bundle, "weights_settings", configs)
+    unet = load_weights(
+        bundle_component(bundle, "network_def", configs), denoiser["ckpt"], device, denoiser["hint"], settings
+    )
+    options = {key: denoiser[key] for key in ("timestep", "num_draws", "input_size", "seed", "padding")}
+    return DiffusionDenoiser(unet, bundle_component(bundle, "scheduler", configs), **options)
 
 
 SAMPLERS = ("ddim", "ddpm")

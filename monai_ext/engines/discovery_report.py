@@ -16,15 +16,16 @@ from monai_ext.metrics import finite_stats
 from monai_ext.provenance import environment, peak_memory_mb, write_json
 
 
+def evaluator_values(evaluator: Engine, prefix: str, num_levels: int) -> list[list[float]]:
+    """The per-volume values of ``{prefix}_l{l}`` for each level (from metric_details; empty when not measured)."""
+    details = getattr(evaluator.state, "metric_details", {}) or {}
+    values = [details.get(f"{prefix}_l{level + 1}") for level in range(num_levels)]
+    return [[] if v is None else [float(x) for x in torch.as_tensor(v).flatten()] for v in values]
+
+
 def evaluator_scores(evaluator: Engine, prefix: str, num_levels: int) -> list[dict[str, float]]:
     """Mean, sd and count of the per-volume values of ``{prefix}_l{l}`` for each level (from metric_details)."""
-    details = getattr(evaluator.state, "metric_details", {}) or {}
-    scores = []
-    for level in range(num_levels):
-        name = f"{prefix}_l{level + 1}"
-        values = details.get(name)
-        scores.append(finite_stats(values) if values is not None else {})
-    return scores
+    return [finite_stats(values) if values else {} for values in evaluator_values(evaluator, prefix, num_levels)]
 
 
 def parts_used(evaluator: Engine, num_parts: Sequence[int]) -> list[dict[str, float]]:
@@ -119,6 +120,8 @@ def discovery_report(
     The baselines that take minutes per volume (BM4D, the diffusion model's) can be left out of the run
     (``baseline_methods``) and read instead from a committed report of the same volumes (``baseline_reference``);
     their columns are then marked as such in the table and listed under ``committed`` in the report.
+    ``matched_dice_per_volume`` keeps each volume's Dice per method and level, in datalist order, for paired
+    differences between methods (committed columns have none).
 
     Args:
         evaluator: the finished evaluator (its ``matched_dice_l*`` metrics need ``save_details=True``).
@@ -144,6 +147,7 @@ def discovery_report(
     ours = evaluator_scores(evaluator, "matched_dice", len(num_parts))
     hd95 = evaluator_scores(evaluator, "matched_hd95", len(num_parts))
     columns: dict[str, list[dict[str, float]]] = {"ours": ours}
+    per_volume = {"ours": evaluator_values(evaluator, "matched_dice", len(num_parts))}  # in datalist order
     committed: dict[str, str] = {}
     hd95_unit = "voxels" if hd95_spacing is None else "mm"
     hd95_first_level = {"ours": hd95[0] if hd95 else {}}
@@ -159,6 +163,7 @@ def discovery_report(
         )  # fmt: skip
         for method, per_level in baselines["matched_dice"].items():
             columns[method] = [{k: v for k, v in stats.items() if k != "per_volume"} for stats in per_level.values()]
+            per_volume[method] = [stats["per_volume"] for stats in per_level.values()]
         for method, stats in baselines["matched_hd95_first_level"].items():
             hd95_first_level[method] = {k: v for k, v in stats.items() if k != "per_volume"}
         if baseline_reference:
@@ -204,6 +209,7 @@ def discovery_report(
         "split": split,
         "num_parts": list(num_parts),
         "matched_dice": columns,
+        "matched_dice_per_volume": per_volume,
         "committed": committed,
         "matched_hd95": hd95,
         "parts_used": used,

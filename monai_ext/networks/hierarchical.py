@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from monai.networks.nets import UNet
@@ -35,7 +35,10 @@ class HierarchicalSegmenter(nn.Module):
     ``merged_parts``, and a merged part's probability is the sum of its members'. A small, distinct structure (a
     tumour) gets a part of its own among many parts and keeps it while the similar tissues merge. The merged
     levels come first in the output (coarse to fine) and are nested in the finest level by construction; they add
-    no weights. Levels, ``output_level`` included, count the merged levels first.
+    no weights. Levels, ``output_level`` included, count the merged levels first. ``merge_values`` sets what the
+    parts' means are taken of: the input by default, or e.g. the diffusion model's x0 prediction
+    (:class:`~monai_ext.networks.DiffusionDenoiser`, the visual target the parts were trained on), in which CSF and
+    tissue are closer to each other than to a tumour (``benchmarks/merge_rule.py``).
 
     Args:
         num_parts: K of each level, each >= 2.
@@ -48,6 +51,10 @@ class HierarchicalSegmenter(nn.Module):
         num_res_units: residual units per UNet layer.
         output_level: 1-based level (merged levels first) whose probabilities ``forward`` returns; None returns all.
         merged_parts: K of each level merged from the finest, coarse to fine, each below the first trained K.
+        merge_values: maps the input (B, C, *spatial) to the values (B, C', *spatial) whose part means the merge
+            compares; None compares the input. It is kept outside this module's children, so its weights are not
+            in the state dict (checkpoints are the same either way) and ``.to()`` does not move it: place it on the
+            input's device.
     """
 
     def __init__(
@@ -62,6 +69,7 @@ class HierarchicalSegmenter(nn.Module):
         num_res_units: int = 0,
         output_level: int | None = None,
         merged_parts: Sequence[int] = (),
+        merge_values: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> None:
         super().__init__()
         num_parts = parse_num_parts(num_parts)
@@ -73,6 +81,8 @@ class HierarchicalSegmenter(nn.Module):
                 f"merged_parts must list K >= 2 increasing, coarse to fine, each below the coarsest trained level's "
                 f"{num_parts[0]} parts, got {merged_parts!r}."
             )
+        if merge_values is not None and not callable(merge_values):
+            raise TypeError(f"merge_values must be callable or None, got {type(merge_values).__name__}.")
         if spatial_dims not in (2, 3):
             raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}.")
         if len(strides) != len(channels) - 1:
@@ -90,6 +100,7 @@ class HierarchicalSegmenter(nn.Module):
             )
         self.num_parts = num_parts
         self.merged_parts = merged_parts
+        object.__setattr__(self, "merge_values", merge_values)  # a plain attribute: no submodule, no state dict keys
         self.output_parts = merged_parts + num_parts
         self.output_level = output_level
         self.spatial_dims = spatial_dims
@@ -142,7 +153,13 @@ class HierarchicalSegmenter(nn.Module):
             return []
         flat = finest.flatten(2)
         with torch.no_grad():
-            sums = torch.einsum("bkn,bcn->bkc", flat.double(), x.flatten(2).double())
+            values = x if self.merge_values is None else self.merge_values(x)
+            if values.shape[0] != x.shape[0] or values.shape[2:] != x.shape[2:]:
+                raise ValueError(
+                    f"merge_values must keep the input's batch and spatial size {(x.shape[0], *x.shape[2:])}, "
+                    f"got shape {tuple(values.shape)}."
+                )
+            sums = torch.einsum("bkn,bcn->bkc", flat.double(), values.flatten(2).double())
             sizes = flat.double().sum(2)
         levels = []
         for k in self.merged_parts:

@@ -1,0 +1,74 @@
+"""Is a variant's gain over another inside the noise? Paired per-volume differences of the variant study (issue 31).
+
+``benchmarks/discovery_variants.py`` scores every variant on the same validation volumes; its evaluations keep each
+volume's matched Dice per level (``matched_dice_l<level>_raw.csv``). For each ``--variants`` entry this takes, level
+by level and volume by volume, its Dice minus that of ``--reference`` (joined on the file name), with the bootstrap
+95 % interval of the mean difference (``monai_ext.metrics.paired_differences``) and the volumes where it is higher.
+A difference whose interval holds 0 is inside the noise. Single training runs (seed 0): the interval covers the
+volumes, not a second training run.
+
+    python benchmarks/variant_pairs.py --dataset cells --reference defaults \\
+        --variants "warm start (10 of 12 epochs), learning rate x10" --workdir benchmarks/.work/variants
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+from pathlib import Path
+
+from discovery_variants import DATASETS, study_folder, variant_folder
+from steps import RESULTS, WORK
+
+from monai_ext.metrics import paired_differences
+from monai_ext.provenance import environment, write_json
+
+
+def per_volume_dice(evaluation: Path) -> list[dict[str, float]]:
+    """Per level, each volume's matched Dice keyed by its file name, from an evaluation folder's raw metric files."""
+    levels = []
+    while (path := evaluation / f"matched_dice_l{len(levels) + 1}_raw.csv").is_file():
+        with path.open() as handle:
+            levels.append({row["filename"]: float(row["mean"]) for row in csv.DictReader(handle)})
+    if not levels:
+        raise FileNotFoundError(f"no matched_dice_l*_raw.csv in '{evaluation}'; run discovery_variants.py first.")
+    return levels
+
+
+def paired_levels(variant: list[dict[str, float]], reference: list[dict[str, float]]) -> list[dict]:
+    """Per level, the variant's Dice minus the reference's on the volumes both scored."""
+    pairs = []
+    for ours, theirs in zip(variant, reference, strict=True):
+        names = sorted(ours.keys() & theirs.keys())
+        pairs.append(paired_differences([ours[n] for n in names], [theirs[n] for n in names]))
+    return pairs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", default="cells", choices=list(DATASETS))
+    parser.add_argument("--reference", required=True, help="the variant the others are compared with")
+    parser.add_argument("--variants", nargs="+", required=True)
+    parser.add_argument("--workdir", default=str(WORK / "variants"))
+    parser.add_argument("--max-epochs", type=int, default=6, help="the study's --max-epochs")
+    parser.add_argument("--split", default="validation", choices=["validation", "test"])
+    parser.add_argument("--out", help="default: benchmarks/results/variant_pairs_<dataset>.json")
+    args = parser.parse_args()
+    known = DATASETS[args.dataset]["variants"]
+    if unknown := [name for name in [args.reference, *args.variants] if name not in known]:
+        parser.error(f"{unknown} are not variants of {args.dataset}; they are {list(known)}.")
+    work = study_folder(args.workdir, args.dataset, args.max_epochs)
+    names = [args.reference, *args.variants]
+    scores = {name: per_volume_dice(variant_folder(work, name) / f"eval_{args.split}") for name in names}
+    rows = {name: paired_levels(scores[name], scores[args.reference]) for name in args.variants}
+    for name, levels in rows.items():
+        cells = [f"{p['mean']:+.3f} ({p['ci95'][0]:+.3f}, {p['ci95'][1]:+.3f}) {p['higher']}/{p['n']}" for p in levels]
+        print(f"{name} minus {args.reference}: " + " | ".join(cells))
+    out = args.out or str(RESULTS / f"variant_pairs_{args.dataset}.json")
+    summary = {**environment(), "dataset": args.dataset, "split": args.split, "reference": args.reference}
+    write_json(out, {**summary, "pairs": rows}, overwrite=True)
+    print(f"results written to {out}")
+
+
+if __name__ == "__main__":
+    main()
