@@ -1,4 +1,5 @@
-"""Structure discovery variants on a reduced protocol, one factor at a time from the bundle's defaults (issue 31).
+"""Structure discovery variants on a reduced protocol, one factor at a time from the recipe the study started from
+(``STUDY_BASE``: the bundle's train.json before its winner became the default; issue 31).
 
 Protocol: ``--dataset cells``, the regular cell phantoms of ``benchmarks/discovery.py`` (120 volumes, seed 0), or
 ``--dataset brains``, the brain phantoms of ``benchmarks/brain.py`` (60 volumes, seed 0; ``brain.json`` layered on,
@@ -46,9 +47,10 @@ MODELS = BUNDLES / "structure_discovery" / "models"
 REDUCED_SPLITS = {"training": 40, "validation": 5}  # training and label-free selection
 BASELINES = ("kmeans", "bm4d_kmeans", "smooth_kmeans", "features_kmeans", "x0_kmeans")
 BASELINES += tuple(method + MERGED for method in ("smooth_kmeans", "x0_kmeans"))
-DEFAULTS = read_config("structure_discovery", "train.json")
+# the recipe both studies start from: train.json before the cell study made its winner the default
+STUDY_BASE = {"learning_rate": 3e-4, "warm_start_epochs": 0}
 VARIANTS: dict[str, dict[str, object]] = {
-    "defaults": {},  # the bundle's train.json as it is
+    "defaults": {},  # STUDY_BASE: train.json before the study
     "paper": read_config("structure_discovery", "paper.json"),
     "lambda_inv=0": {"lambda_inv": 0.0},
     "lambda_nest=0": {"lambda_nest": 0.0},
@@ -59,22 +61,22 @@ VARIANTS: dict[str, dict[str, object]] = {
     "part usage term": {"lambda_usage": 1.0},
     "balanced assignment": {"lambda_balance": 1.0},
     "warm start (2 epochs)": {"warm_start_epochs": 2},
-    "learning rate x3": {"learning_rate": 3 * DEFAULTS["learning_rate"]},
+    "learning rate x3": {"learning_rate": 3 * STUDY_BASE["learning_rate"]},
     "epochs x2": {},
-    "learning rate x10": {"learning_rate": 10 * DEFAULTS["learning_rate"]},
+    "learning rate x10": {"learning_rate": 10 * STUDY_BASE["learning_rate"]},
     "warm start (2 epochs), learning rate x10": {
         "warm_start_epochs": 2,
-        "learning_rate": 10 * DEFAULTS["learning_rate"],
+        "learning_rate": 10 * STUDY_BASE["learning_rate"],
     },
     "warm start (10 of 12 epochs), learning rate x10": {
         "warm_start_epochs": 10,
-        "learning_rate": 10 * DEFAULTS["learning_rate"],
+        "learning_rate": 10 * STUDY_BASE["learning_rate"],
     },
     # a first combination of the levers measured above: no nesting (level 2 keeps its parts), usage, warm start
     "lambda_nest=0 + part usage + warm start": {"lambda_nest": 0.0, "lambda_usage": 1.0, "warm_start_epochs": 2},
 }
 BRAIN_VARIANTS: dict[str, dict[str, object]] = {
-    "defaults": {},  # train.json + brain.json as they are
+    "defaults": {},  # BRAIN_BASE: train.json + brain.json before the study
     "paper": read_config("structure_discovery", "paper.json"),
     # over-clustering then merging: the finest parts merged, closest mean FLAIR first (HierarchicalSegmenter)
     "K = 6 merged to 3": {"num_parts": [6], "merged_parts": [3]},
@@ -93,7 +95,7 @@ BRAIN_VARIANTS: dict[str, dict[str, object]] = {
     "K = 6 merged to 3, learning rate x10": {
         "num_parts": [6],
         "merged_parts": [3],
-        "learning_rate": 10 * DEFAULTS["learning_rate"],
+        "learning_rate": 10 * STUDY_BASE["learning_rate"],
     },
     "K = 6 merged to 3, epochs x3": {"num_parts": [6], "merged_parts": [3]},
     # does the segmenter reproduce the x0 + k-means partition when fitted longer? (twice the epochs, 10 of warm start)
@@ -101,31 +103,25 @@ BRAIN_VARIANTS: dict[str, dict[str, object]] = {
         "num_parts": [6],
         "merged_parts": [3],
         "warm_start_epochs": 10,
-        "learning_rate": 10 * DEFAULTS["learning_rate"],
+        "learning_rate": 10 * STUDY_BASE["learning_rate"],
     },
     # the warm start at the tenfold rate, whose 40 steps fit its targets more closely
     "K = 6 merged to 3, warm start (2 epochs), learning rate x10": {
         "num_parts": [6],
         "merged_parts": [3],
         "warm_start_epochs": 2,
-        "learning_rate": 10 * DEFAULTS["learning_rate"],
+        "learning_rate": 10 * STUDY_BASE["learning_rate"],
     },
     "part usage term": {"lambda_usage": 1.0},
     "warm start (2 epochs)": {"warm_start_epochs": 2},
 }
 # the brain recipe the brain variants start from (brain.json before the study made its winner the default)
-BRAIN_BASE = {
-    "num_parts": [3],
-    "merged_parts": [],
-    "merge_by": "image",
-    "learning_rate": DEFAULTS["learning_rate"],
-    "warm_start_epochs": 0,
-}
+BRAIN_BASE = {**STUDY_BASE, "num_parts": [3], "merged_parts": [], "merge_by": "image"}
 DATASETS = {  # what --dataset runs on: data, bundle overlays, base overrides, diffusion weights, variants, results
     "cells": {
         "data": WORK / "phantoms_regular",
         "overlays": (),
-        "base": {},
+        "base": STUDY_BASE,
         "diffusion_ckpt": MODELS / "diffusion_pretraining" / "model.pt",
         "variants": VARIANTS,
         "out": RESULTS / "discovery_variants.json",

@@ -3,9 +3,14 @@
 On the validation brains, a trained ``discovery_variants.py`` brain run's finest level (hardened) is merged to
 ``--parts`` parts closest means first (``monai_ext.transforms.merge_by_means``) by the mean of each part in the image
 (what ``HierarchicalSegmenter`` merges by) and in the diffusion model's x0 prediction (the visual target), and scored
-by whole-tumour matched Dice on the network's grid, beside the finest level itself.
+by whole-tumour matched Dice on the network's grid, beside the finest level itself. With ``--dataset cells`` and
+``--weights`` (a cell run of the bundle's ``train.json``, e.g. the shipped ``models/model.pt``), the finest level
+(K = 8) is merged the same ways to each coarser level's K and scored against that level's label, beside the level the
+run trained for it: could the coarser levels be unions of the finest parts, as the merged k-means baselines are?
 
     python benchmarks/merge_rule.py --variant "K = 6 merged to 3, warm start (10 of 12 epochs), learning rate x10"
+    python benchmarks/merge_rule.py --dataset cells --weights bundles/structure_discovery/models/model.pt \
+        --data benchmarks/.work/phantoms_regular --volumes 20 --out benchmarks/results/merge_rule_cells.json
 """
 
 from __future__ import annotations
@@ -45,21 +50,60 @@ def merge_scores(name: str, weights: Path, data: Path, volumes: int, parts: int)
     return rows
 
 
+def cell_merge_scores(weights: Path, data: Path, volumes: int) -> list[dict]:
+    """Per validation cell volume and coarser level: the trained level's Dice and that of the finest level merged to
+    its K by the image and by x0."""
+    parser = variant_parser("cells", "defaults", data)
+    parser.update({"learning_rate": 0.0, "warm_start_epochs": 0})  # building the networks only
+    network = load_network(parser, weights)
+    network.eval()
+    scorer = LevelScorer(parser, network)
+    denoiser = parser.get_parsed_content("visual_denoiser")
+    label_keys = parser.get_parsed_content("label_keys")
+    rows = []
+    for record, item, image in validation_volumes(parser, volumes):
+        with torch.no_grad():
+            levels = network.split(network(image))
+            values = {"image": image[0], "x0": denoiser(image)[0]}
+        finest = levels[-1][0].argmax(0)
+        row = {"image": str(record["image"])}
+        for trained, key in zip(levels[:-1], label_keys, strict=False):
+            label, k = on_grid(item[key], image), trained.shape[1]
+            row[f"K = {k}: trained"] = scorer.dice(trained, label)
+            for by, v in values.items():
+                row[f"K = {k}: finest merged by {by}"] = scorer.dice(one_hot(merge_by_means(finest, v, k)[0], k), label)
+        rows.append(row)
+        print({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}, flush=True)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--variant", required=True, help="a brain variant of discovery_variants.py, trained")
+    parser.add_argument("--dataset", choices=["brains", "cells"], default="brains")
+    parser.add_argument("--variant", help="brains: a brain variant of discovery_variants.py, trained")
+    parser.add_argument("--weights", help="cells: the weights of a cell run of train.json")
+    parser.add_argument("--data", default=str(DATASETS["cells"]["data"]), help="cells: the regular cell phantoms")
     parser.add_argument("--workdir", default=str(WORK / "variants"), help="discovery_variants.py's --workdir")
     parser.add_argument("--max-epochs", type=int, default=6, help="discovery_variants.py's --max-epochs")
     parser.add_argument("--volumes", type=int, default=10)
     parser.add_argument("--parts", type=int, default=3)
     parser.add_argument("--out", default=str(RESULTS / "merge_rule.json"))
     args = parser.parse_args()
-    if args.variant not in DATASETS["brains"]["variants"]:
-        parser.error(f"--variant {args.variant!r} is not a brain variant of discovery_variants.py.")
-    weights = variant_folder(study_folder(args.workdir, "brains", args.max_epochs), args.variant) / "train" / "model.pt"
-    rows = merge_scores(args.variant, weights, Path(DATASETS["brains"]["data"]).resolve(), args.volumes, args.parts)
+    if args.dataset == "cells":
+        if args.weights is None:
+            parser.error("--dataset cells needs --weights.")
+        rows = cell_merge_scores(Path(args.weights).resolve(), Path(args.data).resolve(), args.volumes)
+        variant = args.weights
+    else:
+        if args.variant not in DATASETS["brains"]["variants"]:
+            parser.error(f"--variant {args.variant!r} is not a brain variant of discovery_variants.py.")
+        folder = variant_folder(study_folder(args.workdir, "brains", args.max_epochs), args.variant)
+        data = Path(DATASETS["brains"]["data"]).resolve()
+        rows = merge_scores(args.variant, folder / "train" / "model.pt", data, args.volumes, args.parts)
+        variant = args.variant
     summary = {key: finite_stats([row[key] for row in rows]) for key in rows[0] if key != "image"}
-    write_json(args.out, {**environment(), "variant": args.variant, "dice": summary, "volumes": rows}, overwrite=True)
+    result = {**environment(), "dataset": args.dataset, "variant": variant, "dice": summary, "volumes": rows}
+    write_json(args.out, result, overwrite=True)
     for key, stats in summary.items():
         print(f"{key:<18} {stats['mean']:.3f} ± {stats['sd']:.3f}")
 

@@ -116,7 +116,7 @@ def objective_gap(dataset: str, name: str, weights: Path, data: Path, volumes: i
         with torch.no_grad():
             trained = network.split(network(image))[len(network.merged_parts) :]
             visual = denoiser(image) if denoiser is not None else image
-            native = extractor.native_mean(image)
+            native = extractor.native_mean(image, generator=torch.Generator().manual_seed(0))  # as ValidationObjective
         levels = []
         for level, (soft, stages) in enumerate(zip(trained, stages_per_level, strict=True)):
             k = soft.shape[1]

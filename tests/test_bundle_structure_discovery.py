@@ -373,9 +373,25 @@ def test_defaults_beyond_the_paper_train_through_the_bundle(tiny_phantoms, diffu
     assert trainer.state.output[0]["loss_nest"] > 0  # decollated: every item carries the loss terms
 
 
+@pytest.mark.parametrize(("max_epochs", "warm_start_epochs"), [(None, 10), (5, 3), (1, 0)])
+def test_default_recipe_warm_starts_all_but_the_last_objective_epochs(
+    tiny_phantoms, diffusion, tmp_path, max_epochs, warm_start_epochs
+):
+    """The variant study's winner is the default: 10 of 12 epochs fitted to the x0 + k-means partitions, then 2 of
+    eq. 4, at a learning rate of 3e-3; a shorter run keeps its last 2 epochs (all, if fewer) on eq. 4."""
+    overrides = {} if max_epochs is None else {"max_epochs": max_epochs}
+    workflow = _train_workflow(tiny_phantoms, diffusion, tmp_path / "train", **overrides)
+    trainer = workflow.parser.get_parsed_content("train#trainer")
+    assert trainer.warm_start_epochs == warm_start_epochs
+    assert trainer.state.max_epochs == (max_epochs or 12)
+    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(3e-3)
+
+
 def test_paper_config_restores_the_papers_objective(tiny_phantoms, diffusion, tmp_path):
     workflow = _train_workflow(tiny_phantoms, diffusion, tmp_path / "train", ("train.json", "paper.json"))
     trainer = workflow.parser.get_parsed_content("train#trainer")
+    assert trainer.warm_start_epochs == 0 and trainer.state.max_epochs == 15
+    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(3e-4)  # sec. 4.2
     loss = trainer.loss_function
     assert trainer.visual_denoiser is None and trainer.feature_extractor.padding == 0
     assert (loss.lambda_v, loss.lambda_f, loss.lambda_inv, loss.lambda_nest) == (1.0, 1.0, 1.0, 0.0)
@@ -401,13 +417,15 @@ def test_evaluate_with_nested_levels_writes_label_maps_that_nest(tiny_phantoms, 
 def test_merged_levels_evaluate_and_serve_as_unions_of_the_finest_parts(tiny_phantoms, diffusion, tmp_path):
     """Over-clustering then merging through the configs: one level of K = 4 trained, ``merged_parts [2]`` at
     evaluation and inference. The report scores both levels (the merged one first), its label map is a union of the
-    finest level's parts, and ``serve_level 1`` serves the merged 2 parts from the same weights."""
+    finest level's parts with ``nested_levels`` (without it, only where one finest part holds more than half of the
+    probability, which one epoch does not give everywhere), and ``serve_level 1`` serves the merged 2 parts from the
+    same weights."""
     levels = {"num_parts": [4], "feature_stages": [2], "label_keys": ["label_l2"]}  # one label for both levels
     train = _train_workflow(tiny_phantoms, diffusion, tmp_path / "run", max_epochs=1, **levels)
     train.run()
     train.finalize()
     ckpt = tmp_path / "run" / "model.pt"
-    _evaluate(tiny_phantoms, diffusion, ckpt, tmp_path / "eval", merged_parts=[2], **levels)
+    _evaluate(tiny_phantoms, diffusion, ckpt, tmp_path / "eval", merged_parts=[2], nested_levels=True, **levels)
     report = json.loads((tmp_path / "eval" / "report.json").read_text())
     assert report["num_parts"] == [2, 4] and len(report["matched_dice"]["ours"]) == 2
     assert (tmp_path / "eval" / "discovery.png").stat().st_size > 0

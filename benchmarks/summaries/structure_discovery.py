@@ -5,6 +5,7 @@ from __future__ import annotations
 from steps import RESULTS, read_config
 
 from monai_ext.baselines.evaluate import SMOOTHING_SIGMA
+from monai_ext.metrics import paired_differences
 from summaries.common import load, load_each, repo_relative, table_header, table_row
 
 NUM_PARTS = read_config("structure_discovery", "train.json")["num_parts"]  # also the cell phantoms' label levels
@@ -42,9 +43,20 @@ def headline(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def parts_used_cell(report: dict) -> str:
+    """Parts used per volume at each level (mean) and the share of volumes using all of them; "-" for reports
+    written before evaluations counted them."""
+    if "parts_used" not in report:
+        return "-"
+    levels = report["parts_used"]
+    means = " / ".join(f"{level['mean']:.2f}" for level in levels)
+    shares = " / ".join(f"{100 * level['all_used']:.0f}" for level in levels)
+    return f"{means} ({shares} %)"
+
+
 def table1(results: list[dict]) -> str:
     lines = ["Table 1: matched Dice (mean ± sd, 20 test volumes), ours (paper, where it has the row); HD95 at level 1:"]
-    lines.append(table_header(["variant", "method", *LEVELS, "HD95 l1 (voxels)"]))
+    lines.append(table_header(["variant", "method", *LEVELS, "HD95 l1 (voxels)", "parts used (all used on)"]))
     for result in results:
         for variant, run in result["runs"].items():
             report = run["report"]
@@ -59,7 +71,10 @@ def table1(results: list[dict]) -> str:
                     for level, ref in zip(report["matched_dice"][method], paper, strict=True)
                 ]
                 distance = hd95.get(method, {}).get("mean")
-                lines.append(table_row([variant, name, *cells, f"{distance:.2f}" if distance is not None else "-"]))
+                used = parts_used_cell(report) if method == "ours" else "-"
+                lines.append(
+                    table_row([variant, name, *cells, f"{distance:.2f}" if distance is not None else "-", used])
+                )
     commands = "; ".join(f"`{r['command']}`" for r in results)
     lines.append(f"\nCommands: {commands}.")
     return "\n".join(lines)
@@ -75,7 +90,8 @@ def variants(result: dict) -> str:
         f"for {protocol['max_epochs']} epochs, seed {protocol['seed']}, levels selected label-free on "
         f"{protocol['splits']['validation']} validation volumes; matched Dice on the "
         f"{protocol['scored_volumes']} {split} volumes, HD95 at level 1 in voxels, parts used per volume (holding "
-        "at least 0.5 % of it; mean over volumes); one factor at a time from the bundle's defaults:"
+        "at least 0.5 % of it; mean over volumes); one factor at a time from the study's base (`defaults`: "
+        "train.json before the study):"
     ]
     lines.append(table_header(["variant", *LEVELS, "HD95 l1", "parts used", "training (min)"]))
     for name, run in result["runs"].items():
@@ -175,14 +191,24 @@ def objective_gap(results: dict[str, dict]) -> str:
 
 
 def merge_rule(result: dict) -> str:
-    """``benchmarks/merge_rule.py``: a brain run's finest level merged by the image's or by x0's part means."""
+    """``benchmarks/merge_rule.py``: a run's finest level merged by the image's or by x0's part means."""
+    cells = result.get("dataset") == "cells"
+    volumes, score = ("cell volumes", "matched Dice") if cells else ("brains", "whole tumour")
     lines = [
-        f"Variant `{result['variant']}` (`{result['command']}`), whole-tumour matched Dice (mean ± sd) on "
-        f"{len(result['volumes'])} validation brains, on the network's grid:",
-        table_header(["finest level / merge", "whole tumour"]),
+        f"{'Weights' if cells else 'Variant'} `{result['variant']}` (`{result['command']}`), {score} (mean ± sd) on "
+        f"{len(result['volumes'])} validation {volumes}, on the network's grid:",
+        table_header(["level / merge" if cells else "finest level / merge", score]),
     ]
     for name, stats in result["dice"].items():
         lines.append(table_row([name, f"{stats['mean']:.3f} ± {stats['sd']:.3f}"]))
+    if cells:  # each merge minus the level trained for that K, volume by volume
+        lines.append("\nEach merge minus the trained level, volume by volume (mean (95 % interval), volumes higher):\n")
+        for name in result["dice"]:
+            level, _, merge = name.partition(": ")
+            if merge != "trained":
+                trained = [row[f"{level}: trained"] for row in result["volumes"]]
+                pair = paired_differences([row[name] for row in result["volumes"]], trained)
+                lines.append(f"- {name}: {_paired_cell(pair)}")
     return "\n".join(lines)
 
 
@@ -295,8 +321,9 @@ def table2(result: dict) -> str:
 def table3(result: dict) -> str:
     settings = result["dataset"]
     lines = [
-        f"Table 3 on brain phantoms (FLAIR, K = 3, {settings['test_volumes']} test volumes, "
-        f"{settings['resolution_mm']} mm; `{result['command']}`); paper values are on BraTS'19:"
+        f"Table 3 on brain phantoms (FLAIR, K = 3, {settings['test_volumes']} test volumes of "
+        f"{settings['n']} phantoms drawn with seed {settings['seed']}, {settings['resolution_mm']} mm; "
+        f"`{result['command']}`); paper values are on BraTS'19:"
     ]
     lines.append(table_header(["method", "whole-tumour Dice", "HD95 (mm)", "paper Dice", "paper HD95 (mm)"]))
     for row, values in result["table3"].items():
@@ -367,5 +394,6 @@ SOURCES = {
     "discovery_step": (step_speed, lambda: load("discovery_step.json")),
     "wall_time": (wall_times, _discovery),
     "table2": (table2, _stages),
+    "merge_rule_cells": (merge_rule, lambda: load("merge_rule_cells.json")),
     "table3": (table3, lambda: load("brain.json")),
 }

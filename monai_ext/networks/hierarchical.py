@@ -34,9 +34,12 @@ class HierarchicalSegmenter(nn.Module):
     :func:`monai_ext.transforms.agglomerate_means`, soft means weighted by the probabilities), down to each K of
     ``merged_parts``, and a merged part's probability is the sum of its members'. A small, distinct structure (a
     tumour) gets a part of its own among many parts and keeps it while the similar tissues merge. The merged
-    levels come first in the output (coarse to fine) and are nested in the finest level by construction; they add
-    no weights. Levels, ``output_level`` included, count the merged levels first. ``merge_values`` sets what the
-    parts' means are taken of: the input by default, or e.g. the diffusion model's x0 prediction
+    levels come first in the output (coarse to fine) and add no weights. Their probabilities are those of unions of
+    the finest parts, so their label maps nest in the finest level's wherever a finest part holds more than half of
+    a voxel's probability (there its union has the largest sum); elsewhere a merged level takes the union with the
+    largest probability, which need not hold the finest level's most probable part. Levels, ``output_level``
+    included, count the merged levels first. ``merge_values`` sets what the parts' means are taken of: the input by
+    default, or e.g. the diffusion model's x0 prediction
     (:class:`~monai_ext.networks.DiffusionDenoiser`, the visual target the parts were trained on), in which CSF and
     tissue are closer to each other than to a tumour (``benchmarks/merge_rule.py``).
 
