@@ -128,7 +128,7 @@ def steps_seconds(pretrain_timing: dict, rows: dict) -> float:
     """Seconds of every step of the run, read from their records, so a rerun that reuses them reports the same."""
     seconds = pretrain_timing.get("seconds", 0.0)
     for row in rows.values():
-        timing = row["timing"]
+        timing = row.get("timing", {})  # the baselines' rows: timed within the full model's evaluation
         seconds += sum(timing[step]["seconds"] for step in ("training", "evaluation") if step in timing)
         seconds += timing.get("seconds", 0.0)
     return seconds
@@ -185,6 +185,7 @@ def main() -> None:
         rows[row] = {
             "dice": report["matched_dice"]["ours"][0],
             "hd95_mm": report["matched_hd95"][0],
+            "parts_used": report["parts_used"],  # per level: the merged K = 3, then the trained parts
             "overrides": ablation,
             "timing": {"training": train_timing, "evaluation": eval_timing},
             "part_tissue_shares": part_tissue_shares(datalist, work / f"eval_{tag}" / "labels"),
