@@ -46,6 +46,7 @@ from steps import (
     read_config,
     train_once,
 )
+from summaries.common import paired_cell
 
 from monai_ext.data.brain import TISSUE_LABELS
 from monai_ext.data.datalist import load_datalist, read_volume
@@ -116,10 +117,8 @@ def per_volume_comparison(report: dict) -> dict:
 def comparison_table(comparison: dict, n_test: int) -> str:
     lines = [f"  {'method':<22}{'Dice > 0.5':<12}{'ours minus it (95 % interval), ours higher on':<50}"]
     for method, count in comparison["volumes_above_half"].items():
-        cells = ""
-        if paired := comparison["ours_minus"].get(method):
-            low, high = paired["ci95"]
-            cells = f"{paired['mean']:+.3f} ({low:+.3f}, {high:+.3f}), {paired['higher']}"
+        paired = comparison["ours_minus"].get(method)
+        cells = paired_cell(paired) if paired else ""
         lines.append(f"  {method:<22}{f'{count} / {n_test}':<12}{cells}")
     return "\n".join(lines)
 

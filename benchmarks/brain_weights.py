@@ -18,10 +18,10 @@ It records the wall time and peak memory of each step (the recipe's discovery ti
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-from steps import RESULTS, WORK, bundle_config, evaluate_discovery, train_once
+from brain import evaluate
+from steps import BRAIN_CONFIG, RESULTS, WORK, bundle_config, train_once
 
 from monai_ext.provenance import environment, write_json
 
@@ -34,12 +34,7 @@ def main() -> None:
     work = Path(args.workdir).resolve()
     work.mkdir(parents=True, exist_ok=True)
     ckpt, training = train_once(bundle_config("structure_discovery", "train.json", "brain.json"), work / "train", {})
-    out, timing = work / "eval", work / "eval_timing.json"
-    if (out / "report.json").is_file() and timing.is_file() and timing.stat().st_mtime > ckpt.stat().st_mtime:
-        report, evaluation = json.loads((out / "report.json").read_text()), json.loads(timing.read_text())
-    else:
-        report, evaluation = evaluate_discovery(("brain.json",), {"ckpt_path": str(ckpt)}, out)
-        timing.write_text(json.dumps(evaluation))
+    report, evaluation = evaluate({}, BRAIN_CONFIG["hd95_spacing"], ckpt, work / "eval", baselines=False)
     keys = ("num_parts", "matched_dice", "matched_dice_per_volume", "matched_hd95", "parts_used", "hd95_unit")
     summary = {
         **environment(),

@@ -16,10 +16,12 @@ run trained for it: could the coarser levels be unions of the finest parts, as t
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from discovery_variants import DATASETS, study_folder, variant_folder
+from monai.bundle import ConfigParser
 from objective_gap import LevelScorer, load_network, on_grid, one_hot, validation_volumes, variant_parser
 from steps import RESULTS, WORK
 
@@ -28,53 +30,56 @@ from monai_ext.provenance import environment, write_json
 from monai_ext.transforms import merge_by_means
 
 
-def merge_scores(name: str, weights: Path, data: Path, volumes: int, parts: int) -> list[dict]:
-    """Per validation brain: the finest level's Dice and that of its merges by the image and by x0."""
-    parser = variant_parser("brains", name, data)
+def merged_dice(scorer: LevelScorer, finest: torch.Tensor, values: dict, parts: int, label: torch.Tensor) -> dict:
+    """The Dice of the finest level (hardened) merged to ``parts`` parts by each of ``values``' part means."""
+    labels = finest[0].argmax(0)
+    return {by: scorer.dice(one_hot(merge_by_means(labels, v, parts)[0], parts), label) for by, v in values.items()}
+
+
+def volume_rows(parser: ConfigParser, weights: Path, volumes: int, score: Callable[..., dict]) -> list[dict]:
+    """Per validation volume, ``score(item, image, levels, values, scorer)`` of the network's levels and the values
+    merged by (the image and the x0 prediction), printed as it goes."""
     network = load_network(parser, weights)
     network.eval()
     scorer = LevelScorer(parser, network)
     denoiser = parser.get_parsed_content("visual_denoiser")
     rows = []
     for record, item, image in validation_volumes(parser, volumes):
-        label = on_grid(item["label"], image)
         with torch.no_grad():
-            finest = network.split(network(image))[-1]
+            levels = network.split(network(image))
             values = {"image": image[0], "x0": denoiser(image)[0]}
-        row = {"image": str(record["image"]), "finest": scorer.dice(finest, label)}
-        for by, v in values.items():
-            merged = merge_by_means(finest[0].argmax(0), v, parts)[0]
-            row[f"merged by {by}"] = scorer.dice(one_hot(merged, parts), label)
-        rows.append(row)
-        print({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}, flush=True)
+        rows.append({"image": str(record["image"]), **score(item, image, levels, values, scorer)})
+        print({k: round(v, 3) if isinstance(v, float) else v for k, v in rows[-1].items()}, flush=True)
     return rows
+
+
+def merge_scores(name: str, weights: Path, data: Path, volumes: int, parts: int) -> list[dict]:
+    """Per validation brain: the finest level's Dice and that of its merges by the image and by x0."""
+
+    def score(item: dict, image: torch.Tensor, levels: list, values: dict, scorer: LevelScorer) -> dict:
+        label = on_grid(item["label"], image)
+        merged = merged_dice(scorer, levels[-1], values, parts, label)
+        return {"finest": scorer.dice(levels[-1], label)} | {f"merged by {by}": d for by, d in merged.items()}
+
+    return volume_rows(variant_parser("brains", name, data), weights, volumes, score)
 
 
 def cell_merge_scores(weights: Path, data: Path, volumes: int) -> list[dict]:
     """Per validation cell volume and coarser level: the trained level's Dice and that of the finest level merged to
     its K by the image and by x0."""
     parser = variant_parser("cells", "defaults", data)
-    parser.update({"learning_rate": 0.0, "warm_start_epochs": 0})  # building the networks only
-    network = load_network(parser, weights)
-    network.eval()
-    scorer = LevelScorer(parser, network)
-    denoiser = parser.get_parsed_content("visual_denoiser")
     label_keys = parser.get_parsed_content("label_keys")
-    rows = []
-    for record, item, image in validation_volumes(parser, volumes):
-        with torch.no_grad():
-            levels = network.split(network(image))
-            values = {"image": image[0], "x0": denoiser(image)[0]}
-        finest = levels[-1][0].argmax(0)
-        row = {"image": str(record["image"])}
+
+    def score(item: dict, image: torch.Tensor, levels: list, values: dict, scorer: LevelScorer) -> dict:
+        row = {}
         for trained, key in zip(levels[:-1], label_keys, strict=False):
             label, k = on_grid(item[key], image), trained.shape[1]
             row[f"K = {k}: trained"] = scorer.dice(trained, label)
-            for by, v in values.items():
-                row[f"K = {k}: finest merged by {by}"] = scorer.dice(one_hot(merge_by_means(finest, v, k)[0], k), label)
-        rows.append(row)
-        print({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}, flush=True)
-    return rows
+            merged = merged_dice(scorer, levels[-1], values, k, label)
+            row |= {f"K = {k}: finest merged by {by}": d for by, d in merged.items()}
+        return row
+
+    return volume_rows(parser, weights, volumes, score)
 
 
 def main() -> None:

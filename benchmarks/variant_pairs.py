@@ -19,6 +19,7 @@ from pathlib import Path
 
 from discovery_variants import DATASETS, study_folder, variant_folder
 from steps import RESULTS, WORK
+from summaries.common import paired_cell
 
 from monai_ext.metrics import paired_differences
 from monai_ext.provenance import environment, write_json
@@ -62,8 +63,7 @@ def main() -> None:
     scores = {name: per_volume_dice(variant_folder(work, name) / f"eval_{args.split}") for name in names}
     rows = {name: paired_levels(scores[name], scores[args.reference]) for name in args.variants}
     for name, levels in rows.items():
-        cells = [f"{p['mean']:+.3f} ({p['ci95'][0]:+.3f}, {p['ci95'][1]:+.3f}) {p['higher']}/{p['n']}" for p in levels]
-        print(f"{name} minus {args.reference}: " + " | ".join(cells))
+        print(f"{name} minus {args.reference}: " + " | ".join(paired_cell(p) for p in levels))
     out = args.out or str(RESULTS / f"variant_pairs_{args.dataset}.json")
     summary = {**environment(), "dataset": args.dataset, "split": args.split, "reference": args.reference}
     write_json(out, {**summary, "pairs": rows}, overwrite=True)

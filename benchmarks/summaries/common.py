@@ -38,3 +38,9 @@ def table_row(cells: list[str]) -> str:
 def table_header(cells: list[str]) -> str:
     """A table header, after a blank line so that the table starts its own Markdown block."""
     return "\n" + table_row(cells) + "\n" + table_row(["---"] * len(cells))
+
+
+def paired_cell(pair: dict) -> str:
+    """A paired difference of ``monai_ext.metrics.paired_differences``: mean (95 % interval), cases higher / cases."""
+    low, high = pair["ci95"]
+    return f"{pair['mean']:+.3f} ({low:+.3f}, {high:+.3f}), {pair['higher']} / {pair['n']}"

@@ -6,7 +6,7 @@ from steps import RESULTS, read_config
 
 from monai_ext.baselines.evaluate import SMOOTHING_SIGMA
 from monai_ext.metrics import paired_differences
-from summaries.common import load, load_each, repo_relative, table_header, table_row
+from summaries.common import load, load_each, paired_cell, repo_relative, table_header, table_row
 
 NUM_PARTS = read_config("structure_discovery", "train.json")["num_parts"]  # also the cell phantoms' label levels
 LEVELS = tuple(f"level {level} (K={k})" for level, k in enumerate(NUM_PARTS, start=1))
@@ -208,13 +208,8 @@ def merge_rule(result: dict) -> str:
             if merge != "trained":
                 trained = [row[f"{level}: trained"] for row in result["volumes"]]
                 pair = paired_differences([row[name] for row in result["volumes"]], trained)
-                lines.append(f"- {name}: {_paired_cell(pair)}")
+                lines.append(f"- {name}: {paired_cell(pair)}")
     return "\n".join(lines)
-
-
-def _paired_cell(pair: dict) -> str:
-    low, high = pair["ci95"]
-    return f"{pair['mean']:+.3f} ({low:+.3f}, {high:+.3f}), {pair['higher']} / {pair['n']}"
 
 
 def variant_pairs(results: dict[str, dict]) -> str:
@@ -229,7 +224,7 @@ def variant_pairs(results: dict[str, dict]) -> str:
             table_header(["variant", *(f"level {level + 1}" for level in range(levels))]),
         ]
         for name, pairs in result["pairs"].items():
-            cells = [_paired_cell(p) for p in pairs]
+            cells = [paired_cell(p) for p in pairs]
             lines.append(table_row([name, *cells]))
         lines.append("")
     return "\n".join(lines).rstrip()
@@ -345,12 +340,13 @@ def table3(result: dict) -> str:
         for method, count in comparison["volumes_above_half"].items():
             paired = comparison["ours_minus"].get(method)
             name = METHODS.get(method, method) if method != "ours" else method
-            cells = [f"{count} / {settings['test_volumes']}", _paired_cell(paired) if paired else "-"]
+            cells = [f"{count} / {settings['test_volumes']}", paired_cell(paired) if paired else "-"]
             lines.append(table_row([name, *cells]))
-    if used := result["runs"].get("ours", {}).get("parts_used"):
-        counts = ", ".join(f"{level['mean']:.2f} (all used on {100 * level['all_used']:.0f} %)" for level in used)
-        lines.append(f"\nParts used by `ours` per volume, per level (mean): {counts}.")
-    shares = result["runs"].get("ours", {}).get("part_tissue_shares")
+    ours = result["runs"].get("ours", {})
+    if "parts_used" in ours:
+        used = parts_used_cell(ours)
+        lines.append(f"\nParts used by `ours` per volume, per level (mean; volumes using all of them): {used}.")
+    shares = ours.get("part_tissue_shares")
     if shares:
         lines.append("")
         lines.append(
