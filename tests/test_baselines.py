@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from monai_ext.baselines.evaluate import format_table, kmeans_levels, run_baseli
 from monai_ext.bundle import bundle_component
 from monai_ext.metrics import matched_dice
 from monai_ext.transforms import merge_by_means
+from monai_ext.weights import save_weights
 
 BUNDLES = Path(__file__).resolve().parents[1] / "bundles"
 
@@ -163,6 +165,14 @@ def test_diffusion_baselines_run_with_the_bundles_model_and_repeat_exactly(tiny_
     assert runs[0]["matched_dice"] == runs[1]["matched_dice"], "seeded noise draws"
     extractor, denoiser = tiny_diffusion.build()
     assert extractor.stages == [3] and extractor.num_draws == denoiser.num_draws == 2 and denoiser.timestep == 50
+
+
+def test_diffusion_baselines_refuse_weights_trained_with_other_settings(tiny_diffusion, tmp_path):
+    """Regression: the baselines loaded the U-Net without the settings check the bundles' own loaders make."""
+    ckpt = tmp_path / "model.pt"
+    save_weights(torch.load(tiny_diffusion.ckpt, weights_only=True), ckpt, {"num_train_timesteps": 10})
+    with pytest.raises(ValueError, match=r"config id 'num_train_timesteps' is 250, but weights .* = 10"):
+        dataclasses.replace(tiny_diffusion, ckpt=str(ckpt)).build()
 
 
 def test_merged_kmeans_levels_are_one_kmeans_merged_closest_means_first():

@@ -13,9 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
-from monai_ext.bundle import bundle_component
+from monai_ext.bundle import diffusion_model
 from monai_ext.networks import DiffusionDenoiser, DiffusionFeatureExtractor
-from monai_ext.weights import load_weights
 
 
 @dataclass(frozen=True)
@@ -45,9 +44,7 @@ class DiffusionBaselines:
 
     def build(self, device: str | torch.device = "cpu") -> tuple[DiffusionFeatureExtractor, DiffusionDenoiser]:
         """Load the U-Net once and return the feature extractor and the denoiser that share it."""
-        configs = [self.configs] if isinstance(self.configs, str) else list(self.configs)
-        unet = load_weights(bundle_component(self.bundle, "network_def", configs), self.ckpt, device)
-        scheduler = bundle_component(self.bundle, "scheduler", configs)
+        unet, scheduler = diffusion_model(self.bundle, self.configs, self.ckpt, device)
         extractor = DiffusionFeatureExtractor(
             unet, scheduler, self.feature_stages, self.feature_timestep, self.num_draws, self.image_size
         )

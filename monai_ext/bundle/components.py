@@ -3,7 +3,7 @@ the values merged levels are merged by."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -31,6 +31,27 @@ def visual_denoiser(visual_target: str, denoiser: nn.Module) -> nn.Module | None
     return denoiser if visual_target == "denoised" else None
 
 
+def diffusion_model(
+    bundle: str, configs: str | Sequence[str], ckpt: str, device: str | torch.device = "cpu", hint: str = ""
+) -> tuple[nn.Module, Scheduler]:
+    """The pretrained diffusion U-Net and its noise scheduler, as the diffusion bundle that trained them defines them.
+
+    Args:
+        bundle: the diffusion bundle's folder.
+        configs: its config files defining ``network_def``, ``weights_settings`` and ``scheduler``, layered in order.
+        ckpt: the U-Net's weights (a plain state dict with its ``model.json`` settings beside it).
+        device: where the U-Net goes.
+        hint: how to make missing weights, shown in the error.
+
+    Raises:
+        FileNotFoundError, ValueError: from :func:`~monai_ext.weights.load_weights`, e.g. when the weights were
+            trained with other settings than ``configs`` give.
+    """
+    settings = bundle_component(bundle, "weights_settings", configs)
+    unet = load_weights(bundle_component(bundle, "network_def", configs), ckpt, device, hint, settings)
+    return unet, bundle_component(bundle, "scheduler", configs)
+
+
 def merge_denoiser(merge_by: str, denoiser: Mapping[str, Any], device: str | torch.device) -> nn.Module | None:
     """What ``HierarchicalSegmenter`` merges the finest parts by (config id ``merge_by``, its ``merge_values``):
     None for ``"image"`` (the input's part means), a :class:`~monai_ext.networks.DiffusionDenoiser` for
@@ -54,13 +75,10 @@ def merge_denoiser(merge_by: str, denoiser: Mapping[str, Any], device: str | tor
         return None
     if missing := [key for key in MERGE_DENOISER_KEYS if key not in denoiser]:
         raise ValueError(f"config id 'merge_denoiser' lacks {missing}; it needs {list(MERGE_DENOISER_KEYS)}.")
-    bundle, configs = denoiser["bundle"], denoiser["configs"]
-    settings = bundle_component(bundle, "weights_settings", configs)
-    unet = load_weights(
-        bundle_component(bundle, "network_def", configs), denoiser["ckpt"], device, denoiser["hint"], settings
-    )
+    where = (denoiser[key] for key in ("bundle", "configs", "ckpt"))
+    unet, scheduler = diffusion_model(*where, device, denoiser["hint"])
     options = {key: denoiser[key] for key in ("timestep", "num_draws", "input_size", "seed", "padding")}
-    return DiffusionDenoiser(unet, bundle_component(bundle, "scheduler", configs), **options)
+    return DiffusionDenoiser(unet, scheduler, **options)
 
 
 SAMPLERS = ("ddim", "ddpm")
