@@ -72,6 +72,17 @@ VARIANTS: dict[str, dict[str, object]] = {
         "warm_start_epochs": 10,
         "learning_rate": 10 * STUDY_BASE["learning_rate"],
     },
+    # over-clustering then merging (the winner's schedule): only the 8 finest parts are trained; levels 1 and 2 are
+    # their unions, closest mean x0 prediction first (merge_rule.py: the trained model's 8 parts merged to 4 beat its
+    # trained level 2)
+    "K = 8 merged to 2 and 4, warm start (10 of 12 epochs), learning rate x10": {
+        "num_parts": [8],
+        "feature_stages": [3],  # the stage level 3 reads in the defaults
+        "merged_parts": [2, 4],
+        "merge_by": "denoised",
+        "warm_start_epochs": 10,
+        "learning_rate": 10 * STUDY_BASE["learning_rate"],
+    },
     # a first combination of the levers measured above: no nesting (level 2 keeps its parts), usage, warm start
     "lambda_nest=0 + part usage + warm start": {"lambda_nest": 0.0, "lambda_usage": 1.0, "warm_start_epochs": 2},
 }
@@ -140,6 +151,7 @@ EPOCH_FACTORS = {  # variants trained longer than --max-epochs
     "K = 6 merged to 3, epochs x3": 3,
     "K = 6 merged to 3, warm start (10 of 12 epochs), learning rate x10": 2,
     "warm start (10 of 12 epochs), learning rate x10": 2,
+    "K = 8 merged to 2 and 4, warm start (10 of 12 epochs), learning rate x10": 2,
 }
 BRAIN_PHANTOMS = 60  # the brain phantoms of benchmarks/brain.py and probe.py (seed 0)
 

@@ -90,8 +90,12 @@ def variants(result: dict) -> str:
         f"for {protocol['max_epochs']} epochs, seed {protocol['seed']}, levels selected label-free on "
         f"{protocol['splits']['validation']} validation volumes; matched Dice on the "
         f"{protocol['scored_volumes']} {split} volumes, HD95 at level 1 in voxels, parts used per volume (holding "
-        "at least 0.5 % of it; mean over volumes); one factor at a time from the study's base (`defaults`: "
-        "train.json before the study):"
+        "at least 0.5 % of it; mean over volumes); one factor at a time from "
+        + (
+            "the study's base (`defaults`: train.json before the study):"
+            if "defaults" in result["runs"]
+            else f"the first row, `{next(iter(result['runs']))}`:"
+        )
     ]
     lines.append(table_header(["variant", *LEVELS, "HD95 l1", "parts used", "training (min)"]))
     for name, run in result["runs"].items():
@@ -409,6 +413,8 @@ SOURCES = {
     "wall_time": (wall_times, _discovery),
     "table2": (table2, _stages),
     "merge_rule_cells": (merge_rule, lambda: load("merge_rule_cells.json")),
+    "variants_merged": (variants, lambda: load("discovery_variants_merged.json")),
+    "variant_pairs_merged": (variant_pairs, lambda: load_each({"variant_pairs_cells_merged.json": "cells"})),
     "table3": (table3, lambda: load("brain.json")),
     "brain_headline": (brain_headline, lambda: load("brain.json")),
 }
