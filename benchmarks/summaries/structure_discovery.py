@@ -417,4 +417,5 @@ SOURCES = {
     "variant_pairs_merged": (variant_pairs, lambda: load_each({"variant_pairs_cells_merged.json": "cells"})),
     "table3": (table3, lambda: load("brain.json")),
     "brain_headline": (brain_headline, lambda: load("brain.json")),
+    "table3_second_draw": (table3, lambda: load("brain_seed1.json")),
 }
