@@ -75,8 +75,9 @@ def merge_denoiser(merge_by: str, denoiser: Mapping[str, Any], device: str | tor
         return None
     if missing := [key for key in MERGE_DENOISER_KEYS if key not in denoiser]:
         raise ValueError(f"config id 'merge_denoiser' lacks {missing}; it needs {list(MERGE_DENOISER_KEYS)}.")
-    where = (denoiser[key] for key in ("bundle", "configs", "ckpt"))
-    unet, scheduler = diffusion_model(*where, device, denoiser["hint"])
+    unet, scheduler = diffusion_model(
+        denoiser["bundle"], denoiser["configs"], denoiser["ckpt"], device, denoiser["hint"]
+    )
     options = {key: denoiser[key] for key in ("timestep", "num_draws", "input_size", "seed", "padding")}
     return DiffusionDenoiser(unet, scheduler, **options)
 
