@@ -47,8 +47,16 @@ MODELS = BUNDLES / "structure_discovery" / "models"
 REDUCED_SPLITS = {"training": 40, "validation": 5}  # training and label-free selection
 BASELINES = ("kmeans", "bm4d_kmeans", "smooth_kmeans", "features_kmeans", "x0_kmeans")
 BASELINES += tuple(method + MERGED for method in ("smooth_kmeans", "x0_kmeans"))
-# the recipe both studies start from: train.json before the cell study made its winner the default
-STUDY_BASE = {"learning_rate": 3e-4, "warm_start_epochs": 0}
+# the schedule both studies start from, and the cell study's base: train.json before the study made its winners (the
+# schedule, then the 8 parts trained and merged) the defaults
+STUDY_SCHEDULE = {"learning_rate": 3e-4, "warm_start_epochs": 0}
+STUDY_BASE = {
+    **STUDY_SCHEDULE,
+    "num_parts": [2, 4, 8],
+    "merged_parts": [],
+    "merge_by": "image",
+    "feature_stages": [1, 2, 3],
+}
 VARIANTS: dict[str, dict[str, object]] = {
     "defaults": {},  # STUDY_BASE: train.json before the study
     "paper": read_config("structure_discovery", "paper.json"),
@@ -127,7 +135,7 @@ BRAIN_VARIANTS: dict[str, dict[str, object]] = {
     "warm start (2 epochs)": {"warm_start_epochs": 2},
 }
 # the brain recipe the brain variants start from (brain.json before the study made its winner the default)
-BRAIN_BASE = {**STUDY_BASE, "num_parts": [3], "merged_parts": [], "merge_by": "image"}
+BRAIN_BASE = {**STUDY_SCHEDULE, "num_parts": [3], "merged_parts": [], "merge_by": "image"}
 DATASETS = {  # what --dataset runs on: data, bundle overlays, base overrides, diffusion weights, variants, results
     "cells": {
         "data": WORK / "phantoms_regular",

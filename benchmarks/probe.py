@@ -33,7 +33,17 @@ from monai.bundle import ConfigParser
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
-from steps import BUNDLES, NUM_PARTS, RESULTS, TUMOUR, WORK, brain_phantoms, bundle_config, cell_phantoms, read_config
+from steps import (
+    BUNDLES,
+    CELL_LEVEL_PARTS,
+    NUM_PARTS,
+    RESULTS,
+    TUMOUR,
+    WORK,
+    brain_phantoms,
+    bundle_config,
+    cell_phantoms,
+)
 from tqdm import tqdm
 
 from monai_ext.baselines.kmeans import kmeans_segment
@@ -44,13 +54,12 @@ from monai_ext.networks import DiffusionFeatureExtractor
 from monai_ext.provenance import environment, write_json
 
 BUNDLE = BUNDLES / "structure_discovery"
-CELL_PARTS = read_config("structure_discovery", "train.json")["num_parts"]
 DATASETS = {
     "cells": {
         "overlays": (),
         "diffusion_ckpt": BUNDLE / "models" / "diffusion_pretraining" / "model.pt",
-        "targets": {f"level {level}": f"label_l{level}" for level in range(1, len(CELL_PARTS) + 1)},
-        "kmeans_parts": {f"level {level}": k for level, k in enumerate(CELL_PARTS, start=1)},
+        "targets": {f"level {level}": f"label_l{level}" for level in range(1, len(CELL_LEVEL_PARTS) + 1)},
+        "kmeans_parts": {f"level {level}": k for level, k in enumerate(CELL_LEVEL_PARTS, start=1)},
         "report_classes": {},
     },
     "brains": {

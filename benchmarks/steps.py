@@ -180,9 +180,16 @@ def evaluate_on_phantoms(
     return evaluate_discovery((), {**common, "compare_baselines": baselines, **overrides}, out)[0]
 
 
+def level_parts(config: Mapping[str, object]) -> list[int]:
+    """K of every level a structure-discovery config segments, coarse to fine: its merged levels, then its trained
+    ones (as ``evaluate.json``'s ``level_parts``)."""
+    return [*config.get("merged_parts", []), *config["num_parts"]]
+
+
+CELL_LEVEL_PARTS = level_parts(read_config("structure_discovery", "train.json"))  # also the cell phantoms' levels
 # The brain phantoms' whole tumour, as the paper's Table 3 scores it (brain.py, brains.py).
 BRAIN_CONFIG = read_config("structure_discovery", "brain.json")
-NUM_PARTS = (BRAIN_CONFIG.get("merged_parts") or BRAIN_CONFIG["num_parts"])[0]  # Table 3's first level: K = 3
+NUM_PARTS = level_parts(BRAIN_CONFIG)[0]  # Table 3's first level: K = 3
 TUMOUR = 1
 PAPER_TABLE3 = {  # BraTS'19, whole tumour: (Dice, HD95 in mm)
     "ours": (0.719, 27.838),

@@ -38,6 +38,12 @@ TINY = {
     "batch_size": 2,
     "feature_cache_draws": 1,
 }
+# the trained fixture's schedule: 6 warm-start epochs then 2 of the objective, at a rate that makes the tiny network's
+# 8 parts confident enough for the merged levels (a merged part's probability is the sum of its members') to hold
+# more than one part
+FIXTURE_SCHEDULE = {"max_epochs": 8, "learning_rate": 0.03}
+# the paper's hierarchy: three levels trained, none merged (configs/paper.json)
+TRAINED_LEVELS = {"num_parts": [2, 4, 8], "merged_parts": [], "merge_by": "image", "feature_stages": [1, 2, 3]}
 
 
 @pytest.fixture(scope="module")
@@ -83,8 +89,8 @@ def _train_workflow(tiny_phantoms, diffusion, output_dir, configs=("train.json",
     return workflow
 
 
-def _train(tiny_phantoms, diffusion, output_dir, max_epochs: int) -> ConfigWorkflow:
-    workflow = _train_workflow(tiny_phantoms, diffusion, output_dir, max_epochs=max_epochs)
+def _train(tiny_phantoms, diffusion, output_dir, **overrides) -> ConfigWorkflow:
+    workflow = _train_workflow(tiny_phantoms, diffusion, output_dir, **overrides)
     assert workflow.check_properties() in (None, [])
     workflow.run()
     workflow.finalize()
@@ -113,17 +119,20 @@ def _evaluate(tiny_phantoms, diffusion, ckpt: Path, eval_output_dir: Path, **ove
 @pytest.fixture(scope="module")
 def trained(tiny_phantoms, diffusion, tmp_path_factory):
     output_dir = tmp_path_factory.mktemp("train")
-    workflow = _train(tiny_phantoms, diffusion, output_dir, max_epochs=1)
+    workflow = _train(tiny_phantoms, diffusion, output_dir, **FIXTURE_SCHEDULE)
     return output_dir, workflow
 
 
 def test_train_writes_selected_model_and_checkpoint(trained):
+    """The default trains the finest level only (K = 8; levels 1 and 2 are merged from it at evaluation and
+    inference), selected among the objective's epochs; its validation reads the finest level's label alone."""
     output_dir, workflow = trained
-    assert (output_dir / "model.pt").is_file() and (output_dir / "checkpoint_epoch=1.pt").is_file()
+    assert (output_dir / "model.pt").is_file() and (output_dir / "checkpoint_epoch=8.pt").is_file()
     selection = json.loads((output_dir / "model_selection.json").read_text())
-    assert selection["epochs"] == [1, 1, 1] and all(0.0 < b <= 1.0 for b in selection["best"])
+    assert selection["metrics"] == ["mean_max_prob_l1"] and selection["epochs"][0] in (7, 8)
     state = torch.load(output_dir / "model.pt", weights_only=True)
-    assert any(k.startswith("levels.2.") for k in state)
+    assert any(k.startswith("levels.0.") for k in state) and not any(k.startswith("levels.1.") for k in state)
+    assert workflow.parser.get_parsed_content("validation_label_keys") == ["label_l3"]
     cache = workflow.parser.get_parsed_content("feature_cache")
     assert cache.misses == 4, "one feature computation per training volume and draw"
 
@@ -133,10 +142,10 @@ def test_training_resumes_from_the_last_checkpoint(tiny_phantoms, diffusion, tra
     output_dir = tmp_path / "train"
     shutil.copytree(trained_dir, output_dir)  # the module's trained run stays as it is for the other tests
     iterations = first.parser.get_parsed_content("train#trainer").state.iteration
-    resumed = _train(tiny_phantoms, diffusion, output_dir, max_epochs=2)
+    resumed = _train(tiny_phantoms, diffusion, output_dir, **{**FIXTURE_SCHEDULE, "max_epochs": 9})
     state = resumed.parser.get_parsed_content("train#trainer").state
-    assert state.epoch == 2 and state.iteration == 2 * iterations
-    assert (output_dir / "checkpoint_epoch=2.pt").is_file()
+    assert state.epoch == 9 and state.iteration == iterations // 8 * 9
+    assert (output_dir / "checkpoint_epoch=9.pt").is_file()
 
 
 def test_evaluate_reports_matched_dice_hierarchy_and_figure(tiny_phantoms, diffusion, trained, tmp_path):
@@ -182,12 +191,14 @@ def test_evaluate_compares_with_every_baseline_in_the_same_run(tiny_phantoms, di
     assert built.ckpt == diffusion["diffusion_ckpt"] and list(built.feature_stages) == [3]
 
 
-def test_inference_serves_one_label_map_of_the_served_level(tiny_phantoms, trained, tmp_path):
-    """``pred`` is one integer label map on the input's grid, of level ``serve_level`` (the finest by default), with
-    the values that metadata.json's channel_def names; ``--serve_level 1`` serves the coarse level instead."""
+def test_inference_serves_one_label_map_of_the_served_level(tiny_phantoms, diffusion, trained, tmp_path):
+    """``pred`` is one integer label map on the input's grid, of level ``serve_level`` (the finest, trained one by
+    default), with the values that metadata.json's channel_def names; ``--serve_level 1`` serves the coarse level,
+    merged from the finest by the diffusion model's x0 prediction, instead."""
     output_dir, _ = trained
     channel_def = json.loads((CONFIGS / "metadata.json").read_text())["network_data_format"]["outputs"]["pred"]
     overrides = {
+        **diffusion,
         "dataset_dir": str(tiny_phantoms),
         "ckpt_path": str(output_dir / "model.pt"),
         "spatial_size": TINY["spatial_size"],
@@ -370,7 +381,7 @@ def test_defaults_beyond_the_paper_train_through_the_bundle(tiny_phantoms, diffu
     workflow.run()
     assert (tmp_path / "train" / "model.pt").is_file()
     assert len(trainer._denoised) == len(trainer.data_loader.dataset)  # one denoising per training volume
-    assert trainer.state.output[0]["loss_nest"] > 0  # decollated: every item carries the loss terms
+    assert trainer.state.output[0]["loss_f"] > 0  # decollated: every item carries the loss terms
 
 
 @pytest.mark.parametrize(("max_epochs", "warm_start_epochs"), [(None, 10), (5, 3), (1, 0)])
@@ -446,7 +457,9 @@ def test_merged_levels_evaluate_and_serve_as_unions_of_the_finest_parts(tiny_pha
 def test_selection_on_the_objective_keeps_each_levels_lowest_epoch(tiny_phantoms, diffusion, tmp_path):
     """``selection_metric objective``: the evaluator reports ``objective_l<level>`` and each level keeps the epoch
     where it was lowest (``model_selection.json``)."""
-    workflow = _train_workflow(tiny_phantoms, diffusion, tmp_path / "train", max_epochs=2, selection_metric="objective")
+    workflow = _train_workflow(
+        tiny_phantoms, diffusion, tmp_path / "train", max_epochs=2, selection_metric="objective", **TRAINED_LEVELS
+    )
     seen: list[list[float]] = []
     evaluator = workflow.parser.get_parsed_content("validate#evaluator")
     names = ["objective_l1", "objective_l2", "objective_l3"]
@@ -480,11 +493,11 @@ def test_merge_by_denoised_merges_by_the_visual_target_training_read(tiny_phanto
 
 
 def test_merge_by_image_serves_without_reading_the_diffusion_weights(tiny_phantoms, trained, tmp_path):
-    """The default ``merge_by image`` builds no denoiser: inference runs with no diffusion checkpoint at all."""
+    """``merge_by image`` builds no denoiser: inference runs with no diffusion checkpoint at all."""
     network = {k: v for k, v in TINY.items() if k.startswith("network_def") or k == "spatial_size"}
     infer = _workflow(
         ["inference.json"], "infer", dataset_dir=str(tiny_phantoms), ckpt_path=str(trained[0] / "model.pt"),
-        diffusion_ckpt=str(tmp_path / "absent.pt"), output_dir=str(tmp_path / "infer"), **network,
+        diffusion_ckpt=str(tmp_path / "absent.pt"), output_dir=str(tmp_path / "infer"), merge_by="image", **network,
     )  # fmt: skip
     infer.initialize()
     infer.run()

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from steps import RESULTS, read_config
+from steps import CELL_LEVEL_PARTS, RESULTS
 
 from monai_ext.baselines.evaluate import SMOOTHING_SIGMA
 from monai_ext.metrics import paired_differences
 from summaries.common import load, load_each, paired_cell, repo_relative, table_header, table_row
 
-NUM_PARTS = read_config("structure_discovery", "train.json")["num_parts"]  # also the cell phantoms' label levels
-LEVELS = tuple(f"level {level} (K={k})" for level, k in enumerate(NUM_PARTS, start=1))
+LEVELS = tuple(f"level {level} (K={k})" for level, k in enumerate(CELL_LEVEL_PARTS, start=1))
 METHODS = {  # baseline of monai_ext.baselines.evaluate: its name in the tables
     "ours": "ours (structure discovery)",
     "bm4d_kmeans": "BM4D + k-means",
@@ -25,7 +24,7 @@ METHODS = {  # baseline of monai_ext.baselines.evaluate: its name in the tables
 def headline(results: list[dict]) -> str:
     """Per method, the matched Dice of each level on each phantom variant, the paper's beside where it has the row."""
     reports = {variant: run["report"] for result in results for variant, run in result["runs"].items()}
-    parts = " / ".join(str(k) for k in NUM_PARTS)
+    parts = " / ".join(str(k) for k in CELL_LEVEL_PARTS)
     lines = [
         f"Matched Dice (mean over the 20 test volumes) at K = {parts}, ours (paper: Tursynbek & Niethammer 2023, "
         "Table 1, where it has the row):",
@@ -293,7 +292,7 @@ def step_speed(result: dict) -> str:
 
 def wall_times(results: list[dict]) -> str:
     lines = ["Wall time of the CPU recipe (2 cores):"]
-    lines.append(table_header(["variant", "diffusion pretraining", "structure discovery (3 levels)", "total"]))
+    lines.append(table_header(["variant", "diffusion pretraining", "structure discovery (train.json)", "total"]))
     for result in results:
         for variant, run in result["runs"].items():
             pretraining = run["pretraining"].get("seconds")
