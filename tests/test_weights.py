@@ -79,30 +79,36 @@ def test_every_shipped_weights_file_carries_its_settings(weights):
 
 
 @pytest.mark.parametrize(
-    "bundle, configs, weights, settings",
+    "bundle, configs, weights",
     [
-        ("cuts", ["inference.json"], "models/model.pt", "weights_settings"),
-        ("cuts", ["inference.json", "cell_slices.json"], "models/model_cell_slices.pt", "weights_settings"),
-        ("diffusion_pretraining", ["inference.json"], "models/model.pt", "weights_settings"),
-        ("diffusion_pretraining", ["train.json", "brain.json"], "models/brain/model.pt", "weights_settings"),
-        ("diffusion_segmentation", ["inference.json"], "models/model.pt", "weights_settings"),
-        ("structure_discovery", ["inference.json"], "models/model.pt", "weights_settings"),
-        ("structure_discovery", ["inference.json", "brain.json"], "models/brain/model.pt", "weights_settings"),
-        ("structure_discovery", ["train.json"], "models/diffusion_pretraining/model.pt", "diffusion_settings"),
-        (
-            "structure_discovery",
-            ["train.json", "brain.json"],
-            "models/brain/diffusion_pretraining/model.pt",
-            "diffusion_settings",
-        ),
+        ("cuts", ["inference.json"], "models/model.pt"),
+        ("cuts", ["inference.json", "cell_slices.json"], "models/model_cell_slices.pt"),
+        ("diffusion_pretraining", ["inference.json"], "models/model.pt"),
+        ("diffusion_pretraining", ["train.json", "brain.json"], "models/brain/model.pt"),
+        ("diffusion_segmentation", ["inference.json"], "models/model.pt"),
+        ("structure_discovery", ["inference.json"], "models/model.pt"),
+        ("structure_discovery", ["inference.json", "brain.json"], "models/brain/model.pt"),
     ],
 )
-def test_the_configs_that_load_shipped_weights_repeat_their_settings(bundle, configs, weights, settings):
+def test_the_configs_that_load_shipped_weights_repeat_their_settings(bundle, configs, weights):
     parser = ConfigParser()
     parser.read_config([str(ROOT / "bundles" / bundle / "configs" / name) for name in configs])
     parser["bundle_root"] = str(ROOT / "bundles" / bundle)
     stored = json.loads(settings_path(ROOT / "bundles" / bundle / weights).read_text())["settings"]
-    assert json.loads(json.dumps(parser.get_parsed_content(settings))) == stored
+    assert json.loads(json.dumps(parser.get_parsed_content("weights_settings"))) == stored
+
+
+@pytest.mark.parametrize("configs", [["train.json"], ["train.json", "brain.json"]], ids=["cells", "brains"])
+def test_structure_discovery_loads_its_shipped_diffusion_weights_with_their_settings(configs):
+    """The diffusion U-Net structure discovery reads is built by ``monai_ext.bundle.diffusion_model``, which checks
+    the shipped weights' ``model.json`` against the settings of the diffusion configs it names (a mismatch raises)."""
+    bundle = ROOT / "bundles" / "structure_discovery"
+    parser = ConfigParser()
+    parser.read_config([str(bundle / "configs" / name) for name in configs])
+    parser.update({"bundle_root": str(bundle), "device": "cpu"})
+    assert isinstance(parser.get_parsed_content("diffusion_unet"), torch.nn.Module)
+    stored = json.loads(settings_path(parser.get_parsed_content("diffusion_ckpt")).read_text())["settings"]
+    assert parser.get_parsed_content("diffusion_scheduler").num_train_timesteps == stored["num_train_timesteps"]
 
 
 def test_a_scheduler_override_reaches_the_stored_settings():
