@@ -114,11 +114,12 @@ def objective_gap(dataset: str, name: str, weights: Path, data: Path, volumes: i
     rows = []
     for record, item, image in validation_volumes(parser, volumes):
         with torch.no_grad():
-            trained = network.split(network(image))[len(network.merged_parts) :]
+            outputs = network.split(network(image))
             visual = denoiser(image) if denoiser is not None else image
             native = extractor.native_mean(image, generator=torch.Generator().manual_seed(0))  # as ValidationObjective
         levels = []
-        for level, (soft, stages) in enumerate(zip(trained, stages_per_level, strict=True)):
+        for level, stages in zip(network.trained_levels, stages_per_level, strict=True):
+            soft = outputs[level]  # the label of the same output level (one label: the same for every level)
             k = soft.shape[1]
             features = UpsampledFeatures([native[s] for s in stages], image.shape[2:])
             label = on_grid(item[label_keys[min(level, len(label_keys) - 1)]], image)

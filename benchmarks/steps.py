@@ -38,6 +38,7 @@ from monai_ext.data.datalist import load_datalist
 from monai_ext.data.phantoms import make_phantoms
 from monai_ext.inferers import DiffusionEnsembleInferer
 from monai_ext.metrics import MatchedDiceMetric, MatchedHausdorffDistanceMetric
+from monai_ext.networks import hierarchy_parts
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLES = ROOT / "bundles"
@@ -181,9 +182,9 @@ def evaluate_on_phantoms(
 
 
 def level_parts(config: Mapping[str, object]) -> list[int]:
-    """K of every level a structure-discovery config segments, coarse to fine: its merged levels, then its trained
-    ones (as ``evaluate.json``'s ``level_parts``)."""
-    return [*config.get("merged_parts", []), *config["num_parts"]]
+    """K of every level a structure-discovery config segments, coarse to fine, merged levels included (config id
+    ``level_parts``)."""
+    return hierarchy_parts(config["num_parts"], config.get("merged_parts", []))
 
 
 CELL_LEVEL_PARTS = level_parts(read_config("structure_discovery", "train.json"))  # also the cell phantoms' levels

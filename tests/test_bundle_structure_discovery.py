@@ -431,12 +431,12 @@ def test_merged_levels_evaluate_and_serve_as_unions_of_the_finest_parts(tiny_pha
     finest level's parts with ``nested_levels`` (without it, only where one finest part holds more than half of the
     probability, which one epoch does not give everywhere), and ``serve_level 1`` serves the merged 2 parts from the
     same weights."""
-    levels = {"num_parts": [4], "feature_stages": [2], "label_keys": ["label_l2"]}  # one label for both levels
+    levels = {"num_parts": [4], "merged_parts": [2], "feature_stages": [2], "label_keys": ["label_l2"]}  # one label
     train = _train_workflow(tiny_phantoms, diffusion, tmp_path / "run", max_epochs=1, **levels)
     train.run()
     train.finalize()
     ckpt = tmp_path / "run" / "model.pt"
-    _evaluate(tiny_phantoms, diffusion, ckpt, tmp_path / "eval", merged_parts=[2], nested_levels=True, **levels)
+    _evaluate(tiny_phantoms, diffusion, ckpt, tmp_path / "eval", nested_levels=True, **levels)
     report = json.loads((tmp_path / "eval" / "report.json").read_text())
     assert report["num_parts"] == [2, 4] and len(report["matched_dice"]["ours"]) == 2
     assert (tmp_path / "eval" / "discovery.png").stat().st_size > 0
@@ -452,6 +452,19 @@ def test_merged_levels_evaluate_and_serve_as_unions_of_the_finest_parts(tiny_pha
     infer.run()
     (written,) = (tmp_path / "infer").glob("*_l1.nii.gz")
     assert set(np.unique(np.asarray(nib.load(written).dataobj)).tolist()) <= {0, 1}
+
+
+def test_a_merged_level_between_trained_levels_evaluates_in_its_place(tiny_phantoms, diffusion, tmp_path):
+    """K = 2 and 8 trained, 4 merged from the 8: training's validation scores the trained levels against label_l1 and
+    label_l3, and the evaluation reports the levels 2 / 4 / 8 against all three labels."""
+    levels = {"num_parts": [2, 8], "feature_stages": [1, 3], "merged_parts": [4], "merge_by": "image"}
+    train = _train_workflow(tiny_phantoms, diffusion, tmp_path / "run", max_epochs=1, **levels)
+    assert train.parser.get_parsed_content("validation_label_keys") == ["label_l1", "label_l3"]
+    train.run()
+    train.finalize()
+    _evaluate(tiny_phantoms, diffusion, tmp_path / "run" / "model.pt", tmp_path / "eval", **levels)
+    report = json.loads((tmp_path / "eval" / "report.json").read_text())
+    assert report["num_parts"] == [2, 4, 8] and len(report["matched_dice"]["ours"]) == 3
 
 
 def test_selection_on_the_objective_keeps_each_levels_lowest_epoch(tiny_phantoms, diffusion, tmp_path):

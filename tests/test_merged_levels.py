@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from monai_ext.networks import HierarchicalSegmenter
+from monai_ext.bundle import trained_label_keys
+from monai_ext.networks import HierarchicalSegmenter, hierarchy_parts
 
 
 def soft_centroid_linkage(probabilities: np.ndarray, image: np.ndarray, num_parts: int) -> np.ndarray:
@@ -46,7 +47,7 @@ def test_merged_levels_match_an_independent_soft_centroid_linkage() -> None:
             torch.testing.assert_close(level[b].sum(0), torch.ones(8, 8, 8))
 
 
-def test_output_level_counts_merged_levels_first() -> None:
+def test_output_level_counts_the_merged_levels() -> None:
     torch.manual_seed(0)
     full = HierarchicalSegmenter(num_parts=(4, 6), channels=(4, 8), strides=(2,), merged_parts=(3,)).eval()
     image = three_region_image()
@@ -61,10 +62,60 @@ def test_output_level_counts_merged_levels_first() -> None:
             torch.testing.assert_close(served(image), expected)
 
 
+def test_a_merged_level_between_trained_levels_takes_its_place_by_k() -> None:
+    """K = 2 and 6 trained, 3 merged: the levels are 2 / 3 / 6; the trained ones are the plain network's, the merged
+    one the independent linkage of the finest, and ``output_level`` serves each of them alone."""
+    torch.manual_seed(0)
+    options = {"num_parts": (2, 6), "channels": (4, 8), "strides": (2,)}
+    hybrid = HierarchicalSegmenter(**options, merged_parts=(3,)).eval()
+    plain = HierarchicalSegmenter(**options).eval()
+    plain.load_state_dict(hybrid.state_dict())
+    image = three_region_image()
+    assert hybrid.output_parts == hierarchy_parts((2, 6), (3,)) == [2, 3, 6] and hybrid.trained_levels == [0, 2]
+    with torch.no_grad():
+        levels = hybrid.split(hybrid(image))
+        coarse, finest = plain.split(plain(image))
+        torch.testing.assert_close(levels[0], coarse)
+        torch.testing.assert_close(levels[2], finest)
+        for number, expected in enumerate(levels, start=1):
+            served = HierarchicalSegmenter(**options, merged_parts=(3,), output_level=number).eval()
+            served.load_state_dict(hybrid.state_dict())
+            torch.testing.assert_close(served(image), expected)
+    for b in range(2):
+        expected = soft_centroid_linkage(
+            finest[b].flatten(1).double().numpy(), image[b, 0].flatten().double().numpy(), 3
+        )
+        np.testing.assert_allclose(levels[1][b].flatten(1).double().numpy(), expected, rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("merged_parts", [(6,), (3, 2), (1,), (3, 3), (True,)])
 def test_merged_parts_must_increase_below_the_finest_level(merged_parts) -> None:
     with pytest.raises(ValueError, match="merged_parts"):
         HierarchicalSegmenter(num_parts=(6,), merged_parts=merged_parts)
+
+
+@pytest.mark.parametrize(
+    ("num_parts", "merged_parts", "match"),
+    [
+        ((2, 6), (2,), "none equal to a trained level's K"),
+        ((2, 6), (7,), "below the finest trained level's 6 parts"),
+        ((6, 2), (3,), "num_parts must increase"),
+    ],
+)
+def test_merged_parts_must_differ_from_the_trained_levels(num_parts, merged_parts, match) -> None:
+    with pytest.raises(ValueError, match=match):
+        HierarchicalSegmenter(num_parts=num_parts, merged_parts=merged_parts)
+
+
+def test_training_validation_reads_the_labels_of_the_trained_levels() -> None:
+    """``validation_label_keys``: one label per level keeps those of the trained levels; a single label stays."""
+    keys = ["label_l1", "label_l2", "label_l3"]
+    assert trained_label_keys(keys, [8], [2, 4]) == ["label_l3"]
+    assert trained_label_keys(keys, [2, 8], [4]) == ["label_l1", "label_l3"]
+    assert trained_label_keys(keys, [2, 4, 8]) == keys
+    assert trained_label_keys(["label"], [6], [3]) == ["label"] and trained_label_keys([], [8], [2, 4]) == []
+    with pytest.raises(ValueError, match=r"label_keys must name one label map per level \(3: K = \[2, 4, 8\]"):
+        trained_label_keys(keys[:2], [8], [2, 4])
 
 
 def test_output_level_range_includes_the_merged_levels() -> None:

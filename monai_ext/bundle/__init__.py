@@ -25,7 +25,7 @@ from monai_ext.bundle.default_data import (
     default_dataset_dir,
     ensure_default_data,
 )
-from monai_ext.bundle.options import check_num_parts, check_spatial_size, set_seed
+from monai_ext.bundle.options import check_num_parts, check_spatial_size, set_seed, trained_label_keys
 from monai_ext.bundle.root import bundle_component, require_file, resolve_bundle_root
 
 __all__ = [
@@ -49,5 +49,6 @@ __all__ = [
     "resolve_bundle_root",
     "sampling_scheduler",
     "set_seed",
+    "trained_label_keys",
     "visual_denoiser",
 ]

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from monai.utils import set_determinism
 
+from monai_ext.networks.hierarchical import hierarchy_levels
 from monai_ext.transforms.hierarchy import parse_num_parts
 
 
@@ -28,6 +29,33 @@ def check_num_parts(num_parts: Sequence[int], spatial_size: Sequence[int]) -> li
             f"{list(spatial_size)}), got {list(num_parts)!r}."
         )
     return parts
+
+
+def trained_label_keys(
+    label_keys: Sequence[str], num_parts: Sequence[int], merged_parts: Sequence[int] = ()
+) -> list[str]:
+    """The label maps a training run's validation scores (config id ``validation_label_keys``): of ``label_keys``,
+    one per level of the hierarchy (coarse to fine, merged levels included), those of the trained levels; a single
+    label (e.g. a tumour mask) scores every level and is kept as it is.
+
+    Args:
+        label_keys: config id ``label_keys``: none, one, or one per level.
+        num_parts: K of each trained level (config id ``num_parts``).
+        merged_parts: K of each merged level (config id ``merged_parts``).
+
+    Raises:
+        ValueError: several label keys, but not one per level; the message names ``label_keys`` and the levels.
+    """
+    levels = hierarchy_levels(num_parts, merged_parts)
+    keys = list(label_keys)
+    if len(keys) <= 1:
+        return keys
+    if len(keys) != len(levels):
+        raise ValueError(
+            f"label_keys must name one label map per level ({len(levels)}: K = {[k for k, _ in levels]}, "
+            f"merged_parts included) or a single one for all levels, got {keys!r}."
+        )
+    return [key for key, (_, merged) in zip(keys, levels, strict=True) if not merged]
 
 
 def set_seed(seed: object) -> int:

@@ -114,7 +114,8 @@ class ValidationObjective:
                 if key not in self._targets:
                     self._targets[key] = self.targets(volume)
                 visual, native = self._targets[key]
-                levels = self.segmenter.split(self.segmenter(volume))[len(self.segmenter.merged_parts) :]
+                outputs = self.segmenter.split(self.segmenter(volume))
+                levels = [outputs[level] for level in self.segmenter.trained_levels]
                 size = volume.shape[2:]
                 for level, (masks, stages) in enumerate(zip(levels, self.stages, strict=True)):
                     features = None if native is None else UpsampledFeatures([native[s] for s in stages], size)

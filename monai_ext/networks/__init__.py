@@ -5,7 +5,7 @@ from monai_ext.networks.cuts import CUTSEncoder, PatchAutoencoder, PatchReconstr
 from monai_ext.networks.denoiser import DiffusionDenoiser
 from monai_ext.networks.feature_cache import FeatureCache
 from monai_ext.networks.feature_extractor import DiffusionFeatureExtractor
-from monai_ext.networks.hierarchical import HierarchicalSegmenter
+from monai_ext.networks.hierarchical import HierarchicalSegmenter, hierarchy_levels, hierarchy_parts
 from monai_ext.networks.upsampled_features import UpsampledFeatures
 
 __all__ = [
@@ -17,4 +17,6 @@ __all__ = [
     "PatchAutoencoder",
     "PatchReconstructor",
     "UpsampledFeatures",
+    "hierarchy_levels",
+    "hierarchy_parts",
 ]
