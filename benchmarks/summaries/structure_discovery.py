@@ -79,6 +79,31 @@ def table1(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def table1_pairs(results: list[dict]) -> str:
+    """Table 1's paired differences: per variant, level and baseline, ours minus the baseline, test volume by volume
+    (runs whose report holds ``matched_dice_per_volume``)."""
+    lines = []
+    for result in results:
+        for variant, run in result["runs"].items():
+            per_volume = run["report"].get("matched_dice_per_volume")
+            if not per_volume:
+                continue
+            lines += [
+                f"{variant.capitalize()} phantoms, ours minus each baseline on the same test volumes; each cell: mean "
+                "difference (95 % interval), volumes where ours is higher:",
+                table_header(["baseline", *LEVELS]),
+            ]
+            for method, values in per_volume.items():
+                if method == "ours":
+                    continue
+                pairs = [
+                    paired_differences(ours, theirs) for ours, theirs in zip(per_volume["ours"], values, strict=True)
+                ]
+                lines.append(table_row([METHODS[method], *(paired_cell(pair) for pair in pairs)]))
+            lines.append("")
+    return "\n".join(lines).rstrip()
+
+
 def variants(result: dict) -> str:
     """The variant table of ``benchmarks/discovery_variants.py``: each variant with its parts used, then the baselines
     of the same run; the commands below the table."""
@@ -410,6 +435,7 @@ SOURCES = {
     "probes": (probes, lambda: load_each({"probe_cells.json": "cells", "probe_brains.json": "brains"})),
     "discovery_step": (step_speed, lambda: load("discovery_step.json")),
     "wall_time": (wall_times, _discovery),
+    "table1_pairs": (table1_pairs, _discovery),
     "table2": (table2, _stages),
     "merge_rule_cells": (merge_rule, lambda: load("merge_rule_cells.json")),
     "variants_merged": (variants, lambda: load("discovery_variants_merged.json")),
