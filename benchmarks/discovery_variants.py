@@ -101,6 +101,16 @@ VARIANTS: dict[str, dict[str, object]] = {
         "warm_start_epochs": 10,
         "learning_rate": 10 * STUDY_BASE["learning_rate"],
     },
+    # the same without the nesting term, the one term that ties the trained level 1 to the 8 parts
+    "K = 2 and 8 trained, 4 merged, lambda_nest=0, warm start (10 of 12 epochs), learning rate x10": {
+        "num_parts": [2, 8],
+        "feature_stages": [1, 3],
+        "merged_parts": [4],
+        "merge_by": "denoised",
+        "lambda_nest": 0.0,
+        "warm_start_epochs": 10,
+        "learning_rate": 10 * STUDY_BASE["learning_rate"],
+    },
     # a first combination of the levers measured above: no nesting (level 2 keeps its parts), usage, warm start
     "lambda_nest=0 + part usage + warm start": {"lambda_nest": 0.0, "lambda_usage": 1.0, "warm_start_epochs": 2},
 }
@@ -171,6 +181,7 @@ EPOCH_FACTORS = {  # variants trained longer than --max-epochs
     "warm start (10 of 12 epochs), learning rate x10": 2,
     "K = 8 merged to 2 and 4, warm start (10 of 12 epochs), learning rate x10": 2,
     "K = 2 and 8 trained, 4 merged, warm start (10 of 12 epochs), learning rate x10": 2,
+    "K = 2 and 8 trained, 4 merged, lambda_nest=0, warm start (10 of 12 epochs), learning rate x10": 2,
 }
 BRAIN_PHANTOMS = 60  # the brain phantoms of benchmarks/brain.py and probe.py (seed 0)
 

@@ -440,6 +440,8 @@ SOURCES = {
     "merge_rule_cells": (merge_rule, lambda: load("merge_rule_cells.json")),
     "variants_merged": (variants, lambda: load("discovery_variants_merged.json")),
     "variant_pairs_merged": (variant_pairs, lambda: load_each({"variant_pairs_cells_merged.json": "cells"})),
+    "variants_hybrid": (variants, lambda: load("discovery_variants_hybrid.json")),
+    "variant_pairs_hybrid": (variant_pairs, lambda: load_each({"variant_pairs_cells_hybrid.json": "cells"})),
     "table3": (table3, lambda: load("brain.json")),
     "brain_headline": (brain_headline, lambda: load("brain.json")),
     "table3_second_draw": (table3, lambda: load("brain_seed1.json")),
