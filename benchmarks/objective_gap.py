@@ -119,9 +119,10 @@ def objective_gap(dataset: str, name: str, weights: Path, data: Path, volumes: i
             native = extractor.native_mean(image, generator=torch.Generator().manual_seed(0))  # as ValidationObjective
         levels = []
         for level, stages in zip(network.trained_levels, stages_per_level, strict=True):
-            soft = outputs[level]  # the label of the same output level (one label: the same for every level)
+            soft = outputs[level]
             k = soft.shape[1]
             features = UpsampledFeatures([native[s] for s in stages], image.shape[2:])
+            # the label of the same output level (a single label scores every level)
             label = on_grid(item[label_keys[min(level, len(label_keys) - 1)]], image)
             partitions = {
                 "network (soft)": soft,
