@@ -4,17 +4,18 @@
 Protocol: ``--dataset cells``, the regular cell phantoms of ``benchmarks/discovery.py`` (120 volumes, seed 0), or
 ``--dataset brains``, the brain phantoms of ``benchmarks/brain.py`` (60 volumes, seed 0; ``brain.json`` layered on,
 FLAIR, whole-tumour Dice, from the base ``BRAIN_BASE``: the brain recipe before the study changed it). Each variant
-trains on the first 40 training volumes for ``--max-epochs`` epochs (default 6), seed 0, with the shipped CPU diffusion
-model of that dataset, its levels selected label-free (mean max probability) on the first 5 validation volumes, and is
-scored on every volume of the validation split (``--split``; the test split is read once, by ``benchmarks/discovery.py``
-and ``benchmarks/brain.py``, for the final tables): matched Dice and parts used per level (parts holding at least 0.5 %
-of a volume), HD95 at level 1. The variants share one feature cache on disk (its entries are named by the diffusion
-model, stages, timestep and padding, so a variant never reads another's features). The first variant's evaluation also
-runs every simple baseline on the same volumes (k-means, BM4D + k-means, smoothing + k-means, k-means on the diffusion
-features and on the x0 prediction, and smoothing or x0 + k-means with the finest level's K merged to the coarser
-levels). Each variant is the bundle's ``train.json`` with the overrides of ``VARIANTS`` or ``BRAIN_VARIANTS`` (``paper``
-adds ``configs/paper.json``); each row records its command. Finished runs are reused from ``--workdir`` and the table is
-rewritten after every variant, so an interrupted study resumes.
+trains on the first 40 training volumes for ``--max-epochs`` epochs (default 6), seed ``--seed`` (default 0: the runs
+before the study had seeds; another seed redraws the initialisation, batch order and feature noise), with the shipped
+CPU diffusion model of that dataset, its levels selected label-free (mean max probability) on the first 5 validation
+volumes, and is scored on every volume of the validation split (``--split``; the test split is read once, by
+``benchmarks/discovery.py`` and ``benchmarks/brain.py``, for the final tables): matched Dice and parts used per level
+(parts holding at least 0.5 % of a volume), HD95 at level 1. The variants share one feature cache on disk (its entries
+are named by the diffusion model, stages, timestep, padding and seed, so a variant never reads another's features). The
+first variant's evaluation also runs every simple baseline on the same volumes (k-means, BM4D + k-means, smoothing +
+k-means, k-means on the diffusion features and on the x0 prediction, and smoothing or x0 + k-means with the finest
+level's K merged to the coarser levels). Each variant is the bundle's ``train.json`` with the overrides of ``VARIANTS``
+or ``BRAIN_VARIANTS`` (``paper`` adds ``configs/paper.json``); each row records its command. Finished runs are reused
+from ``--workdir`` and the table is rewritten after every variant, so an interrupted study resumes.
 
     python benchmarks/discovery_variants.py --workdir benchmarks/.work/variants
     python benchmarks/discovery_variants.py --dataset brains --workdir benchmarks/.work/variants
@@ -202,9 +203,10 @@ def study_folder(workdir: str | Path, dataset: str, max_epochs: int) -> Path:
     return Path(workdir).resolve() / f"epochs{max_epochs}{suffix}"
 
 
-def variant_folder(work: Path, name: str) -> Path:
-    """The run folder of variant ``name`` in the study folder ``work``."""
-    return work / name.replace(" ", "_").replace("=", "")
+def variant_folder(work: Path, name: str, seed: int = 0) -> Path:
+    """The run folder of variant ``name`` trained with ``seed`` in the study folder ``work`` (seed 0: no suffix, the
+    folders of the runs made before the study had seeds)."""
+    return work / (name.replace(" ", "_").replace("=", "") + (f"_seed{seed}" if seed else ""))
 
 
 def variant_overlays(dataset: str, name: str) -> tuple[str, ...]:
@@ -224,9 +226,9 @@ def run_variant(name: str, data: Path, datalists: tuple[str, str], work: Path, a
         "feature_cache_storage": "disk",
         "feature_cache#cache_dir": str(work / "feature_cache"),
     }
-    overrides = {**common, **spec["base"], **spec["variants"][name], "max_epochs": epochs, "seed": 0}
+    overrides = {**common, **spec["base"], **spec["variants"][name], "max_epochs": epochs, "seed": args.seed}
     overlays = variant_overlays(args.dataset, name)
-    folder = variant_folder(work, name)
+    folder = variant_folder(work, name, args.seed)
     configs = bundle_config("structure_discovery", "train.json", *overlays)
     ckpt, timing = train_once(configs, folder / "train", {**overrides, "overwrite": True})
     out = folder / f"eval_{args.split}"
@@ -276,6 +278,7 @@ def main() -> None:
     parser.add_argument("--data", help="the phantoms' folder (default: that of --dataset in benchmarks/.work)")
     parser.add_argument("--max-epochs", type=int, default=6)
     parser.add_argument("--split", default="validation", choices=["validation", "test"])
+    parser.add_argument("--seed", type=int, default=0, help="the training seed (initialisation, batch order, draws)")
     parser.add_argument("--out", help="default: benchmarks/results/discovery_variants[_brains].json")
     args = parser.parse_args()
     spec = DATASETS[args.dataset]
@@ -298,7 +301,7 @@ def main() -> None:
                 "scored_split": args.split,
                 "scored_volumes": len(json.loads((data / full_datalist).read_text())[args.split]),
                 "max_epochs": args.max_epochs,
-                "seed": 0,
+                "seed": args.seed,
                 "defaults": "bundles/structure_discovery/configs/train.json"
                 + "".join(f" + {overlay}" for overlay in spec["overlays"]),
             },

@@ -244,16 +244,26 @@ def variant_pairs(results: dict[str, dict]) -> str:
     """``benchmarks/variant_pairs.py``: per variant and level, its Dice minus the reference's, volume by volume."""
     lines = []
     for result in results.values():
-        levels = len(next(iter(result["pairs"].values())))
+        levels = [f"level {level + 1}" for level in range(len(next(iter(result["pairs"].values()))))]
+        seeds = result.get("seeds", {})
+        averaged = f", each volume's Dice averaged over the training seeds {', '.join(seeds)}" if seeds else ""
         lines += [
             f"{result['dataset'].capitalize()}, minus `{result['reference']}` (`{result['command']}`), "
-            f"{result['split']} volumes; each cell: mean difference (95 % interval), volumes where the variant is "
-            "higher:",
-            table_header(["variant", *(f"level {level + 1}" for level in range(levels))]),
+            f"{result['split']} volumes{averaged}; each cell: mean difference (95 % interval), volumes where the "
+            "variant is higher:",
+            table_header(["variant", *levels]),
         ]
         for name, pairs in result["pairs"].items():
-            cells = [paired_cell(p) for p in pairs]
-            lines.append(table_row([name, *cells]))
+            lines.append(table_row([name, *(paired_cell(p) for p in pairs)]))
+        if seeds:
+            lines += ["", "Per training seed: each variant's mean Dice, and its difference to the reference:"]
+            lines.append(table_header(["variant", "seed", *levels]))
+            for seed, per_seed in seeds.items():
+                for name, dice in per_seed["mean_dice"].items():
+                    pairs = per_seed["pairs"].get(name)  # none for the reference
+                    differences = [f", {paired_cell(p)}" for p in pairs] if pairs else [""] * len(dice)
+                    cells = [f"{d:.3f}{difference}" for d, difference in zip(dice, differences, strict=True)]
+                    lines.append(table_row([name, seed, *cells]))
         lines.append("")
     return "\n".join(lines).rstrip()
 
