@@ -46,6 +46,7 @@ def variant_parser(dataset: str, name: str, data: Path) -> ConfigParser:
             **DATASETS[dataset]["base"],
             **DATASETS[dataset]["variants"][name],
             "network_def#merged_parts": "@merged_parts",  # as evaluate.json builds it
+            "validation_label_keys": "@label_keys",  # the labels of every level, merged ones included
         }
     )
     return parser

@@ -82,6 +82,7 @@ def bundle_parser(dataset: str, data: Path, diffusion_ckpt: Path, label_keys: li
             "dataset_dir": str(data),
             "diffusion_ckpt": str(diffusion_ckpt),
             "label_keys": label_keys,
+            "validation_label_keys": label_keys,  # every target, not only the labels of the trained levels
             "device": "cpu",
         }
     )
