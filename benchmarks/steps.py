@@ -176,9 +176,17 @@ def evaluate_on_phantoms(
     data: Path, diffusion_ckpt: Path, ckpt: Path, out: Path, overrides: Mapping[str, object], baselines: bool
 ) -> dict:
     """The report of :func:`evaluate_discovery` on the cell phantoms in ``data`` (with the baselines in the same run
-    when ``baselines``)."""
+    when ``baselines``), reused when ``out`` holds a report newer than ``ckpt`` made with the same options (recorded
+    beside it), so a resumed benchmark does not evaluate again."""
     common = {"dataset_dir": str(data), "diffusion_ckpt": str(diffusion_ckpt), "ckpt_path": str(ckpt)}
-    return evaluate_discovery((), {**common, "compare_baselines": baselines, **overrides}, out)[0]
+    options = {**common, "compare_baselines": baselines, **overrides}
+    report, record = out / "report.json", out.with_name(f"{out.name}_options.json")
+    fresh = report.is_file() and record.is_file() and report.stat().st_mtime > ckpt.stat().st_mtime
+    if fresh and json.loads(record.read_text()) == json.loads(json.dumps(options)):
+        return json.loads(report.read_text())
+    result = evaluate_discovery((), options, out)[0]
+    record.write_text(json.dumps(options))
+    return result
 
 
 def level_parts(config: Mapping[str, object]) -> list[int]:
