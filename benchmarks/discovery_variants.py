@@ -231,13 +231,9 @@ def run_variant(name: str, data: Path, datalists: tuple[str, str], work: Path, a
     folder = variant_folder(work, name, args.seed)
     configs = bundle_config("structure_discovery", "train.json", *overlays)
     ckpt, timing = train_once(configs, folder / "train", {**overrides, "overwrite": True})
-    out = folder / f"eval_{args.split}"
-    if (out / "report.json").is_file():
-        report = json.loads((out / "report.json").read_text())
-    else:
-        evaluation = {**overrides, "datalist_name": datalists[1], "ckpt_path": str(ckpt), "eval_split": args.split}
-        evaluation["compare_baselines"] = name == args.variants[0]
-        report = evaluate_discovery(overlays, evaluation, out)[0]
+    evaluation = {**overrides, "datalist_name": datalists[1], "ckpt_path": str(ckpt), "eval_split": args.split}
+    evaluation["compare_baselines"] = name == args.variants[0]
+    report = evaluate_discovery(overlays, evaluation, folder / f"eval_{args.split}")[0]
     return {
         "overrides": spec["variants"][name],
         "command": log_beside(folder / "train").read_text().splitlines()[0],

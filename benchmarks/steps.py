@@ -6,8 +6,8 @@
   reading the times Ignite logged (:func:`logged_seconds`);
 - data, training and evaluation, each reused from the work folder when it finished before: the cell phantoms
   (:func:`cell_phantoms`), the brain phantoms (:func:`brain_phantoms`), a training (:func:`train_once`,
-  :func:`pretrain`, :func:`discover`), a structure-discovery evaluation (:func:`evaluate_discovery`,
-  :func:`evaluate_on_phantoms`);
+  :func:`pretrain`, :func:`discover`), an evaluation (:func:`evaluate_once`; of structure discovery:
+  :func:`evaluate_discovery`, :func:`evaluate_on_phantoms`);
 - what two scripts of one bundle share: the whole-tumour scores of the brain phantoms (``brain.py``, ``brains.py``),
   the diffusion-segmentation bundle's test slices and samplers (``diffusion_segmentation.py``,
   ``diffusion_divergence.py``), and the names the result pages read (``TISSUE_ROW``);
@@ -153,17 +153,35 @@ def pretrain(configs: Sequence[str], work: Path, overrides: Mapping[str, object]
     return train_once(configs, work, overrides)
 
 
-def evaluate_discovery(overlays: Sequence[str], overrides: Mapping[str, object], out: Path) -> tuple[dict, dict]:
-    """Evaluate structure discovery (``train.json`` + ``evaluate.json`` + ``overlays``) into a fresh ``out``.
+def evaluate_once(configs: Sequence[str], overrides: Mapping[str, object], out: Path) -> tuple[dict, dict]:
+    """Evaluate with bundle config files into a fresh ``out`` (its ``eval_output_dir``), or reuse the evaluation made
+    there: one whose ``report.json`` is newer than the weights it scored (``overrides["ckpt_path"]``) and that the same
+    configs and overrides made (recorded with its timing in ``<out>_run.json`` beside it), so that a resumed benchmark
+    does not evaluate its finished steps again.
 
     Returns:
         the bundle's ``report.json`` and the run's timing.
     """
+    report, record = out / "report.json", out.with_name(f"{out.name}_run.json")
+    made = {
+        "configs": [Path(c).relative_to(BUNDLES).as_posix() for c in configs],
+        "overrides": json.loads(json.dumps(overrides)),
+    }
+    ckpt = Path(str(overrides["ckpt_path"]))
+    if report.is_file() and record.is_file() and report.stat().st_mtime > ckpt.stat().st_mtime:
+        saved = json.loads(record.read_text())
+        if {key: saved[key] for key in made} == made:
+            return json.loads(report.read_text()), saved["timing"]
     if out.exists():
         shutil.rmtree(out)
-    configs = bundle_config("structure_discovery", "train.json", "evaluate.json", *overlays)
     timing = run_bundle(configs, {**overrides, "eval_output_dir": str(out)}, log_beside(out, "evaluate"))
-    return json.loads((out / "report.json").read_text()), timing
+    record.write_text(json.dumps({**made, "timing": timing}))
+    return json.loads(report.read_text()), timing
+
+
+def evaluate_discovery(overlays: Sequence[str], overrides: Mapping[str, object], out: Path) -> tuple[dict, dict]:
+    """:func:`evaluate_once` of structure discovery (``train.json`` + ``evaluate.json`` + ``overlays``)."""
+    return evaluate_once(bundle_config("structure_discovery", "train.json", "evaluate.json", *overlays), overrides, out)
 
 
 def discover(data: Path, diffusion_ckpt: Path, work: Path, overrides: Mapping[str, object]) -> tuple[Path, dict]:
@@ -175,18 +193,10 @@ def discover(data: Path, diffusion_ckpt: Path, work: Path, overrides: Mapping[st
 def evaluate_on_phantoms(
     data: Path, diffusion_ckpt: Path, ckpt: Path, out: Path, overrides: Mapping[str, object], baselines: bool
 ) -> dict:
-    """The report of :func:`evaluate_discovery` on the cell phantoms in ``data`` (with the baselines in the same run
-    when ``baselines``), reused when ``out`` holds a report newer than ``ckpt`` made with the same options (recorded
-    beside it), so a resumed benchmark does not evaluate again."""
+    """The report of :func:`evaluate_discovery` of ``ckpt`` on the cell phantoms in ``data``, with the baselines in
+    the same run when ``baselines``."""
     common = {"dataset_dir": str(data), "diffusion_ckpt": str(diffusion_ckpt), "ckpt_path": str(ckpt)}
-    options = {**common, "compare_baselines": baselines, **overrides}
-    report, record = out / "report.json", out.with_name(f"{out.name}_options.json")
-    fresh = report.is_file() and record.is_file() and report.stat().st_mtime > ckpt.stat().st_mtime
-    if fresh and json.loads(record.read_text()) == json.loads(json.dumps(options)):
-        return json.loads(report.read_text())
-    result = evaluate_discovery((), options, out)[0]
-    record.write_text(json.dumps(options))
-    return result
+    return evaluate_discovery((), {**common, "compare_baselines": baselines, **overrides}, out)[0]
 
 
 def level_parts(config: Mapping[str, object]) -> list[int]:

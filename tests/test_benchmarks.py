@@ -1,6 +1,7 @@
 """The benchmark scripts as a user runs them, in a subprocess (no test imports a benchmark script): the documents
-quote the committed results, a CUTS selection refuses training options without ``--train``, and the variant study's
-paired differences average each volume over the training seeds."""
+quote the committed results, a CUTS selection refuses training options without ``--train``, the variant study's
+paired differences average each volume over the training seeds, and a finished evaluation is reused only when it
+scored the same weights with the same options."""
 
 from __future__ import annotations
 
@@ -74,3 +75,39 @@ def test_variant_pairs_average_each_volume_over_the_training_seeds(tmp_path: Pat
     assert abs(seed1["mean_dice"]["defaults"][0] - 0.6) < 1e-9 and abs(seed1["mean_dice"]["paper"][0] - 0.55) < 1e-9
     missing = _run("benchmarks/variant_pairs.py", *args, "--seeds", "0", "2")
     assert missing.returncode != 0 and "defaults_seed2" in missing.stderr
+
+
+EVALUATE_TWICE = """
+import json, os, sys
+from pathlib import Path
+sys.path.insert(0, "benchmarks")
+import steps
+
+work = Path(sys.argv[1])
+runs = []
+
+def fake_run(configs, overrides, log):  # a bundle evaluation: writes the report, counts the runs
+    runs.append(overrides["eval_output_dir"])
+    out = Path(overrides["eval_output_dir"])
+    out.mkdir(parents=True)
+    (out / "report.json").write_text(json.dumps({"run": len(runs)}))
+    return {"seconds": float(len(runs))}
+
+steps.run_bundle = fake_run
+ckpt = work / "model.pt"
+ckpt.write_text("weights")
+configs = steps.bundle_config("structure_discovery", "train.json", "evaluate.json")
+options = {"ckpt_path": str(ckpt), "num_parts": [2, 4]}
+answers = [steps.evaluate_once(configs, options, work / "eval")]  # evaluated
+answers.append(steps.evaluate_once(configs, options, work / "eval"))  # reused
+answers.append(steps.evaluate_once(configs, {**options, "num_parts": [2, 8]}, work / "eval"))  # other options
+os.utime(ckpt, (os.path.getmtime(work / "eval" / "report.json") + 10,) * 2)  # retrained weights
+answers.append(steps.evaluate_once(configs, {**options, "num_parts": [2, 8]}, work / "eval"))
+print(json.dumps([[report["run"], timing["seconds"]] for report, timing in answers]))
+"""
+
+
+def test_an_evaluation_is_reused_only_for_the_same_options_and_older_weights(tmp_path: Path) -> None:
+    done = _run("-c", EVALUATE_TWICE, str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == [[1, 1.0], [1, 1.0], [2, 2.0], [3, 3.0]]
