@@ -50,7 +50,11 @@ def stage_table(data: Path, diffusion_ckpt: Path, work: Path, extra: dict) -> di
         ckpt, timing = discover(data, diffusion_ckpt, work / f"discovery_regular_{name}", overrides)
         evaluation = {**overrides, "hd95_levels": []}  # an evaluate.json id: Table 2 has no distances
         report = evaluate_on_phantoms(data, diffusion_ckpt, ckpt, work / f"eval_{name}", evaluation, baselines=False)
-        rows[str(stage)] = {"matched_dice": {"ours": report["matched_dice"]["ours"]}, "timing": timing}
+        rows[str(stage)] = {
+            "matched_dice": {"ours": report["matched_dice"]["ours"]},
+            "parts_used": report["parts_used"],
+            "timing": timing,
+        }
     return rows
 
 

@@ -290,6 +290,25 @@ def probes(results: dict[str, dict]) -> str:
     return "\n".join(lines).rstrip()
 
 
+def pretraining_probe(result: dict) -> str:
+    """The brain probes of ``benchmarks/pretraining_probe.py`` against pretraining iterations: per target and input,
+    the linear probe's and k-means' whole-tumour / tissue matched Dice (mean over the scored volumes)."""
+    rows = result["rows"]
+    first = next(iter(rows.values()))
+    targets = [target for target in first if target != "epochs"]
+    columns = [(target, name) for target in targets for name in first[target]]
+    lines = [
+        f"Brain diffusion model pretrained longer in one resumed run ({result['iterations_per_epoch']} iterations "
+        f"per epoch; `{result['command']}`): matched Dice of the linear probe / k-means, mean over "
+        f"{first[targets[0]][columns[0][1]]['probe']['n']} validation brains:",
+        table_header(["iterations (epochs)", *(f"{target}: {name}" for target, name in columns)]),
+    ]
+    for iterations, row in rows.items():
+        cells = [f"{row[t][n]['probe']['mean']:.3f} / {row[t][n]['kmeans']['mean']:.3f}" for t, n in columns]
+        lines.append(table_row([f"{iterations} ({row['epochs']})", *cells]))
+    return "\n".join(lines)
+
+
 def step_speed(result: dict) -> str:
     """One discovery step per volume against the segmenter alone (``benchmarks/discovery_step.py``)."""
     seconds = result["median_seconds_per_volume"]
@@ -344,10 +363,11 @@ def wall_times(results: list[dict]) -> str:
 
 def table2(result: dict) -> str:
     lines = [f"Table 2 (regular phantoms, one feature stage for every level; `{result['command']}`), ours (paper):"]
-    lines.append(table_header(["feature stage", *LEVELS]))
+    lines.append(table_header(["feature stage", *LEVELS, "parts used (all used on)"]))
     for stage, values in result["table2"].items():
         paper = result["paper_table2"][stage]
-        lines.append(table_row([stage, *(f"{v:.3f} ({p:.3f})" for v, p in zip(values, paper, strict=True))]))
+        cells = [f"{v:.3f} ({p:.3f})" for v, p in zip(values, paper, strict=True)]
+        lines.append(table_row([stage, *cells, parts_used_cell(result["stage_runs"][stage])]))
     return "\n".join(lines)
 
 
@@ -443,6 +463,7 @@ SOURCES = {
         lambda: load_each({"variant_pairs_cells.json": "cells", "variant_pairs_brains.json": "brains"}),
     ),
     "probes": (probes, lambda: load_each({"probe_cells.json": "cells", "probe_brains.json": "brains"})),
+    "pretraining_probe": (pretraining_probe, lambda: load("pretraining_probe.json")),
     "discovery_step": (step_speed, lambda: load("discovery_step.json")),
     "wall_time": (wall_times, _discovery),
     "table1_pairs": (table1_pairs, _discovery),
