@@ -97,10 +97,10 @@ def baseline_rows(report: dict) -> dict:
     }
 
 
-def per_volume_comparison(report: dict) -> dict:
-    """Per method, the test volumes whose whole tumour is matched with Dice above 0.5; and ours minus each
-    baseline, volume by volume (mean, bootstrap 95 % interval, volumes where ours is higher)."""
-    dice = {method: levels[0] for method, levels in report["matched_dice_per_volume"].items()}
+def per_volume_comparison(dice: dict[str, list[float]]) -> dict:
+    """Per method (the full model ``ours``, its ablations, the baselines), from its whole-tumour Dice per test
+    volume: the volumes matched with Dice above 0.5; and ours minus each other method, volume by volume (mean,
+    bootstrap 95 % interval, volumes where ours is higher)."""
     return {
         "volumes_above_half": {method: sum(value > 0.5 for value in values) for method, values in dice.items()},
         "ours_minus": {method: paired_differences(dice["ours"], v) for method, v in dice.items() if method != "ours"},
@@ -168,7 +168,7 @@ def main() -> None:
     if args.max_epochs is not None:
         discovery["max_epochs"] = args.max_epochs
     runs = {"ours": {}} | ({} if args.skip_ablations else ABLATIONS)
-    rows, timings = {}, {"pretraining": pretrain_timing}
+    rows, timings, volumes = {}, {"pretraining": pretrain_timing}, {}
     for row, ablation in runs.items():
         tag = row.replace("=", "")
         configs = bundle_config("structure_discovery", "train.json", "brain.json")
@@ -182,9 +182,12 @@ def main() -> None:
             "timing": {"training": train_timing, "evaluation": eval_timing},
             "part_tissue_shares": part_tissue_shares(datalist, work / f"eval_{tag}" / "labels"),
         }
+        volumes[row] = report["matched_dice_per_volume"]["ours"][0]
         if row == "ours":
-            baselines, comparison = baseline_rows(report), per_volume_comparison(report)
+            baselines = baseline_rows(report)
+            volumes |= {m: levels[0] for m, levels in report["matched_dice_per_volume"].items() if m != "ours"}
     rows |= baselines
+    comparison = per_volume_comparison(volumes)
     n_test = len(load_datalist(datalist, "test"))
     summary = {
         **environment(),

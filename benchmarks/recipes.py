@@ -9,8 +9,8 @@ Each recipe is the two bundle commands its READMEs give, on the bundle's default
 - ``brains``: the same with ``brain.json`` layered on both.
 
 The default data are generated before the clock starts (a user's first run makes them once; their generation is
-timed apart). The load average of the machine before each step is recorded, since the targets are for an otherwise
-idle machine. Each step is reused from ``--workdir`` when it finished (its recorded time is kept).
+timed apart). The targets are for an otherwise idle machine: run it alone. Each step is reused from ``--workdir``
+when it finished (its recorded time is kept).
 
     python benchmarks/recipes.py --recipes cells brains
 """
@@ -18,7 +18,6 @@ idle machine. Each step is reused from ``--workdir`` when it finished (its recor
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from pathlib import Path
 
@@ -35,21 +34,17 @@ TARGET_MINUTES = {"cells": 60, "brains": 90}
 
 
 def run_recipe(name: str, work: Path) -> dict:
-    """Both steps of one recipe: their timings, each with the load average before it, and the total."""
+    """Both steps of one recipe: their timings and the total."""
     dataset, overlays = RECIPES[name]
     start = time.perf_counter()
     data = ensure_default_data(default_dataset_dir(dataset))
     generation = round(time.perf_counter() - start, 1)
     steps = {}
-    load = os.getloadavg()[0]
     configs = bundle_config("diffusion_pretraining", "train.json", *overlays)
     diffusion, steps["diffusion pretraining"] = train_once(configs, work / name / "diffusion", {"dataset_dir": data})
-    steps["diffusion pretraining"]["load_before"] = load
-    load = os.getloadavg()[0]
     configs = bundle_config("structure_discovery", "train.json", *overlays)
     overrides = {"dataset_dir": data, "diffusion_ckpt": str(diffusion)}
     _, steps["structure discovery"] = train_once(configs, work / name / "discovery", overrides)
-    steps["structure discovery"]["load_before"] = load
     total = sum(step["seconds"] for step in steps.values())
     return {
         "dataset": dataset,
