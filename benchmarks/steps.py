@@ -135,13 +135,30 @@ def brain_phantoms(folder: Path, n: int, seed: int = 0) -> tuple[Path, float]:
 def train_once(configs: Sequence[str], work: Path, overrides: Mapping[str, object]) -> tuple[Path, dict]:
     """Train with bundle config files into ``work`` (its ``output_dir``), or reuse the run that finished there.
 
+    A run interrupted (say, at the end of a session) resumes from its newest checkpoint when called again. Its time
+    is then the sum of its parts, each recorded in ``<work>_parts.json`` beside the folder when it starts: an
+    interrupted part counts up to its last checkpoint (the training it kept), the last part its whole wall time.
+
     Returns:
-        the selected weights (``work/model.pt``) and the run's timing, kept in ``work/done`` for a rerun.
+        the selected weights (``work/model.pt``) and the run's timing (with ``parts`` when it was resumed), kept in
+        ``work/done`` for a rerun.
     """
     target, done = work / "model.pt", work / "done"
     if done.is_file():
         return target, json.loads(done.read_text())
+    record = work.with_name(f"{work.name}_parts.json")
+    parts = json.loads(record.read_text()) if record.is_file() else []
+    if parts and "seconds" not in parts[-1]:  # the previous part was interrupted
+        kept = max((c.stat().st_mtime for c in work.glob("checkpoint*.pt")), default=parts[-1]["start"])
+        parts[-1]["seconds"] = round(max(0.0, kept - parts[-1]["start"]), 1)
+    parts.append({"start": time.time()})
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps(parts))
     timing = run_bundle(configs, {**overrides, "output_dir": str(work)}, log_beside(work))
+    parts[-1]["seconds"] = timing["seconds"]
+    record.write_text(json.dumps(parts))
+    if len(parts) > 1:
+        timing = {**timing, "seconds": round(sum(part["seconds"] for part in parts), 1), "parts": len(parts)}
     done.write_text(json.dumps(timing))
     return target, timing
 
