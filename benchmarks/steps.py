@@ -39,6 +39,7 @@ from monai_ext.data.phantoms import make_phantoms
 from monai_ext.inferers import DiffusionEnsembleInferer
 from monai_ext.metrics import MatchedDiceMetric, MatchedHausdorffDistanceMetric
 from monai_ext.networks import hierarchy_parts
+from monai_ext.resumed_runs import finish_part, record_evaluation, reusable_timing, start_part
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLES = ROOT / "bundles"
@@ -147,18 +148,8 @@ def train_once(configs: Sequence[str], work: Path, overrides: Mapping[str, objec
     if done.is_file():
         return target, json.loads(done.read_text())
     record = work.with_name(f"{work.name}_parts.json")
-    parts = json.loads(record.read_text()) if record.is_file() else []
-    if parts and "seconds" not in parts[-1]:  # the previous part was interrupted
-        kept = max((c.stat().st_mtime for c in work.glob("checkpoint*.pt")), default=parts[-1]["start"])
-        parts[-1]["seconds"] = round(max(0.0, kept - parts[-1]["start"]), 1)
-    parts.append({"start": time.time()})
-    record.parent.mkdir(parents=True, exist_ok=True)
-    record.write_text(json.dumps(parts))
-    timing = run_bundle(configs, {**overrides, "output_dir": str(work)}, log_beside(work))
-    parts[-1]["seconds"] = timing["seconds"]
-    record.write_text(json.dumps(parts))
-    if len(parts) > 1:
-        timing = {**timing, "seconds": round(sum(part["seconds"] for part in parts), 1), "parts": len(parts)}
+    parts = start_part(record, work.glob("checkpoint*.pt"))
+    timing = finish_part(record, parts, run_bundle(configs, {**overrides, "output_dir": str(work)}, log_beside(work)))
     done.write_text(json.dumps(timing))
     return target, timing
 
@@ -184,15 +175,13 @@ def evaluate_once(configs: Sequence[str], overrides: Mapping[str, object], out: 
         "configs": [Path(c).relative_to(BUNDLES).as_posix() for c in configs],
         "overrides": json.loads(json.dumps(overrides)),
     }
-    ckpt = Path(str(overrides["ckpt_path"]))
-    if report.is_file() and record.is_file() and report.stat().st_mtime > ckpt.stat().st_mtime:
-        saved = json.loads(record.read_text())
-        if {key: saved[key] for key in made} == made:
-            return json.loads(report.read_text()), saved["timing"]
+    saved = reusable_timing(report, record, Path(str(overrides["ckpt_path"])), made)
+    if saved is not None:
+        return json.loads(report.read_text()), saved
     if out.exists():
         shutil.rmtree(out)
     timing = run_bundle(configs, {**overrides, "eval_output_dir": str(out)}, log_beside(out, "evaluate"))
-    record.write_text(json.dumps({**made, "timing": timing}))
+    record_evaluation(record, made, timing)
     return json.loads(report.read_text()), timing
 
 

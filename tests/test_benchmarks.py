@@ -1,7 +1,7 @@
 """The benchmark scripts as a user runs them, in a subprocess (no test imports a benchmark script): the documents
 quote the committed results, a CUTS selection refuses training options without ``--train``, the variant study's
-paired differences average each volume over the training seeds, a finished evaluation is reused only when it scored
-the same weights with the same options, and a resumed training's time adds the parts it kept."""
+paired differences average each volume over the training seeds (the rules that resume their runs are tested in
+``test_resumed_runs.py``)."""
 
 from __future__ import annotations
 
@@ -75,67 +75,3 @@ def test_variant_pairs_average_each_volume_over_the_training_seeds(tmp_path: Pat
     assert abs(seed1["mean_dice"]["defaults"][0] - 0.6) < 1e-9 and abs(seed1["mean_dice"]["paper"][0] - 0.55) < 1e-9
     missing = _run("benchmarks/variant_pairs.py", *args, "--seeds", "0", "2")
     assert missing.returncode != 0 and "defaults_seed2" in missing.stderr
-
-
-EVALUATE_TWICE = """
-import json, os, sys
-from pathlib import Path
-sys.path.insert(0, "benchmarks")
-import steps
-
-work = Path(sys.argv[1])
-runs = []
-
-def fake_run(configs, overrides, log):  # a bundle evaluation: writes the report, counts the runs
-    runs.append(overrides["eval_output_dir"])
-    out = Path(overrides["eval_output_dir"])
-    out.mkdir(parents=True)
-    (out / "report.json").write_text(json.dumps({"run": len(runs)}))
-    return {"seconds": float(len(runs))}
-
-steps.run_bundle = fake_run
-ckpt = work / "model.pt"
-ckpt.write_text("weights")
-configs = steps.bundle_config("structure_discovery", "train.json", "evaluate.json")
-options = {"ckpt_path": str(ckpt), "num_parts": [2, 4]}
-answers = [steps.evaluate_once(configs, options, work / "eval")]  # evaluated
-answers.append(steps.evaluate_once(configs, options, work / "eval"))  # reused
-answers.append(steps.evaluate_once(configs, {**options, "num_parts": [2, 8]}, work / "eval"))  # other options
-os.utime(ckpt, (os.path.getmtime(work / "eval" / "report.json") + 10,) * 2)  # retrained weights
-answers.append(steps.evaluate_once(configs, {**options, "num_parts": [2, 8]}, work / "eval"))
-print(json.dumps([[report["run"], timing["seconds"]] for report, timing in answers]))
-"""
-
-
-def test_an_evaluation_is_reused_only_for_the_same_options_and_older_weights(tmp_path: Path) -> None:
-    done = _run("-c", EVALUATE_TWICE, str(tmp_path))
-    assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout) == [[1, 1.0], [1, 1.0], [2, 2.0], [3, 3.0]]
-
-
-TRAIN_IN_PARTS = """
-import json, os, sys, time
-from pathlib import Path
-sys.path.insert(0, "benchmarks")
-import steps
-
-work = Path(sys.argv[1]) / "train"
-work.mkdir(parents=True)
-interrupted = time.time() - 1000.0  # a part started 1000 s ago and killed; its last checkpoint 600 s after its start
-(work.parent / "train_parts.json").write_text(json.dumps([{"start": interrupted}]))
-for name, age in (("checkpoint_epoch=1.pt", 700.0), ("checkpoint_epoch=2.pt", 400.0)):
-    (work / name).write_text("state")
-    os.utime(work / name, (time.time() - age,) * 2)
-steps.run_bundle = lambda configs, overrides, log: {"seconds": 50.0}  # the resumed part
-first = steps.train_once([], work, {})[1]
-second = steps.train_once([], work, {})[1]  # finished: reused
-print(json.dumps([first, second]))
-"""
-
-
-def test_a_resumed_training_counts_the_parts_it_kept(tmp_path: Path) -> None:
-    done = _run("-c", TRAIN_IN_PARTS, str(tmp_path))
-    assert done.returncode == 0, done.stderr
-    first, second = json.loads(done.stdout)
-    assert first == second and first["parts"] == 2
-    assert abs(first["seconds"] - 650.0) < 5.0  # 600 s up to the last checkpoint + the 50 s of the resumed part
